@@ -1,0 +1,47 @@
+"""Normalised coordinate grids.
+
+Convention used throughout the project: coordinates live in [-1, 1], ``x`` (width)
+first, then ``y`` (height) and, for volumes, ``z`` (depth). ``-1`` and ``1`` are the
+*centres* of the first and last pixel, i.e. the ``align_corners=True`` convention
+of :func:`torch.nn.functional.grid_sample`.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+
+def coordinate_grid(
+    spatial_size: Sequence[int],
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Meshgrid of normalised coordinates.
+
+    Args:
+        spatial_size: ``(H, W)`` for images or ``(D, H, W)`` for volumes.
+
+    Returns:
+        ``(H, W, 2)`` with ``[..., 0] = x`` and ``[..., 1] = y`` (or ``(D, H, W, 3)``
+        with x, y, z), values ``2 * i / (n - 1) - 1`` (a size-1 axis gives 0).
+    """
+    axes = []
+    for n in spatial_size:
+        idx = torch.arange(n, dtype=dtype or torch.float32, device=device)
+        axes.append(2 * (idx / (n - 1)) - 1 if n > 1 else idx * 0)
+    mesh = torch.meshgrid(*axes, indexing="ij")  # slowest axis first: (z,) y, x
+    return torch.stack(mesh[::-1], dim=-1)
+
+
+def pixel_to_normalized(points: torch.Tensor, spatial_size: Sequence[int]) -> torch.Tensor:
+    """Pixel coordinates ``(..., n)`` (x first, 0 = centre of first pixel) to [-1, 1]."""
+    sizes = torch.tensor(list(spatial_size)[::-1], dtype=points.dtype, device=points.device)
+    return 2 * points / (sizes - 1).clamp(min=1) - 1
+
+
+def normalized_to_pixel(points: torch.Tensor, spatial_size: Sequence[int]) -> torch.Tensor:
+    """Inverse of :func:`pixel_to_normalized`."""
+    sizes = torch.tensor(list(spatial_size)[::-1], dtype=points.dtype, device=points.device)
+    return (points + 1) * (sizes - 1).clamp(min=1) / 2

@@ -1,0 +1,29 @@
+"""Networks (one module each, its config beside it) and the model container."""
+
+from .config import ModelConfig, builtin_configs, load_config
+from .dense_motion import DenseMotion, DenseMotionConfig, DenseMotionOutput
+from .discriminator import DiscriminatorConfig, MultiScaleDiscriminator, PatchDiscriminator
+from .fomm import FirstOrderModel, build_model, count_parameters
+from .generator import Generator, GeneratorConfig, GeneratorOutput, SourceEncoding
+from .keypoint_detector import KeypointDetector, KeypointDetectorConfig
+
+__all__ = [
+    "DenseMotion",
+    "DenseMotionConfig",
+    "DenseMotionOutput",
+    "DiscriminatorConfig",
+    "FirstOrderModel",
+    "Generator",
+    "GeneratorConfig",
+    "GeneratorOutput",
+    "KeypointDetector",
+    "KeypointDetectorConfig",
+    "ModelConfig",
+    "MultiScaleDiscriminator",
+    "PatchDiscriminator",
+    "SourceEncoding",
+    "build_model",
+    "builtin_configs",
+    "count_parameters",
+    "load_config",
+]

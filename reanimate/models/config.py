@@ -1,0 +1,166 @@
+"""Model configuration from the official FOMM YAML layout.
+
+The YAML keeps the reference implementation's keys (``model_params.common_params``,
+``kp_detector_params``, ``generator_params.dense_motion_params``,
+``discriminator_params``, ``train_params``, ``dataset_params`` …) so that existing
+configs load unchanged. Additions of this project:
+
+``model_params.common_params.align_corners`` (default ``true``)
+    The ``align_corners`` flag of every ``grid_sample`` call. The reference code calls
+    ``grid_sample`` without it. Its released checkpoints were trained with PyTorch 1.0,
+    whose ``grid_sample`` behaved like ``align_corners=True``; the same code on
+    PyTorch >= 1.3 silently runs with ``False`` (outputs differ by up to ~0.02). ``True``
+    is also the convention of the coordinate grids (-1 and 1 are the centres of the
+    corner pixels), so the identity motion reproduces the image exactly. Set ``false``
+    only to reproduce the reference code run on a modern PyTorch.
+
+``model_params.motion_estimator`` (default ``keypoint_detector``)
+    Which network estimates the sparse motion (room for the motion transformer).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import InputError
+from .dense_motion import DenseMotionConfig
+from .discriminator import DiscriminatorConfig
+from .generator import GeneratorConfig
+from .keypoint_detector import KeypointDetectorConfig
+
+log = logging.getLogger(__name__)
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+
+
+def _build(cls, params: dict[str, Any], where: str):
+    """Dataclass from a dict; unknown keys are logged and ignored (forks add keys)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(params) - names)
+    if unknown:
+        log.warning("%s: ignoring unknown keys %s", where, ", ".join(unknown))
+    return cls(**{k: v for k, v in params.items() if k in names})
+
+
+@dataclass
+class ModelConfig:
+    """Typed view of ``model_params``; ``raw`` keeps the whole YAML document."""
+
+    kp_detector: KeypointDetectorConfig
+    generator: GeneratorConfig
+    discriminator: DiscriminatorConfig
+    frame_shape: tuple[int, int, int] = (256, 256, 3)
+    motion_estimator: str = "keypoint_detector"
+    align_corners: bool = True
+    raw: dict[str, Any] = dataclasses.field(default_factory=dict)
+    name: str = "model"
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any], name: str = "model") -> "ModelConfig":
+        if not isinstance(doc, dict) or not isinstance(doc.get("model_params"), dict):
+            raise ValueError("no 'model_params' section")
+        doc = copy.deepcopy(doc)
+        model = doc["model_params"]
+        common = dict(model.get("common_params") or {})
+        align_corners = bool(common.pop("align_corners", True))
+        kp_params = {**common, **(model.get("kp_detector_params") or {})}
+        gen_params = {**common, **(model.get("generator_params") or {})}
+        dm_params = gen_params.pop("dense_motion_params", None)
+        dense = None
+        if dm_params is not None:
+            dense = _build(
+                DenseMotionConfig,
+                {
+                    "num_kp": common.get("num_kp", 10),
+                    "num_channels": common.get("num_channels", 3),
+                    "estimate_occlusion_map": gen_params.get("estimate_occlusion_map", False),
+                    "align_corners": align_corners,
+                    **dm_params,
+                },
+                "dense_motion_params",
+            )
+        generator = _build(GeneratorConfig, {**gen_params, "align_corners": align_corners}, "generator_params")
+        generator.dense_motion_params = dense
+        disc_params = {
+            "num_channels": common.get("num_channels", 3),
+            "num_kp": common.get("num_kp", 10),
+            **(model.get("discriminator_params") or {}),
+        }
+        frame_shape = tuple((doc.get("dataset_params") or {}).get("frame_shape", (256, 256, 3)))
+        return cls(
+            kp_detector=_build(KeypointDetectorConfig, kp_params, "kp_detector_params"),
+            generator=generator,
+            discriminator=_build(DiscriminatorConfig, disc_params, "discriminator_params"),
+            frame_shape=frame_shape,
+            motion_estimator=model.get("motion_estimator", "keypoint_detector"),
+            align_corners=align_corners,
+            raw=doc,
+            name=name,
+        )
+
+    @classmethod
+    def from_yaml_text(cls, text: str, name: str = "model") -> "ModelConfig":
+        return cls.from_dict(yaml.safe_load(text), name)
+
+    def with_align_corners(self, value: bool) -> "ModelConfig":
+        """A copy whose ``grid_sample`` calls use ``align_corners=value``."""
+        raw = copy.deepcopy(self.raw)
+        raw["model_params"].setdefault("common_params", {})["align_corners"] = bool(value)
+        return ModelConfig.from_dict(raw, self.name)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.raw, sort_keys=False)
+
+    @property
+    def num_kp(self) -> int:
+        return self.kp_detector.num_kp
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(height, width) the networks run at."""
+        return int(self.frame_shape[0]), int(self.frame_shape[1])
+
+
+def builtin_configs() -> dict[str, Path]:
+    """Shipped configs by name, e.g. ``"vox-256"`` or ``"fomm/vox-256"``."""
+    found = {}
+    for path in sorted(CONFIG_DIR.glob("*/*.yaml")):
+        found[f"{path.parent.name}/{path.stem}"] = path
+        found.setdefault(path.stem, path)
+    return found
+
+
+def resolve_config_path(name_or_path: str | os.PathLike) -> Path:
+    path = Path(name_or_path)
+    if path.exists():
+        return path
+    builtin = builtin_configs()
+    key = str(name_or_path).removesuffix(".yaml")
+    if key in builtin:
+        return builtin[key]
+    names = ", ".join(k for k in builtin if "/" not in k)
+    raise InputError(name_or_path, f"no such config file (built-in configs: {names})")
+
+
+def load_config(name_or_path: str | os.PathLike) -> ModelConfig:
+    """Load a config YAML by path or built-in name; user errors become :class:`InputError`."""
+    path = resolve_config_path(name_or_path)
+    try:
+        text = path.read_text()
+        return ModelConfig.from_yaml_text(text, name=path.stem)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(path, f"cannot read config ({exc.__class__.__name__})") from None
+    except yaml.YAMLError as exc:
+        line = getattr(getattr(exc, "problem_mark", None), "line", None)
+        where = f" at line {line + 1}" if line is not None else ""
+        raise InputError(path, f"not valid YAML{where}") from None
+    except (ValueError, TypeError) as exc:
+        raise InputError(path, f"not a model config: {exc}") from None
