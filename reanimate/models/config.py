@@ -38,7 +38,17 @@ from .keypoint_detector import KeypointDetectorConfig
 
 log = logging.getLogger(__name__)
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+
+
+def _config_dir() -> Path:
+    """The copy installed with the package (``reanimate/configs``), else the
+    ``configs/`` folder of a source checkout (editable installs)."""
+    package = Path(__file__).resolve().parents[1]
+    installed = package / "configs"
+    return installed if installed.is_dir() else package.parent / "configs"
+
+
+CONFIG_DIR = _config_dir()
 
 
 def _build(cls, params: dict[str, Any], where: str):

@@ -1,0 +1,207 @@
+"""Geometry functions against hand-computed cases."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from reanimate.geometry import (
+    ThinPlateSpline,
+    compose_jacobians,
+    convex_hull_area,
+    coordinate_grid,
+    heatmap_to_keypoints,
+    keypoints_to_gaussian,
+    local_affine_motion,
+    movement_scale,
+    normalized_shape,
+    normalized_to_pixel,
+    pixel_to_normalized,
+    spatial_softmax,
+)
+from reanimate.motion import Keypoints, relative_motion, sparse_motion
+
+
+def test_coordinate_grid_is_x_first_and_spans_minus_one_to_one():
+    grid = coordinate_grid((3, 5))
+    assert grid.shape == (3, 5, 2)
+    assert grid[0, 0].tolist() == [-1, -1]
+    assert grid[2, 4].tolist() == [1, 1]
+    assert grid[0, :, 0].tolist() == [-1, -0.5, 0, 0.5, 1]  # x varies along the width
+    assert grid[:, 0, 1].tolist() == [-1, 0, 1]
+    vol = coordinate_grid((2, 3, 4))
+    assert vol.shape == (2, 3, 4, 3) and vol[1, 2, 3].tolist() == [1, 1, 1]
+
+
+def test_pixel_normalized_round_trip():
+    pts = torch.tensor([[0.0, 0.0], [63.0, 31.0], [10.5, 7.25]])
+    norm = pixel_to_normalized(pts, (32, 64))
+    assert norm[0].tolist() == [-1, -1] and norm[1].tolist() == [1, 1]
+    assert torch.allclose(normalized_to_pixel(norm, (32, 64)), pts)
+
+
+def test_gaussian_values_match_hand_computation():
+    kp = torch.tensor([[[0.0, 0.0]]])
+    g = keypoints_to_gaussian(kp, (5, 5), variance=0.01)
+    assert g.shape == (1, 1, 5, 5)
+    assert g[0, 0, 2, 2] == 1.0
+    # neighbour at x = 0.5: exp(-0.5 * 0.25 / 0.01)
+    assert math.isclose(g[0, 0, 2, 3].item(), math.exp(-12.5), rel_tol=1e-5)
+
+
+@pytest.mark.parametrize("point", [(0.3, -0.4), (-0.75, 0.6), (0.0, 0.0)])
+def test_keypoint_heatmap_keypoint_round_trip(point):
+    kp = torch.tensor([[point]])
+    heat = keypoints_to_gaussian(kp, (64, 64), variance=0.002)
+    heat = heat / heat.sum(dim=(2, 3), keepdim=True)
+    recovered = heatmap_to_keypoints(heat)
+    assert recovered.shape == (1, 1, 2)
+    assert torch.allclose(recovered, kp, atol=1e-4)
+
+
+def test_spatial_softmax_normalises_each_map_and_sharpens_with_temperature():
+    logits = torch.randn(2, 3, 8, 8)
+    p = spatial_softmax(logits, 0.1)
+    assert torch.allclose(p.sum(dim=(2, 3)), torch.ones(2, 3))
+    assert p.max() > spatial_softmax(logits, 1.0).max()
+
+
+def test_local_affine_motion_hand_computed():
+    grid = torch.tensor([[[0.5, 0.5]]])  # (1, 1, 2): one point
+    kp_s = torch.tensor([[[0.1, 0.2]]])
+    kp_d = torch.tensor([[[0.0, 0.0]]])
+    jac = torch.tensor([[[[2.0, 0.0], [0.0, 1.0]]]])
+    out = local_affine_motion(grid, kp_s, kp_d, jac)
+    assert out.shape == (1, 1, 1, 1, 2)
+    assert torch.allclose(out[0, 0, 0, 0], torch.tensor([1.1, 0.7]))
+    # zeroth order: translation only
+    assert torch.allclose(local_affine_motion(grid, kp_s, kp_d)[0, 0, 0, 0], torch.tensor([0.6, 0.7]))
+
+
+def test_compose_jacobians_is_source_times_inverse_driving():
+    js = torch.tensor([[1.0, 2.0], [0.0, 1.0]])
+    jd = torch.tensor([[2.0, 0.0], [0.0, 4.0]])
+    expected = torch.tensor([[0.5, 0.5], [0.0, 0.25]])
+    assert torch.allclose(compose_jacobians(js, jd), expected)
+
+
+def test_first_order_motion_recovers_a_known_affine_warp_exactly():
+    """If the source is a global affine transform of the driving frame, the local affine
+    motion around any keypoint is that transform everywhere (Eq. 6 is exact)."""
+    a = torch.tensor([[0.9, -0.2], [0.15, 1.1]])
+    t = torch.tensor([0.05, -0.1])
+    kp_d = torch.tensor([[[0.2, -0.3], [-0.5, 0.4]]])
+    jac_d = torch.tensor([[[1.2, 0.1], [-0.3, 0.8]], [[0.7, 0.0], [0.2, 1.0]]])[None]
+    kp_s = kp_d @ a.T + t
+    jac_s = a @ jac_d  # the source's local frames are the driving ones mapped by A
+    grid = coordinate_grid((16, 16))
+    motions = sparse_motion(grid, Keypoints(kp_s, jac_s), Keypoints(kp_d, jac_d))
+    expected = grid @ a.T + t
+    assert motions.shape == (1, 3, 16, 16, 2)
+    assert torch.allclose(motions[0, 0], grid)  # background = identity
+    for k in (1, 2):
+        assert torch.allclose(motions[0, k], expected, atol=1e-6)
+
+    # Warping an image with that grid gives the analytically transformed image.
+    def pattern(xy):
+        return torch.sin(3 * xy[..., 0]) * torch.cos(2 * xy[..., 1])
+
+    big = coordinate_grid((64, 64))
+    image = pattern(big)[None, None]
+    warp = big @ a.T + t
+    warped = F.grid_sample(image, warp[None], align_corners=True)
+    inside = (warp.abs() < 0.95).all(-1)
+    assert torch.allclose(warped[0, 0][inside], pattern(warp)[inside], atol=2e-3)
+
+
+def test_relative_motion_with_identical_driving_frames_returns_the_source():
+    src = Keypoints(torch.rand(1, 10, 2) * 2 - 1, torch.randn(1, 10, 2, 2) + 2 * torch.eye(2))
+    drv = Keypoints(torch.rand(3, 10, 2) * 2 - 1, torch.randn(3, 10, 2, 2) + 2 * torch.eye(2))
+    for adapt in (False, True):
+        out = relative_motion(src, drv[1], drv[1], adapt_movement_scale=adapt)
+        assert torch.allclose(out.value, src.value, atol=1e-6)
+        assert torch.allclose(out.jacobian, src.jacobian, atol=1e-5)
+
+
+def test_relative_motion_adds_scaled_displacement():
+    src = Keypoints(torch.zeros(1, 2, 2), torch.eye(2).expand(1, 2, 2, 2))
+    d0 = Keypoints(torch.tensor([[[0.1, 0.1], [0.2, 0.2]]]), torch.eye(2).expand(1, 2, 2, 2))
+    rot = torch.tensor([[0.0, -1.0], [1.0, 0.0]])
+    dt = Keypoints(d0.value + torch.tensor([0.3, -0.1]), rot.expand(1, 2, 2, 2))
+    out = relative_motion(src, dt, d0, adapt_movement_scale=0.5)
+    assert torch.allclose(out.value, torch.tensor([0.15, -0.05]).expand(1, 2, 2))
+    assert torch.allclose(out.jacobian, rot.expand(1, 2, 2, 2))
+    # absolute jacobian kept if not relative
+    out = relative_motion(src, dt, d0, relative_jacobian=False)
+    assert torch.allclose(out.jacobian, dt.jacobian)
+
+
+def test_convex_hull_area_and_adapt_scale_ratio():
+    square = torch.tensor([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0], [0.0, 0.0], [0.5, -0.2]])
+    assert convex_hull_area(square).item() == pytest.approx(4.0)
+    assert convex_hull_area(torch.tensor([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]])).item() == 0.0
+    triangle = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 3.0]])
+    assert convex_hull_area(triangle).item() == pytest.approx(3.0)
+    # source hull area 4, driving hull area 1 -> displacements doubled
+    small = square * 0.5
+    scale = movement_scale(square[None], small[None])
+    assert scale.tolist() == pytest.approx([2.0])
+    with pytest.raises(ValueError):
+        movement_scale(square[None], torch.zeros(1, 6, 2))
+
+
+def test_normalized_shape_ignores_translation_and_scale():
+    pts = torch.rand(1, 10, 2)
+    moved = pts * 3.0 + torch.tensor([0.5, -2.0])
+    assert torch.allclose(normalized_shape(pts), normalized_shape(moved), atol=1e-5)
+
+
+def test_tps_identity_at_zero_parameters():
+    tps = ThinPlateSpline.identity(batch=2, points_tps=5)
+    pts = coordinate_grid((7, 9)).view(1, -1, 2)
+    assert torch.allclose(tps.warp_points(pts), pts.expand(2, -1, -1))
+    assert torch.allclose(tps.jacobian(pts), torch.eye(2).expand(2, pts.shape[1], 2, 2))
+
+
+def test_tps_matches_reference_formula_at_one_point():
+    """T(p) = A p + t + sum_i w_i r_i^2 log(r_i + 1e-6) with L1 distances, the same weight for x and y."""
+    affine = torch.tensor([[[1.1, 0.1, 0.05], [-0.2, 0.9, 0.0]]])
+    control = torch.tensor([[0.0, 0.0], [1.0, 1.0]])
+    weights = torch.tensor([[[0.3], [-0.2]]])
+    tps = ThinPlateSpline(affine, control, weights, norm="l1")
+    p = torch.tensor([[[0.5, -0.5]]])
+    r0, r1 = 1.0, 0.5 + 1.5
+    bump = 0.3 * r0**2 * math.log(r0 + 1e-6) - 0.2 * r1**2 * math.log(r1 + 1e-6)
+    expected = torch.tensor([1.1 * 0.5 - 0.1 * 0.5 + 0.05 + bump, -0.2 * 0.5 - 0.9 * 0.5 + bump])
+    assert torch.allclose(tps.warp_points(p)[0, 0], expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("norm", ["l1", "l2"])
+def test_tps_analytic_jacobian_matches_autograd(norm):
+    gen = torch.Generator().manual_seed(3)
+    tps = ThinPlateSpline.random(2, 0.05, 0.005, 5, norm=norm, generator=gen)
+    tps.weights = tps.weights * 20  # make the non-linear part matter
+    pts = (torch.rand(2, 20, 2, generator=gen) * 1.8 - 0.9).requires_grad_(True)
+    out = tps.warp_points(pts)
+    rows = [torch.autograd.grad(out[..., i].sum(), pts, retain_graph=True)[0] for i in range(2)]
+    auto = torch.stack(rows, dim=-2)
+    assert torch.allclose(tps.jacobian(pts.detach()), auto, atol=1e-5)
+
+
+def test_random_tps_is_numerically_invertible_on_a_grid():
+    gen = torch.Generator().manual_seed(0)
+    tps = ThinPlateSpline.random(1, 0.05, 0.005, 5, generator=gen)
+    target = coordinate_grid((9, 9)).view(1, -1, 2) * 0.8
+    # Newton iterations solve T(p) = target with the analytic Jacobian.
+    p = target.clone()
+    for _ in range(10):
+        residual = tps.warp_points(p) - target
+        p = p - torch.linalg.solve(tps.jacobian(p), residual.unsqueeze(-1)).squeeze(-1)
+    assert (tps.warp_points(p) - target).abs().max() < 1e-5
+    assert torch.linalg.det(tps.jacobian(p)).min() > 0  # no fold-over
+
+
+def test_tps_warp_grid_shape():
+    tps = ThinPlateSpline.random(3, 0.05, 0.005, 5)
+    assert tps.warp_grid((12, 10)).shape == (3, 12, 10, 2)
