@@ -193,3 +193,20 @@ def test_console_script_runs(tmp_path, source_image, driving_video, tiny_checkpo
     proc = subprocess.run([sys.executable, "-m", "reanimate", "animate", "x.png", str(driving_video), "-o",
                            str(out), "--checkpoint", str(tiny_checkpoint)], capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "x.png" in proc.stderr
+
+
+def test_mixed_precision_path_matches_float32(tmp_path, source_image, driving_video, tiny_checkpoint):
+    """The autocast path (float16 on CUDA) keeps geometry in float32; checked here with
+    bfloat16 autocast, which runs on the CPU."""
+    from reanimate import checkpoint
+
+    model = checkpoint.load(tiny_checkpoint)
+    full = AnimationPipeline(model, device="cpu").animate(source_image, driving_video, tmp_path / "a", progress=False)
+    half = AnimationPipeline(model, device="cpu", autocast_dtype=torch.bfloat16).animate(
+        source_image, driving_video, tmp_path / "b", progress=False
+    )
+    a = np.stack([np.asarray(Image.open(p)) for p in sorted(full.output.iterdir())]).astype(float)
+    b = np.stack([np.asarray(Image.open(p)) for p in sorted(half.output.iterdir())]).astype(float)
+    assert a.shape == b.shape and np.abs(a - b).mean() < 3.0
+    with pytest.raises(Exception, match="CUDA"):
+        AnimationPipeline(model, device="cpu", fp16=True)

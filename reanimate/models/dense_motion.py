@@ -88,7 +88,8 @@ class DenseMotion(nn.Module):
         """
         b, n, h, w, _ = motions.shape
         repeated = source.unsqueeze(1).expand(b, n, *source.shape[1:]).reshape(b * n, *source.shape[1:])
-        warped = F.grid_sample(repeated, motions.reshape(b * n, h, w, 2), align_corners=self.config.align_corners)
+        grid = motions.reshape(b * n, h, w, 2).to(repeated.dtype)  # equal dtypes under autocast
+        warped = F.grid_sample(repeated, grid, align_corners=self.config.align_corners)
         return warped.view(b, n, -1, h, w)
 
     def forward(self, source: torch.Tensor, kp_driving: Keypoints, kp_source: Keypoints, downsampled: bool = False):
@@ -96,7 +97,7 @@ class DenseMotion(nn.Module):
             source = self.downsample(source)
         b = kp_driving.batch_size
         h, w = source.shape[2:]
-        grid = coordinate_grid((h, w), dtype=source.dtype, device=source.device)
+        grid = coordinate_grid((h, w), dtype=kp_driving.value.dtype, device=source.device)
         heatmap = self.heatmap_representation((h, w), kp_driving, kp_source.expand(b))
         motions = sparse_motion(grid, kp_source, kp_driving)  # (B, K+1, h, w, 2)
         deformed = self.deform_source(source, motions)

@@ -100,7 +100,7 @@ class Generator(nn.Module):
             deformation = deformation.permute(0, 2, 3, 1)
         if x.shape[0] != deformation.shape[0]:
             x = x.expand(deformation.shape[0], *x.shape[1:])
-        return F.grid_sample(x, deformation, align_corners=self.config.align_corners)
+        return F.grid_sample(x, deformation.to(x.dtype), align_corners=self.config.align_corners)
 
     def decode(
         self,

@@ -89,11 +89,20 @@ class AnimationPipeline:
     >>> pipe.animate("photo.png", "driving.mp4", "out.mp4")
     """
 
-    def __init__(self, model: FirstOrderModel, device: str | torch.device = "auto", fp16: bool = False):
+    def __init__(
+        self,
+        model: FirstOrderModel,
+        device: str | torch.device = "auto",
+        fp16: bool = False,
+        autocast_dtype: torch.dtype | None = None,
+    ):
+        """``fp16`` runs the networks under float16 autocast (CUDA only);
+        ``autocast_dtype`` picks another autocast type, e.g. bfloat16 on CPU. Keypoints
+        and motion geometry always stay in float32."""
         self.device = select_device(device) if isinstance(device, str) else device
         if fp16 and self.device.type != "cuda":
             raise ReanimateError("--fp16 needs a CUDA device")
-        self.fp16 = fp16
+        self.autocast_dtype = torch.float16 if fp16 else autocast_dtype
         self.model = model.eval().to(self.device)
         self.config: ModelConfig = model.config
 
@@ -118,9 +127,9 @@ class AnimationPipeline:
     # -- model steps -----------------------------------------------------------------
 
     def _autocast(self):
-        if self.fp16:
-            return torch.autocast(device_type="cuda", dtype=torch.float16)
-        return contextlib.nullcontext()
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
 
     def prepare(self, frames: np.ndarray | list[np.ndarray], pad: bool = False) -> tuple[torch.Tensor, list[str]]:
         """uint8 frames of any size -> ``(N, C, H, W)`` at the model's resolution."""
