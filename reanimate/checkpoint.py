@@ -136,18 +136,23 @@ def read_own_metadata(path: str | os.PathLike) -> dict[str, str]:
         raise CheckpointError(path, f"not a readable safetensors file ({str(exc)[:200]})") from None
 
 
+def read_own_config(path: str | os.PathLike) -> ModelConfig:
+    """The model config embedded in an own-format checkpoint (weights are not read)."""
+    meta = read_own_metadata(path)
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(path, f"not a reanimate checkpoint (format {meta.get('format')!r})")
+    try:
+        return ModelConfig.from_yaml_text(meta["config"], name=Path(path).stem)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise CheckpointError(path, f"embedded config is unusable ({exc})") from None
+
+
 def load_own(
     path: str | os.PathLike, config: ModelConfig | None = None, with_discriminator: bool = False
 ) -> FirstOrderModel:
     """Load the own format; the embedded config is used unless ``config`` is given."""
-    meta = read_own_metadata(path)
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(path, f"not a reanimate checkpoint (format {meta.get('format')!r})")
-    if config is None:
-        try:
-            config = ModelConfig.from_yaml_text(meta["config"], name=Path(path).stem)
-        except (KeyError, ValueError, TypeError) as exc:
-            raise CheckpointError(path, f"embedded config is unusable ({exc})") from None
+    embedded = read_own_config(path)
+    config = config or embedded
     tensors = load_file(str(path))
     states: dict[str, dict] = {}
     for key, value in tensors.items():

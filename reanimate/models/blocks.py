@@ -78,7 +78,8 @@ class ResBlock(nn.Module):
         return out + x
 
 
-def _width(block_expansion: int, level: int, max_features: int) -> int:
+def feature_width(block_expansion: int, level: int, max_features: int) -> int:
+    """Channels at depth ``level`` of an encoder that doubles its width per level, capped."""
     return min(max_features, block_expansion * 2**level)
 
 
@@ -87,8 +88,8 @@ class HourglassEncoder(nn.Module):
         super().__init__()
         self.down_blocks = nn.ModuleList(
             ConvBlock(
-                in_features if i == 0 else _width(block_expansion, i, max_features),
-                _width(block_expansion, i + 1, max_features),
+                in_features if i == 0 else feature_width(block_expansion, i, max_features),
+                feature_width(block_expansion, i + 1, max_features),
                 resample="down",
             )
             for i in range(num_blocks)
@@ -109,8 +110,8 @@ class HourglassDecoder(nn.Module):
             skip = 1 if i == num_blocks - 1 else 2  # every level but the deepest gets a skip concat
             blocks.append(
                 ConvBlock(
-                    skip * _width(block_expansion, i + 1, max_features),
-                    _width(block_expansion, i, max_features),
+                    skip * feature_width(block_expansion, i + 1, max_features),
+                    feature_width(block_expansion, i, max_features),
                     resample="up",
                 )
             )

@@ -10,7 +10,7 @@ from torch import nn
 
 from ..geometry import keypoints_to_gaussian
 from ..motion import Keypoints
-from .blocks import ConvBlock
+from .blocks import ConvBlock, feature_width
 
 
 @dataclass
@@ -35,12 +35,16 @@ class PatchDiscriminator(nn.Module):
         super().__init__()
         self.config = config
         in_features = config.num_channels + (config.num_kp if config.use_kp else 0)
+
+        def width(level):
+            return feature_width(config.block_expansion, level, config.max_features)
+
         blocks = []
         for i in range(config.num_blocks):
             blocks.append(
                 ConvBlock(
-                    in_features if i == 0 else min(config.max_features, config.block_expansion * 2**i),
-                    min(config.max_features, config.block_expansion * 2 ** (i + 1)),
+                    in_features if i == 0 else width(i),
+                    width(i + 1),
                     kernel_size=4,
                     padding=0,
                     resample="down" if i != config.num_blocks - 1 else "none",
@@ -50,8 +54,7 @@ class PatchDiscriminator(nn.Module):
                 )
             )
         self.down_blocks = nn.ModuleList(blocks)
-        last = min(config.max_features, config.block_expansion * 2**config.num_blocks)
-        self.conv = nn.Conv2d(last, 1, kernel_size=1)
+        self.conv = nn.Conv2d(width(config.num_blocks), 1, kernel_size=1)
         if config.sn:
             self.conv = nn.utils.spectral_norm(self.conv)
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..motion import Keypoints
-from .blocks import ConvBlock, ResBlock
+from .blocks import ConvBlock, ResBlock, feature_width
 from .dense_motion import DenseMotion, DenseMotionConfig
 
 
@@ -59,7 +59,7 @@ class GeneratorOutput:
 
 
 def _width(config: GeneratorConfig, level: int) -> int:
-    return min(config.max_features, config.block_expansion * 2**level)
+    return feature_width(config.block_expansion, level, config.max_features)
 
 
 class Generator(nn.Module):

@@ -120,7 +120,7 @@ class AnimationPipeline:
             config = load_config(config)
         if align_corners is not None:
             if config is None:  # own format: take its embedded config, then override
-                config = ckpt.load_own(checkpoint).config
+                config = ckpt.read_own_config(checkpoint)
             config = config.with_align_corners(align_corners)
         return cls(ckpt.load(checkpoint, config), device=device, fp16=fp16)
 
