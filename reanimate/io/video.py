@@ -233,7 +233,7 @@ class _VideoSource:
         self.path = path
         if is_image_path(path):
             raise InputError(path, "is an image, expected a video file or a folder of frames")
-        container = _open_video_container(path)
+        container = _open_media(path)
         try:
             stream = _video_stream(container, path)
             first = next(_decode_frames(container, stream, path), None)
@@ -247,7 +247,7 @@ class _VideoSource:
             container.close()
 
     def frames(self) -> Iterator[np.ndarray]:
-        container = _open_video_container(self.path)
+        container = _open_media(self.path)
         try:
             stream = _video_stream(container, self.path)
             count = 0
@@ -286,14 +286,15 @@ class _VideoSource:
                          f"(the video has {position + 1} frames)")
 
 
-def _open_video_container(path: Path) -> av.container.InputContainer:
-    """Open ``path`` with PyAV, turning failures into :class:`InputError`."""
+def _open_media(path: Path, what: str = "video") -> av.container.InputContainer:
+    """Open ``path`` with PyAV for reading its ``what`` ("video" or "audio"), turning
+    failures into :class:`InputError`."""
     try:
         return av.open(str(path), mode="r", metadata_errors="ignore")
     except EOFError:  # av.error.EOFError: nothing after the header
-        raise InputError(path, "file ends before any video data (empty or truncated)") from None
+        raise InputError(path, f"file ends before any {what} data (empty or truncated)") from None
     except av.FFmpegError as exc:
-        raise InputError(path, f"cannot be opened as a video ({_ffmpeg_reason(exc)}); "
+        raise InputError(path, f"cannot be opened to read its {what} ({_ffmpeg_reason(exc)}); "
                          "is it a video file?") from None
     except OSError as exc:
         raise InputError(path, f"cannot be read ({exc.strerror or exc})") from None
@@ -451,7 +452,7 @@ def _has_audio(path: Path) -> bool:
     if path.is_dir():
         logger.info("%s: a folder has no audio; the video will have none", path)
         return False
-    source = _open_audio_source(path)
+    source = _open_media(path, "audio")
     try:
         has_audio = bool(source.streams.audio)
     finally:
@@ -459,13 +460,6 @@ def _has_audio(path: Path) -> bool:
     if not has_audio:
         logger.info("%s: no audio track; the video will have none", path)
     return has_audio
-
-
-def _open_audio_source(path: Path) -> av.container.InputContainer:
-    try:
-        return av.open(str(path), mode="r", metadata_errors="ignore")
-    except (av.FFmpegError, OSError) as exc:
-        raise InputError(path, f"cannot read audio ({_ffmpeg_reason(exc)})") from None
 
 
 def _check_crf(crf: int, codec: str) -> None:
@@ -763,7 +757,7 @@ class _AudioMuxer:
     @classmethod
     def attach(cls, path: Path, output: av.container.OutputContainer) -> "_AudioMuxer | None":
         """Add an audio stream for ``path``'s audio to ``output``; None if it has none."""
-        source = _open_audio_source(path)
+        source = _open_media(path, "audio")
         if not source.streams.audio:
             source.close()
             return None
