@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from .geometry import normalized_to_pixel
+from .io import tensor_to_frames
 
 
 def keypoint_colors(num_kp: int) -> np.ndarray:
@@ -32,9 +33,8 @@ def draw_keypoints(image: np.ndarray, keypoints: np.ndarray | torch.Tensor, radi
 
 def mask_to_image(mask: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
     """A ``(1, h, w)`` map in [0, 1] resized to ``size = (H, W)`` as a grey uint8 image."""
-    up = F.interpolate(mask[None].float(), size=size, mode="bilinear", align_corners=False)[0, 0]
-    grey = (up.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-    return np.repeat(grey[..., None], 3, axis=2)
+    up = F.interpolate(mask[None].float(), size=size, mode="bilinear", align_corners=False)
+    return tensor_to_frames(up.expand(1, 3, *size))[0]
 
 
 def side_by_side(panels: list[np.ndarray]) -> np.ndarray:

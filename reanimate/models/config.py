@@ -39,7 +39,6 @@ from .keypoint_detector import KeypointDetectorConfig
 log = logging.getLogger(__name__)
 
 
-
 def _config_dir() -> Path:
     """The copy installed with the package (``reanimate/configs``), else the
     ``configs/`` folder of a source checkout (editable installs)."""

@@ -173,22 +173,24 @@ class AnimationPipeline:
 
     # -- whole job -------------------------------------------------------------------
 
-    def find_best_frame(self, source: SourceState, driving_path, fps=None, pad=False, batch_size=8) -> int:
+    def find_best_frame(
+        self, source: SourceState, driving_path, fps=None, pad=False, batch_size=8
+    ) -> tuple[int, Keypoints]:
         """Driving frame whose normalised keypoint layout is closest to the source's
         (the reference demo does this with face landmarks; model keypoints work for any
-        object class)."""
+        object class). Returns its index and its keypoints."""
         target = normalized_shape(source.keypoints.value.cpu())
-        best, best_dist, index = 0, float("inf"), 0
+        best, best_dist, best_kp, index = 0, float("inf"), None, 0
         with open_frames(driving_path, fps=fps) as reader:
             for batch in batched(reader, batch_size):
                 images, _ = self.prepare(batch, pad)
-                shapes = normalized_shape(self.detect(images).value.cpu())
-                dist = ((shapes - target) ** 2).sum(dim=(1, 2))
+                kp = self.detect(images)
+                dist = ((normalized_shape(kp.value.cpu()) - target) ** 2).sum(dim=(1, 2))
                 i = int(dist.argmin())
                 if float(dist[i]) < best_dist:
-                    best, best_dist = index + i, float(dist[i])
+                    best, best_dist, best_kp = index + i, float(dist[i]), kp[i]
                 index += len(batch)
-        return best
+        return best, best_kp
 
     def animate(
         self,
@@ -212,15 +214,16 @@ class AnimationPipeline:
 
         with open_frames(driving_path, fps=fps) as reader:
             # Fail on an unwritable output before decoding the whole video.
-            with open_writer(output_path, reader.fps, audio_from=driving_path if reader.has_audio else None) as writer:
-                reference = 0
+            with open_writer(output_path, reader.fps, audio_from=driving_path) as writer:
+                reference, kp_initial = 0, None
                 if options.find_best_frame:
-                    reference = self.find_best_frame(source, driving_path, fps, options.pad, options.batch_size)
+                    reference, kp_initial = self.find_best_frame(
+                        source, driving_path, fps, options.pad, options.batch_size
+                    )
                     log.info("best matching driving frame: %d", reference)
                 elif options.best_frame is not None:
                     reference = options.best_frame
-                kp_initial = None
-                if options.relative:
+                if options.relative and kp_initial is None:
                     initial_image, _ = self.prepare([reader.read_frame(reference)], options.pad)
                     kp_initial = self.detect(initial_image)
                 # With relative motion every frame only depends on itself and the
@@ -236,7 +239,7 @@ class AnimationPipeline:
                             notes.append(f"{Path(driving_path).name}: {frame_notes[0]}")
                         kp_driving = self.detect(images)
                         out = self.generate(source, kp_driving, kp_initial, options)
-                        frames = tensor_to_frames(out.prediction.float())
+                        frames = tensor_to_frames(out.prediction)
                         if options.visualize:
                             frames = self._visualize(source, images, kp_driving, out, frames)
                         writer.write(frames)
@@ -248,13 +251,13 @@ class AnimationPipeline:
 
     def _visualize(self, source: SourceState, images, kp_driving: Keypoints, out, frames) -> np.ndarray:
         size = self.config.image_size
-        src = draw_keypoints(tensor_to_frames(source.image.float())[0], source.keypoints.value[0].cpu())
-        drv = tensor_to_frames(images.float())
+        src = draw_keypoints(tensor_to_frames(source.image)[0], source.keypoints.value[0].cpu())
+        drv = tensor_to_frames(images)
         panels = []
         for i, result in enumerate(frames):
             row = [src, draw_keypoints(drv[i], kp_driving.value[i].cpu()), result]
             if out.occlusion_map is not None:
-                row.append(mask_to_image(out.occlusion_map[i].float(), size))
+                row.append(mask_to_image(out.occlusion_map[i], size))
             panels.append(side_by_side(row))
         return np.stack(panels)
 
