@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -37,16 +38,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", help="source image")
     p.add_argument("driving", help="driving video (mp4/mov/avi/mkv/gif/webm) or folder of frames")
     p.add_argument("-o", "--output", required=True, help="output video file, or folder for PNG frames")
-    _add_model_args(p)
+    p.add_argument("--model", choices=("auto", "landmarks", "fomm"), default="auto",
+                   help="auto (default): --checkpoint if given, else the zero-shot face-landmark "
+                        "animator, which needs no weights")
+    _add_model_args(p, checkpoint_required=False)
     motion = p.add_mutually_exclusive_group()
     motion.add_argument("--relative", dest="relative", action="store_true", default=True,
                         help="transfer motion relative to the first/best driving frame (default)")
     motion.add_argument("--absolute", dest="relative", action="store_false", help="copy absolute keypoint positions")
-    p.add_argument("--adapt-scale", action="store_true", help="scale motion by the ratio of keypoint convex-hull areas")
+    scale = p.add_mutually_exclusive_group()
+    scale.add_argument("--adapt-scale", dest="adapt_scale", action="store_true", default=None,
+                       help="scale motion by the ratio of keypoint convex-hull areas (default for the landmark model)")
+    scale.add_argument("--no-adapt-scale", dest="adapt_scale", action="store_false")
     best = p.add_mutually_exclusive_group()
     best.add_argument("--find-best-frame", action="store_true",
-                      help="start from the driving frame whose keypoints best match the source")
+                      help="start from the driving frame whose face landmarks (or keypoints) best match the source")
     best.add_argument("--best-frame", type=int, metavar="N", help="driving frame N is aligned with the source")
+    faces = p.add_argument_group("faces")
+    faces.add_argument("--crop", choices=("auto", "none"), default="auto",
+                       help="auto (default): crop the face for face models, animate the crop, paste it back")
+    faces.add_argument("--paste-back", type=_bool, metavar="true|false", default=None,
+                       help="blend the animated face into the full-size source (default: true when cropping)")
+    faces.add_argument("--increase", type=float, metavar="F",
+                       help="crop margin per side, as a fraction of the face size (default 0.45 for the "
+                            "landmark animator, 0.1 for FOMM)")
+    faces.add_argument("--face-index", type=int, metavar="I",
+                       help="animate the I-th largest face of the source (default: the largest)")
+    faces.add_argument("--max-missing", type=float, default=0.5, metavar="F",
+                       help="fail if more than this fraction of driving frames has no face (default 0.5)")
+    p.add_argument("--smooth", choices=("one-euro", "kalman"),
+                   help="filter driving keypoints over time against jitter")
+    p.add_argument("--stats", action="store_true", help="print frames, speed per stage and keypoint jitter")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--batch-size", type=int, default=4, help="driving frames per model call")
     p.add_argument("--fp16", action="store_true", help="half precision (CUDA only)")
@@ -68,7 +90,69 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("model-info", help="parameter counts of a config's networks")
     p.add_argument("config", help="config path or built-in name")
+    _add_face_commands(sub)
     return parser
+
+
+def _shape(text: str) -> tuple[int, int]:
+    try:
+        height, width = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HEIGHT,WIDTH such as 256,256, got {text!r}") from None
+    return height, width
+
+
+def _add_face_commands(sub) -> None:
+    p = sub.add_parser("crop", help="cut one square face video per face track out of a video "
+                                    "(as the official FOMM crop-video.py)")
+    p.add_argument("video", help="input video")
+    p.add_argument("-o", "--output", required=True, metavar="OUTDIR",
+                   help="folder for the face videos, <name>_track<i>.mp4")
+    p.add_argument("--increase", type=float, default=0.1,
+                   help="margin around the face on each side, as a fraction of its size (default 0.1)")
+    p.add_argument("--image-shape", type=_shape, default=(256, 256), metavar="H,W",
+                   help="output frame size (default 256,256)")
+    p.add_argument("--min-frames", type=int, default=150, metavar="N",
+                   help="skip faces seen for fewer frames (default 150)")
+    p.add_argument("--iou", type=float, default=0.25,
+                   help="box overlap that links a face to the same track in the next frame (default 0.25)")
+    p.add_argument("--smooth", type=float, default=2.0, metavar="FRAMES",
+                   help="smooth the crop box over time, Gaussian sigma in frames (default 2; 0: off)")
+    p.add_argument("--max-gap", type=int, default=0, metavar="N",
+                   help="frames a face may be missed without ending its track (default 0)")
+    p.add_argument("--max-faces", type=int, default=5, metavar="N", help="faces looked for per frame (default 5)")
+    p.add_argument("--fixed", action="store_true",
+                   help="one fixed crop per track (the official script's behaviour) instead of following the face")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("faces", help="face boxes, head pose and 478 landmarks of every frame, as JSON lines")
+    p.add_argument("input", help="image, video or folder of frames")
+    p.add_argument("-o", "--output", metavar="OUT.jsonl", help="write here instead of printing")
+    p.add_argument("--max-faces", type=int, default=5, metavar="N", help="faces looked for per frame (default 5)")
+
+
+def _run_face_command(args: argparse.Namespace) -> int:
+    if args.command == "crop":
+        from .pipelines.crop import crop_video
+
+        paths = crop_video(args.video, args.output, increase=args.increase, image_shape=args.image_shape,
+                           min_frames=args.min_frames, iou_threshold=args.iou, smooth=args.smooth,
+                           max_gap=args.max_gap, max_faces=args.max_faces, fixed=args.fixed,
+                           progress=not args.no_progress)
+        for path in paths:
+            print(path)
+        return 0
+    from .pipelines.faces import describe_faces, save_face_records
+
+    if args.max_faces < 1:
+        raise ReanimateError(f"--max-faces must be at least 1, got {args.max_faces}")
+    if args.output:
+        frames = save_face_records(args.input, args.output, max_faces=args.max_faces)
+        print(f"wrote {args.output} ({frames} frames)", file=sys.stderr)
+        return 0
+    for record in describe_faces(args.input, max_faces=args.max_faces):
+        print(json.dumps(record, separators=(",", ":")))
+    return 0
 
 
 def _check_safetensors_output(path: str) -> None:
@@ -82,16 +166,24 @@ def run(args: argparse.Namespace) -> int:
 
         result = animate(
             args.source, args.driving, args.output,
-            checkpoint=args.checkpoint, config=args.config, align_corners=args.align_corners,
+            checkpoint=args.checkpoint, model=args.model, config=args.config, align_corners=args.align_corners,
+            device=args.device, fp16=args.fp16, progress=not args.quiet, fps=args.fps,
             relative=args.relative, adapt_scale=args.adapt_scale, best_frame=args.best_frame,
-            find_best_frame=args.find_best_frame, device=args.device, batch_size=args.batch_size,
-            fp16=args.fp16, pad=args.pad, visualize=args.visualize, progress=not args.quiet, fps=args.fps,
+            find_best_frame=args.find_best_frame, batch_size=args.batch_size, pad=args.pad,
+            visualize=args.visualize, crop=args.crop, paste_back=args.paste_back, increase=args.increase,
+            face_index=args.face_index, smooth=args.smooth, max_missing=args.max_missing,
         )
         if not args.quiet:
             for note in result.notes:
                 print(f"note: {note}", file=sys.stderr)
             print(f"wrote {result.output} ({result.frames} frames, {result.fps:.1f} frames/s, "
                   f"reference frame {result.reference_frame})", file=sys.stderr)
+        if args.stats:
+            stages = ", ".join(f"{k} {1000 * v / max(result.frames, 1):.1f}" for k, v in result.timings.items())
+            jitter = ", ".join(f"{k} {v:.5f}" for k, v in result.jitter.items())
+            print(f"stats: {result.frames} frames in {result.seconds:.2f} s ({result.fps:.1f} frames/s); "
+                  f"ms per frame: {stages}; jitter (mean keypoint acceleration): {jitter}; "
+                  f"frames without a face: {result.missing_faces}")
         return 0
     if args.command == "convert":
         from .checkpoint import convert
@@ -121,6 +213,8 @@ def run(args: argparse.Namespace) -> int:
             count = count_parameters(module) if module is not None else 0
             print(f"{name:<16} {count:>14,}")
         return 0
+    if args.command in ("crop", "faces"):
+        return _run_face_command(args)
     raise AssertionError(args.command)
 
 

@@ -205,3 +205,78 @@ def test_random_tps_is_numerically_invertible_on_a_grid():
 def test_tps_warp_grid_shape():
     tps = ThinPlateSpline.random(3, 0.05, 0.005, 5)
     assert tps.warp_grid((12, 10)).shape == (3, 12, 10, 2)
+
+
+# -- rotations ----------------------------------------------------------------------
+
+from reanimate.geometry import euler_to_rotation, fit_rotation, fit_similarity, rotation_angle, rotation_to_euler  # noqa: E402
+
+FRONT = torch.tensor([0.0, 0.0, -1.0])  # a face looks at the camera, along -z
+
+
+def test_euler_quarter_turns_follow_the_image_convention():
+    assert torch.equal(euler_to_rotation(0.0, 0.0, 0.0), torch.eye(3).unsqueeze(0))
+    yaw = euler_to_rotation(torch.tensor([90.0]), torch.tensor([0.0]), torch.tensor([0.0]))[0]
+    assert torch.allclose(yaw, torch.tensor([[0.0, 0, -1], [0, 1, 0], [1, 0, 0]]), atol=1e-6)
+    assert torch.allclose(yaw @ FRONT, torch.tensor([1.0, 0, 0]), atol=1e-6)  # faces image right
+    pitch = euler_to_rotation(0.0, 90.0, 0.0)[0]
+    assert torch.allclose(pitch @ FRONT, torch.tensor([0.0, -1, 0]), atol=1e-6)  # looks up (y is down)
+    roll = euler_to_rotation(0.0, 0.0, 90.0)[0]
+    assert torch.allclose(roll, torch.tensor([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]]), atol=1e-6)
+    assert torch.allclose(roll @ torch.tensor([1.0, 0, 0]), torch.tensor([0.0, 1, 0]), atol=1e-6)  # clockwise
+
+
+def test_euler_round_trip_and_image_rotation_adds_to_roll():
+    gen = torch.Generator().manual_seed(0)
+    angles = torch.stack([torch.rand(64, generator=gen) * 178 - 89,
+                          torch.rand(64, generator=gen) * 358 - 179,
+                          torch.rand(64, generator=gen) * 358 - 179], dim=1).double()
+    rotations = euler_to_rotation(*angles.T)
+    assert rotations.shape == (64, 3, 3) and rotations.dtype == torch.float64
+    assert torch.allclose(rotations @ rotations.transpose(1, 2), torch.eye(3, dtype=torch.float64).expand(64, 3, 3))
+    assert torch.allclose(rotation_to_euler(rotations), angles, atol=1e-8)
+    in_plane = euler_to_rotation(0.0, 0.0, 10.0).double()
+    expected = angles.clone()
+    expected[:, 2] = (expected[:, 2] + 190) % 360 - 180
+    assert torch.allclose(rotation_to_euler(in_plane @ rotations), expected, atol=1e-8)
+
+
+def test_euler_gimbal_lock_keeps_the_rotation():
+    for yaw in (90.0, -90.0):
+        rotation = euler_to_rotation(yaw, 20.0, 30.0).double()
+        angles = rotation_to_euler(rotation)[0]
+        assert angles[0].item() == pytest.approx(yaw) and angles[1].item() == 0.0
+        assert torch.allclose(euler_to_rotation(*angles).double(), rotation, atol=1e-6)
+    assert rotation_to_euler(euler_to_rotation(90.0, 0.0, 30.0))[0].tolist() == pytest.approx([90, 0, 30], abs=1e-4)
+
+
+def test_fit_rotation_recovers_a_known_rotation_and_never_reflects():
+    gen = torch.Generator().manual_seed(1)
+    points = torch.randn(2, 30, 3, generator=gen, dtype=torch.float64)
+    truth = euler_to_rotation(torch.tensor([25.0, -60.0]), torch.tensor([-10.0, 5.0]), torch.tensor([3.0, 170.0])).double()
+    moved = points @ truth.transpose(1, 2) + torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64)
+    fitted = fit_rotation(points, moved)
+    assert torch.allclose(fitted, truth, atol=1e-10)
+    assert rotation_angle(fitted, truth).max() < 1e-4
+    mirrored = points * torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float64)
+    assert torch.allclose(torch.det(fit_rotation(points, mirrored)), torch.ones(2, dtype=torch.float64))
+    # 2-D: a quarter turn of the unit square
+    square = torch.tensor([[[0.0, 0], [1, 0], [1, 1], [0, 1]]])
+    turned = square @ torch.tensor([[0.0, 1], [-1, 0]])  # (x, y) -> (-y, x)
+    assert torch.allclose(fit_rotation(square, turned)[0], torch.tensor([[0.0, -1], [1, 0]]), atol=1e-6)
+
+
+def test_fit_similarity_recovers_scale_rotation_translation():
+    gen = torch.Generator().manual_seed(2)
+    points = torch.randn(1, 20, 3, generator=gen, dtype=torch.float64)
+    truth = euler_to_rotation(40.0, 10.0, -20.0).double()
+    moved = 2.5 * points @ truth.transpose(1, 2) + torch.tensor([4.0, 5.0, 6.0], dtype=torch.float64)
+    scale, rotation, translation = fit_similarity(points, moved)
+    assert scale.item() == pytest.approx(2.5)
+    assert torch.allclose(rotation, truth, atol=1e-10)
+    assert torch.allclose(translation, torch.tensor([[4.0, 5.0, 6.0]], dtype=torch.float64))
+    weights = torch.ones(1, 20, dtype=torch.float64)
+    weights[0, 0] = 0.0
+    noisy = moved.clone()
+    noisy[0, 0] += 100.0  # an outlier with zero weight changes nothing
+    assert fit_similarity(points, noisy, weights)[0].item() == pytest.approx(2.5)

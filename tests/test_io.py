@@ -587,6 +587,28 @@ def test_audio_is_taken_from_source(tmp_path, ext, audio_codec):
         assert copied == first
 
 
+@pytest.mark.parametrize("ext", [".mp4", ".webm"])  # AAC copied; Opus transcoded
+def test_audio_range_takes_that_part_of_the_source_audio(tmp_path, ext):
+    source = make_video(tmp_path / "long.mp4", num_frames=75, fps=25, audio=True)  # 3 s
+    out = tmp_path / f"clip{ext}"
+    with open_writer(out, fps=25, audio_from=source, audio_range=(1.0, 1.4)) as writer:
+        writer.write(synthetic_frames(20, (64, 48)))  # 0.8 s of video, longer than the range
+    with av.open(str(out)) as container:
+        frames = list(container.decode(audio=0))
+        rate = container.streams.audio[0].codec_context.sample_rate
+    assert 0 <= frames[0].time < 0.03  # begins with the video, not 1 s later
+    assert 0.3 < sum(f.samples for f in frames) / rate < 0.45  # the 0.4 s range only
+    if ext == ".mp4":  # copied packets: the source's, from 1 s on
+        with av.open(str(source)) as src:
+            later = [p for p in src.demux(audio=0) if p.size and p.pts * p.time_base >= 1]
+        with av.open(str(out)) as dst:
+            copied = [bytes(p) for p in dst.demux(audio=0) if p.size]
+        assert copied == [bytes(p) for p in later[: len(copied)]]
+    for bad in [(1.0, 1.0), (-1, 2), (2, 1), ("a", 1)]:
+        with pytest.raises(ValueError, match="audio_range"):
+            open_writer(tmp_path / "bad.mp4", fps=25, audio_from=source, audio_range=bad)
+
+
 def test_unreadable_audio_source_is_input_error(tmp_path):
     fake = tmp_path / "fake.mp4"
     fake.write_text("not a video")

@@ -1,5 +1,5 @@
 """Pure geometry functions on tensors: grids, heatmaps, local affine motion, relative
-motion transfer and thin-plate splines. Coordinates are in [-1, 1], x first."""
+motion transfer, thin-plate splines and 3-D rotations. Coordinates are in [-1, 1], x first."""
 
 from .affine import affine_grid_points, compose_jacobians, local_affine_motion
 from .grid import coordinate_grid, normalized_to_pixel, pixel_to_normalized
@@ -11,6 +11,7 @@ from .relative import (
     relative_jacobians,
     relative_keypoints,
 )
+from .rotation import euler_to_rotation, fit_rotation, fit_similarity, rotation_angle, rotation_to_euler
 from .tps import ThinPlateSpline
 
 __all__ = [
@@ -30,4 +31,9 @@ __all__ = [
     "spatial_softmax",
     "ThinPlateSpline",
     "weighted_average",
+    "euler_to_rotation",
+    "fit_rotation",
+    "fit_similarity",
+    "rotation_angle",
+    "rotation_to_euler",
 ]

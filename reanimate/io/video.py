@@ -370,7 +370,8 @@ _VIDEO_FORMATS = {
 
 
 def open_writer(path: str | os.PathLike, fps: float,
-                audio_from: str | os.PathLike | None = None, crf: int = 18) -> "FrameWriter":
+                audio_from: str | os.PathLike | None = None, crf: int = 18,
+                audio_range: tuple[float, float] | None = None) -> "FrameWriter":
     """Open an atomic, streaming writer of ``uint8 (H, W, 3)`` RGB frames.
 
     Output kinds, chosen by ``path``:
@@ -398,14 +399,21 @@ def open_writer(path: str | os.PathLike, fps: float,
             Ignored for GIF and folder outputs.
         crf: quality for H.264 (0..51, lower is better; 18 is visually near-lossless) and
             VP9 (0..63).
+        audio_range: ``(start, end)`` in seconds: take only this part of ``audio_from``'s
+            audio, shifted to start with the video (for a clip cut from a longer video).
+            The cut falls on the source's packet boundaries: audio packets that start in
+            ``[start, end)`` are kept, each at its exact offset from ``start`` (so the
+            first one may begin up to one packet, ~23 ms for AAC, after the video).
+            ``None``: the audio from its beginning.
 
     Raises:
         InputError: the output folder does not exist, the extension is not supported, the
             encoder is missing, or ``audio_from`` does not exist.
         ReanimateError: ``fps`` is not a positive finite number.
-        ValueError: ``crf`` is out of range.
+        ValueError: ``crf`` is out of range, or ``audio_range`` is not ``0 <= start < end``.
     """
     path = Path(path)
+    audio_range = _check_audio_range(audio_range)
     rate = _check_fps(fps, path)
     if not path.parent.is_dir():
         raise InputError(path, f"output folder {path.parent} does not exist")
@@ -423,7 +431,20 @@ def open_writer(path: str | os.PathLike, fps: float,
     audio_path = None
     if audio_from is not None and video_format.audio and _has_audio(Path(audio_from)):
         audio_path = Path(audio_from)
-    return _VideoFileWriter(path, rate, video_format, audio_path, int(crf))
+    return _VideoFileWriter(path, rate, video_format, audio_path, int(crf), audio_range)
+
+
+def _check_audio_range(audio_range) -> tuple[Fraction, Fraction] | None:
+    """``(start, end)`` seconds as Fractions; ValueError unless ``0 <= start < end``."""
+    if audio_range is None:
+        return None
+    try:
+        start, end = (float(t) for t in audio_range)
+    except (TypeError, ValueError):
+        raise ValueError(f"audio_range must be (start, end) in seconds, got {audio_range!r}") from None
+    if not (math.isfinite(start) and math.isfinite(end) and 0 <= start < end):
+        raise ValueError(f"audio_range must satisfy 0 <= start < end, got {audio_range!r}")
+    return Fraction(start), Fraction(end)
 
 
 def _check_fps(fps: float, path: Path) -> Fraction:
@@ -630,12 +651,14 @@ class _VideoFileWriter(FrameWriter):
     """
 
     def __init__(self, path: Path, rate: Fraction, video_format: _VideoFormat,
-                 audio_from: Path | None, crf: int):
+                 audio_from: Path | None, crf: int,
+                 audio_range: tuple[Fraction, Fraction] | None = None):
         temp = _temp_sibling(path, path.suffix)
         temp.open("xb").close()  # reserve the name; the muxer reopens it
         super().__init__(path, rate, temp)
         self._format = video_format
         self._audio_from = audio_from
+        self._audio_range = audio_range
         self._crf = crf
         self._container: av.container.OutputContainer | None = None
         self._stream: av.video.stream.VideoStream | None = None
@@ -662,7 +685,7 @@ class _VideoFileWriter(FrameWriter):
                                   options=dict(self._format.container_options))
         self._stream = self._add_video_stream(width, height)
         if self._audio_from is not None:
-            self._audio = _AudioMuxer.attach(self._audio_from, self._container)
+            self._audio = _AudioMuxer.attach(self._audio_from, self._container, self._audio_range)
 
     def _add_video_stream(self, width: int, height: int) -> av.video.stream.VideoStream:
         codec = self._format.codec
@@ -738,24 +761,32 @@ class _AudioMuxer:
     Packets are pulled from the source lazily: :meth:`feed_until` muxes the audio that
     starts before a given time, so audio is interleaved with the video as it is encoded
     and memory stays bounded. Packets are copied unchanged when the output container
-    accepts the codec, else decoded and re-encoded (AAC, or Opus for WebM).
+    accepts the codec, else decoded and re-encoded (AAC, or Opus for WebM). With an
+    ``audio_range``, only packets starting inside it are used, shifted by its start.
     """
 
     def __init__(self, source: av.container.InputContainer, in_stream: av.audio.stream.AudioStream,
                  output: av.container.OutputContainer, out_stream: av.audio.stream.AudioStream,
-                 transcode: bool, path: Path):
+                 transcode: bool, path: Path,
+                 audio_range: tuple[Fraction, Fraction] | None = None):
         self._source = source
         self._in_stream = in_stream
         self._output = output
         self._out_stream = out_stream
         self._transcode = transcode
         self._path = path
+        self._cut = audio_range is not None
+        self._start, end = audio_range if self._cut else (Fraction(0), None)
+        self._limit = None if end is None else end - self._start
+        if self._start > 0:
+            self._seek_before(self._start)
         self._packets = source.demux(in_stream)
         self._pending = self._next_packet()
         self._next_pts: int | None = None
 
     @classmethod
-    def attach(cls, path: Path, output: av.container.OutputContainer) -> "_AudioMuxer | None":
+    def attach(cls, path: Path, output: av.container.OutputContainer,
+               audio_range: tuple[Fraction, Fraction] | None = None) -> "_AudioMuxer | None":
         """Add an audio stream for ``path``'s audio to ``output``; None if it has none."""
         source = _open_media(path, "audio")
         if not source.streams.audio:
@@ -766,17 +797,21 @@ class _AudioMuxer:
         if codec in output.supported_codecs:
             out_stream = output.add_stream_from_template(in_stream)
             logger.info("%s: copying %s audio", path, codec)
-            return cls(source, in_stream, output, out_stream, transcode=False, path=path)
+            return cls(source, in_stream, output, out_stream, transcode=False, path=path,
+                       audio_range=audio_range)
         target = "aac" if "aac" in output.supported_codecs else "libopus"
         rate = 48000 if target == "libopus" else in_stream.codec_context.sample_rate
         out_stream = output.add_stream(target, rate=rate)
         out_stream.layout = "stereo" if in_stream.channels > 1 else "mono"
         logger.info("%s: transcoding %s audio to %s", path, codec, target)
-        return cls(source, in_stream, output, out_stream, transcode=True, path=path)
+        return cls(source, in_stream, output, out_stream, transcode=True, path=path,
+                   audio_range=audio_range)
 
     def feed_until(self, seconds: float | Fraction) -> None:
-        """Mux every source packet that starts before ``seconds``."""
-        while self._pending is not None and _packet_start(self._pending) < seconds:
+        """Mux every source packet that starts before ``seconds`` (output time)."""
+        if self._limit is not None:
+            seconds = min(seconds, self._limit)
+        while self._pending is not None and _packet_start(self._pending) - self._start < seconds:
             self._mux(self._pending)
             self._pending = self._next_packet()
 
@@ -794,6 +829,8 @@ class _AudioMuxer:
         try:
             for packet in self._packets:
                 if packet.size and (packet.pts is not None or packet.dts is not None):
+                    if self._cut and _packet_start(packet) < self._start:
+                        continue
                     return packet
         except av.FFmpegError as exc:
             logger.warning("%s: audio cut short by unreadable data (%s)", self._path,
@@ -802,6 +839,12 @@ class _AudioMuxer:
 
     def _mux(self, packet: av.Packet) -> None:
         if not self._transcode:
+            if self._start:
+                shift = round(self._start / packet.time_base)
+                if packet.pts is not None:
+                    packet.pts -= shift
+                if packet.dts is not None:
+                    packet.dts -= shift
             packet.stream = self._out_stream
             self._output.mux(packet)
             return
@@ -814,10 +857,22 @@ class _AudioMuxer:
             self._stamp(frame)
             self._output.mux(self._out_stream.encode(frame))
 
+    def _seek_before(self, seconds: Fraction) -> None:
+        """Jump near ``seconds`` (a second early, packets before it are skipped anyway)
+        instead of demuxing everything before it."""
+        target = max(Fraction(0), seconds - 1)
+        if not self._in_stream.time_base:
+            return
+        try:
+            self._source.seek(int(target / self._in_stream.time_base), stream=self._in_stream,
+                              backward=True)
+        except av.FFmpegError as exc:  # not seekable: demux from where it is, the start
+            logger.debug("%s: cannot seek the audio (%s)", self._path, _ffmpeg_reason(exc))
+
     def _stamp(self, frame: av.AudioFrame) -> None:
         """Give decoded audio continuous timestamps in samples (starting where it starts)."""
         if self._next_pts is None:
-            start = frame.time if frame.time is not None else 0.0
+            start = frame.time - float(self._start) if frame.time is not None else 0.0
             self._next_pts = max(0, round(start * frame.sample_rate))
         frame.pts = self._next_pts
         frame.time_base = Fraction(1, frame.sample_rate)

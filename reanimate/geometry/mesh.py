@@ -1,0 +1,151 @@
+"""Geometry of landmark meshes: local linear maps fitted from landmark neighbourhoods,
+least-squares affine and similarity fits, and per-triangle affine maps.
+
+These turn a dense landmark set (e.g. a 478-point face mesh) into first-order motion
+keypoints: each landmark gets the Jacobian that best maps its neighbourhood in a
+reference frame onto its neighbourhood in the current frame (FOMM Eq. 6 with the
+Jacobian estimated from data instead of predicted by a network), and each triangle of
+a triangulation gets the exact affine map between its two positions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def nearest_neighbours(points: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of each point's ``k`` nearest other points.
+
+    Args:
+        points: ``(K, D)``.
+
+    Returns:
+        ``(K, k)`` long indices (the point itself excluded).
+    """
+    assert points.dim() == 2, f"expected (K, D) points, got {tuple(points.shape)}"
+    assert k < points.shape[0], f"k={k} neighbours need more than {points.shape[0]} points"
+    dist = torch.cdist(points, points)
+    dist.fill_diagonal_(float("inf"))
+    return dist.topk(k, dim=1, largest=False).indices
+
+
+def fit_local_jacobians(
+    reference: torch.Tensor,
+    points: torch.Tensor,
+    neighbours: torch.Tensor,
+    ridge: float = 1e-6,
+) -> torch.Tensor:
+    """Least-squares local linear maps from a reference configuration to each frame.
+
+    For landmark ``k`` with neighbours ``N(k)``, finds ``J_k`` minimising
+    ``sum_{j in N(k)} |(p_j - p_k) - J_k (r_j - r_k)|^2`` (``r`` reference, ``p``
+    current), i.e. ``J_k = (Y^T X)(X^T X + ridge I)^{-1}``.
+
+    Args:
+        reference: ``(1 or B, K, D)``.
+        points: ``(B, K, D)``.
+        neighbours: ``(K, n)`` indices from :func:`nearest_neighbours`.
+
+    Returns:
+        ``(B, K, D, D)``.
+    """
+    reference = reference.expand(points.shape[0], *reference.shape[1:])
+    x = reference[:, neighbours] - reference.unsqueeze(2)  # (B, K, n, D)
+    y = points[:, neighbours] - points.unsqueeze(2)
+    xtx = x.transpose(-1, -2) @ x
+    eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
+    ytx = y.transpose(-1, -2) @ x
+    return ytx @ torch.linalg.inv(xtx + ridge * eye)
+
+
+def fit_similarity_2d(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Least-squares similarity (rotation, uniform scale, translation) mapping 2-D
+    ``source`` points onto ``target`` points (Umeyama 1991, without reflection).
+
+    Args:
+        source, target: ``(N, 2)``.
+
+    Returns:
+        ``(2, 3)`` matrix ``[sR | t]`` with ``target ~= sR source + t``.
+    """
+    mu_s, mu_t = source.mean(0), target.mean(0)
+    s, t = source - mu_s, target - mu_t
+    # With complex numbers a 2-D similarity is one multiplication: t = a s.
+    sc = s[:, 0] + 1j * s[:, 1]
+    tc = t[:, 0] + 1j * t[:, 1]
+    a = np.vdot(sc, tc) / max(np.vdot(sc, sc).real, 1e-12)
+    linear = np.array([[a.real, -a.imag], [a.imag, a.real]])
+    return np.concatenate([linear, (mu_t - linear @ mu_s)[:, None]], axis=1)
+
+
+def fit_affine(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Least-squares affine map ``target ~= A source + t``.
+
+    Args:
+        source, target: ``(N, D)`` with ``N >= D + 1``.
+
+    Returns:
+        ``(D, D + 1)``.
+    """
+    homogeneous = np.concatenate([source, np.ones((len(source), 1))], axis=1)
+    solution, *_ = np.linalg.lstsq(homogeneous, target, rcond=None)
+    return solution.T
+
+
+def apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """``(D, D + 1)`` matrix applied to ``(N, D)`` points."""
+    d = points.shape[-1]
+    return points @ matrix[:, :d].T + matrix[:, d]
+
+
+def signed_areas(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """Twice the signed area of each triangle (positive = counter-clockwise in x-right,
+    y-up axes; with image axes (y down) the sign is flipped, but consistently).
+
+    Args:
+        points: ``(N, 2)``; triangles: ``(T, 3)`` vertex indices.
+
+    Returns:
+        ``(T,)``.
+    """
+    a, b, c = (points[triangles[:, i]] for i in range(3))
+    return (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
+
+
+def triangle_backward_maps(source: np.ndarray, target: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """Affine map of each triangle from its target position back to its source position.
+
+    This is the first-order motion of FOMM Eq. (6) with the triangle as the local
+    frame: ``T(z) = c_S + J_S J_T^{-1} (z - c_T)`` where ``J`` holds the triangle's
+    two edge vectors and ``c`` its first vertex; inside the triangle it is exact.
+
+    Args:
+        source, target: ``(N, 2)`` vertex positions; triangles: ``(T, 3)``.
+
+    Returns:
+        ``(T, 2, 3)`` matrices ``M`` with ``source_point = M @ [x, y, 1]``. Degenerate
+        target triangles get the map of the nearest non-degenerate shape (a tiny
+        regularisation of the edge matrix), never NaN.
+    """
+    s0, t0 = source[triangles[:, 0]], target[triangles[:, 0]]
+    j_s = np.stack([source[triangles[:, 1]] - s0, source[triangles[:, 2]] - s0], axis=-1)  # (T, 2, 2)
+    j_t = np.stack([target[triangles[:, 1]] - t0, target[triangles[:, 2]] - t0], axis=-1)
+    det = j_t[:, 0, 0] * j_t[:, 1, 1] - j_t[:, 0, 1] * j_t[:, 1, 0]
+    tiny = np.abs(det) < 1e-6
+    if tiny.any():
+        j_t = j_t.copy()
+        j_t[tiny] += np.eye(2) * 1e-3
+        det = j_t[:, 0, 0] * j_t[:, 1, 1] - j_t[:, 0, 1] * j_t[:, 1, 0]
+    inv = np.empty_like(j_t)
+    inv[:, 0, 0], inv[:, 1, 1] = j_t[:, 1, 1] / det, j_t[:, 0, 0] / det
+    inv[:, 0, 1], inv[:, 1, 0] = -j_t[:, 0, 1] / det, -j_t[:, 1, 0] / det
+    linear = j_s @ inv
+    translation = s0 - np.einsum("tij,tj->ti", linear, t0)
+    return np.concatenate([linear, translation[:, :, None]], axis=2)
+
+
+def polygon_area(points: np.ndarray) -> float:
+    """Absolute area of a simple polygon given as an ordered ``(N, 2)`` loop (shoelace)."""
+    x, y = points[:, 0], points[:, 1]
+    return float(0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))

@@ -1,0 +1,544 @@
+"""Zero-shot face animator: the first-order motion model with face-mesh landmarks as
+keypoints instead of learned ones. It needs no trained weights.
+
+How a frame is made (FOMM Sec. 3 with hand-made parts in place of the networks):
+
+1. **Keypoints.** The 478 MediaPipe landmarks of the source crop and of each driving
+   frame, in [-1, 1], each with a local Jacobian fitted by least squares from its
+   landmark neighbourhood (:func:`reanimate.geometry.fit_local_jacobians`).
+2. **Relative motion** (FOMM supp. Eq. 13-14, :func:`reanimate.motion.relative_motion`
+   with adapt-scale): the driver's displacement from its initial frame, scaled by the
+   face-size ratio, is added to the source landmarks.
+3. **Retargeting where displacements are not enough** (as zero-shot portrait animation
+   does, Averbuch-Elor et al. 2017): eyelids follow the driver's eye *opening ratio*
+   so that blinks close the source's eyes fully whatever their size; irises follow the
+   driver's gaze in eye-corner coordinates.
+4. **Anchors.** A ring that follows the face's outline at a fixed (head-rotated and
+   scaled) offset (hair, ears, neck move with it), a second ring that follows half-way, and fixed points on the crop
+   border (so the flow is the identity there and paste-back has no seam).
+5. **Dense backward flow.** A triangulation of the source nodes is moved to the
+   target nodes; each triangle's exact first-order map
+   (:func:`reanimate.geometry.triangle_backward_maps`) gives the flow inside it.
+   Triangles that would flip (the far cheek in a large head turn) are relaxed towards
+   the first-order prediction of their neighbours' Jacobians, and triangles are drawn
+   far-to-near by landmark depth so that what remains folded is hidden like in a
+   renderer instead of tearing.
+6. **Mouth interior.** When the driver opens a mouth that the source keeps closed, the
+   revealed interior is filled from the driver's mouth (warped into place and
+   colour-matched to the source's lips) instead of stretching lip texture.
+
+All work happens on a square face crop of ``config.size`` pixels; the pipeline crops
+and pastes back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+from scipy.spatial import Delaunay
+
+from ..faces import topology as mesh
+from ..geometry.mesh import (
+    apply_affine,
+    fit_affine,
+    fit_local_jacobians,
+    fit_similarity_2d,
+    nearest_neighbours,
+    polygon_area,
+    signed_areas,
+    triangle_backward_maps,
+)
+from ..geometry import movement_scale
+from ..motion import Keypoints, relative_motion
+
+
+@dataclass
+class LandmarkAnimatorConfig:
+    """Settings of the zero-shot animator (no weights; every constant is here)."""
+
+    size: int = 512  # working resolution of the square face crop, pixels
+    flow_scale: float = 0.5  # the dense flow is rasterised at this fraction of `size`, then upsampled
+    neighbours: int = 8  # landmarks per neighbourhood for each fitted Jacobian
+    adapt_scale: bool = True  # scale driver displacements by the face-size ratio
+    inner_ring: float = 1.25  # anchor ring: face oval scaled about its centre, follows the head
+    outer_ring: float = 1.8  # second ring, follows the head by `outer_follow`
+    outer_follow: float = 0.5
+    border_points: int = 9  # fixed anchors per crop side (identity flow at the border)
+    relax_iterations: int = 8  # passes of flip relaxation
+    eyes: bool = True  # eyelids follow the driver's opening ratio (full blinks)
+    gaze: bool = True  # irises follow the driver's gaze
+    max_gaze: float = 0.2  # largest iris shift, in eye widths
+    max_eye_ratio: float = 1.3  # eyes open at most this much wider than in the source
+    lid_lift: float = 0.6  # a closed upper lid is sampled this many lid gaps above its margin
+    sliver_area: float = 0.05  # skin triangles smaller than this times the median are not checked for flips
+    mouth_fill: bool = True  # fill a newly opened mouth from the driver's mouth
+    mouth_feather: float = 1.5  # blur of the mouth mask, pixels
+
+
+# Pairs (upper lid point, lower lid point) across each eye, corners excluded.
+def _lid_pairs(upper: tuple, lower: tuple) -> np.ndarray:
+    n = len(upper)
+    return np.array([(upper[i], lower[n - 1 - i]) for i in range(1, n - 1)])
+
+
+EYES = (
+    dict(corners=mesh.RIGHT_EYE_CORNERS, pairs=_lid_pairs(mesh.RIGHT_EYE_UPPER_LID, mesh.RIGHT_EYE_LOWER_LID),
+         lower=np.array(mesh.RIGHT_EYE_LOWER_LID), iris=np.array((mesh.RIGHT_IRIS_CENTER, *mesh.RIGHT_IRIS))),
+    dict(corners=mesh.LEFT_EYE_CORNERS, pairs=_lid_pairs(mesh.LEFT_EYE_UPPER_LID, mesh.LEFT_EYE_LOWER_LID),
+         lower=np.array(mesh.LEFT_EYE_LOWER_LID), iris=np.array((mesh.LEFT_IRIS_CENTER, *mesh.LEFT_IRIS))),
+)
+SKIN, HOLE, SURROUNDING = 0, 1, 2  # triangle kinds, in reverse drawing order
+LIPS_INNER = np.array(mesh.LIPS_INNER)
+LIPS_OUTER = np.array(mesh.LIPS_OUTER)
+FACE_OVAL = np.array(mesh.FACE_OVAL)
+# Points that move rigidly with the skull (oval, brows, nose bridge), for the head's similarity.
+RIGID = np.array(sorted(set(mesh.FACE_OVAL[:10] + mesh.FACE_OVAL[-9:] + mesh.MIDLINE[:10]
+                            + mesh.RIGHT_EYE_CORNERS + mesh.LEFT_EYE_CORNERS)))
+
+
+def eye_openness(landmarks: np.ndarray) -> np.ndarray:
+    """Mean lid gap over eye width for each eye.
+
+    Args:
+        landmarks: ``(..., 478, 2+)`` pixels.
+
+    Returns:
+        ``(..., 2)`` (person's right eye, left eye).
+    """
+    out = []
+    for eye in EYES:
+        pairs = eye["pairs"]
+        gap = np.linalg.norm(landmarks[..., pairs[:, 0], :2] - landmarks[..., pairs[:, 1], :2], axis=-1).mean(-1)
+        a, b = eye["corners"]
+        width = np.linalg.norm(landmarks[..., a, :2] - landmarks[..., b, :2], axis=-1)
+        out.append(gap / np.maximum(width, 1e-6))
+    return np.stack(out, axis=-1)
+
+
+def mouth_openness(landmarks: np.ndarray) -> np.ndarray:
+    """Inner-lip gap over mouth width, ``(..., 478, 2+)`` -> ``(...)``."""
+    up, low = mesh.INNER_LIP_MIDDLE
+    a, b = mesh.MOUTH_CORNERS
+    gap = np.linalg.norm(landmarks[..., up, :2] - landmarks[..., low, :2], axis=-1)
+    return gap / np.maximum(np.linalg.norm(landmarks[..., a, :2] - landmarks[..., b, :2], axis=-1), 1e-6)
+
+
+def to_normalized(points: np.ndarray, origin, side: float) -> torch.Tensor:
+    """Pixels -> [-1, 1] in a square of ``side`` pixels at ``origin`` (``(..., 2)``)."""
+    return torch.as_tensor((points[..., :2] - np.asarray(origin, np.float64)) * (2.0 / side) - 1.0, dtype=torch.float32)
+
+
+def to_pixels(points: torch.Tensor, origin, side: float) -> np.ndarray:
+    return (points.detach().cpu().double().numpy() + 1.0) * (side / 2.0) + np.asarray(origin, np.float64)
+
+
+@dataclass
+class DrivingFace:
+    """One driving frame as the animator needs it.
+
+    Attributes:
+        keypoints: batch-1 :class:`Keypoints` of the landmarks (possibly smoothed).
+        landmarks: ``(478, 3)`` landmarks in the driving frame's pixels.
+        frame: the driving frame ``(H, W, 3)`` uint8, for the mouth interior; None
+            to fill an opened mouth with shadow instead.
+    """
+
+    keypoints: Keypoints
+    landmarks: np.ndarray
+    frame: np.ndarray | None = None
+    scale: torch.Tensor | None = None  # movement scale when used as the reference frame (cached)
+
+
+@dataclass
+class LandmarkSource:
+    """Everything computed once per source crop."""
+
+    image: np.ndarray  # (S, S, 3) uint8
+    landmarks: np.ndarray  # (478, 3) pixels of the crop
+    keypoints: Keypoints  # (1, 478, 2) in [-1, 1], Jacobians = identity (the reference)
+    nodes: np.ndarray  # (N, 2) landmark + anchor positions, pixels
+    depth: np.ndarray  # (N,) z of each node (anchors far behind)
+    triangles: np.ndarray  # (T, 3): the face mesh (incl. mouth and eyes) first, then the surroundings
+    areas: np.ndarray  # (T,) signed doubled areas in the source
+    kinds: np.ndarray  # (T,) SKIN, HOLE (mouth, eyes) or SURROUNDING
+    mesh_count: int  # how many triangles are skin (they come first and must not flip)
+    skin_neighbours: tuple[np.ndarray, np.ndarray]  # (478, D) mesh neighbours, padded; (478, D) 0/1 weights
+    ring: np.ndarray  # (R, 2) anchors that follow the head
+    ring_follow: np.ndarray  # (R,) how much each ring anchor follows
+    ring_owner: np.ndarray  # (R,) the face-oval landmark each ring anchor is attached to
+    neighbours: torch.Tensor  # (478, n)
+    lips: tuple[np.ndarray, np.ndarray]  # mean and std colour of the source's lips
+    mouth_area: float  # inner-lip polygon area in the source, pixels
+
+    @property
+    def side(self) -> float:
+        return float(self.image.shape[0] - 1)
+
+
+class LandmarkAnimator:
+    """Animate a face crop from driving landmarks (see the module docstring).
+
+    >>> animator = LandmarkAnimator()
+    >>> source = animator.encode_source(crop, crop_landmarks)
+    >>> kp = animator.keypoints(driving_landmarks, origin, side, source)
+    >>> frame = animator.animate(source, DrivingFace(kp[i], lm[i], frame_i), initial)
+    """
+
+    def __init__(self, config: LandmarkAnimatorConfig | None = None):
+        self.config = config or LandmarkAnimatorConfig()
+
+    @property
+    def size(self) -> int:
+        return self.config.size
+
+    # -- keypoints -------------------------------------------------------------------
+
+    def keypoints(self, landmarks: np.ndarray, origin, side: float, source: LandmarkSource) -> Keypoints:
+        """Landmarks ``(B, 478, 2+)`` in pixels of a square box -> keypoints in [-1, 1]
+        with Jacobians fitted against the source (the shared reference frame)."""
+        value = to_normalized(np.asarray(landmarks), origin, side)
+        jacobian = fit_local_jacobians(source.keypoints.value, value, source.neighbours)
+        return Keypoints(value, jacobian)
+
+    def encode_source(self, image: np.ndarray, landmarks: np.ndarray) -> LandmarkSource:
+        """``image`` ``(S, S, 3)`` uint8 face crop with ``config.size`` pixels a side and
+        its ``(478, 3)`` landmarks in the crop's pixels."""
+        cfg = self.config
+        s = image.shape[0]
+        assert image.shape[:2] == (s, s), f"the source crop must be square, got {image.shape}"
+        landmarks = np.asarray(landmarks, np.float64)
+        side = float(s - 1)
+        value = to_normalized(landmarks[None], (0, 0), side)
+        neighbours = nearest_neighbours(value[0], cfg.neighbours)
+        keypoints = Keypoints(value, torch.eye(2).expand(1, len(landmarks), 2, 2).clone())
+
+        centre = landmarks[FACE_OVAL, :2].mean(0)
+        oval = landmarks[FACE_OVAL, :2]
+        rings, follows, owners = [], [], []
+        for scale, follow in ((cfg.inner_ring, 1.0), (cfg.outer_ring, cfg.outer_follow)):
+            ring = centre + scale * (oval - centre)
+            inside = np.all((ring > 2) & (ring < side - 2), axis=1)
+            rings.append(ring[inside])
+            follows.append(np.full(int(inside.sum()), follow))
+            owners.append(FACE_OVAL[inside])
+        ring = np.concatenate(rings)
+        t = np.linspace(0, side, cfg.border_points)
+        border = np.unique(np.concatenate([
+            np.stack([t, np.zeros_like(t)], 1), np.stack([t, np.full_like(t, side)], 1),
+            np.stack([np.zeros_like(t), t], 1), np.stack([np.full_like(t, side), t], 1),
+        ]), axis=0)
+        nodes = np.concatenate([landmarks[:, :2], ring, border])
+        far = landmarks[:, 2].max() + side
+        depth = np.concatenate([landmarks[:, 2], np.full(len(ring) + len(border), far)])
+        triangles, kinds = _triangulate(nodes, len(landmarks))
+        areas = signed_areas(nodes, triangles)
+        # Degenerate surroundings are dropped; the face's own triangles all stay.
+        keep = (np.abs(areas) > 1e-9) | (kinds != SURROUNDING)
+        triangles, kinds, areas = triangles[keep], kinds[keep], areas[keep]
+        mesh_count = int((kinds == SKIN).sum())
+
+        lips = _lip_colour(image, landmarks)
+        mouth_area = polygon_area(landmarks[LIPS_INNER, :2])
+        skin = _mesh_neighbours(triangles[:mesh_count], len(landmarks))
+        return LandmarkSource(image, landmarks, keypoints, nodes, depth, triangles, areas, kinds, mesh_count, skin, ring,
+                              np.concatenate(follows), np.concatenate(owners), neighbours, lips, mouth_area)
+
+    # -- motion transfer -------------------------------------------------------------
+
+    def transfer(self, source: LandmarkSource, driving: DrivingFace, initial: DrivingFace) -> tuple[Keypoints, np.ndarray]:
+        """Relative motion plus eye retargeting.
+
+        Returns:
+            target keypoints (batch 1, [-1, 1]) and ``(478, 3)`` target landmarks in
+            the crop's pixels (z carried over relatively, for drawing order).
+        """
+        if initial.scale is None:  # once per (source, reference frame): hull areas are not free
+            initial.scale = (movement_scale(source.keypoints.value, initial.keypoints.value)
+                             if self.config.adapt_scale else torch.ones(1))
+        target = relative_motion(source.keypoints, driving.keypoints, initial.keypoints,
+                                 adapt_movement_scale=initial.scale)
+        points = to_pixels(target.value[0], (0, 0), source.side)
+        # Depth moves by the same relative rule, in the driver's face-size units.
+        scale = np.sqrt(polygon_area(source.landmarks[FACE_OVAL, :2])
+                        / max(polygon_area(initial.landmarks[FACE_OVAL, :2]), 1e-6))
+        z = source.landmarks[:, 2] + scale * (driving.landmarks[:, 2] - initial.landmarks[:, 2])
+        points = np.concatenate([points, z[:, None]], axis=1)
+        if self.config.eyes or self.config.gaze:
+            self._retarget_eyes(source, points, driving.landmarks, initial.landmarks)
+            target = Keypoints(to_normalized(points[None], (0, 0), source.side), target.jacobian)
+        return target, points
+
+    def _retarget_eyes(self, source: LandmarkSource, points: np.ndarray, driving: np.ndarray, initial: np.ndarray):
+        """In place: lids at the driver's opening ratio, irises at the driver's gaze."""
+        cfg = self.config
+        ratios = eye_openness(driving) / np.maximum(eye_openness(initial), 1e-3)
+        for eye, ratio in zip(EYES, ratios):
+            a, b = eye["corners"]
+            # Similarity taking the source eye's corners to the target's (2 points fix it).
+            src_frame = _eye_frame(source.landmarks[a, :2], source.landmarks[b, :2])
+            tgt_frame = _eye_frame(points[a, :2], points[b, :2])
+            ratio = float(np.clip(ratio, 0.0, cfg.max_eye_ratio))
+            upper, lower = eye["pairs"][:, 0], eye["pairs"][:, 1]
+            # Lid-gap vectors in eye coordinates, scaled by the driver's opening ratio.
+            gaps = _to_eye(src_frame, source.landmarks[upper, :2]) - _to_eye(src_frame, source.landmarks[lower, :2])
+            lower_eye = _to_eye(tgt_frame, points[lower, :2])
+            if cfg.eyes:
+                points[upper, :2] = _from_eye(tgt_frame, lower_eye + ratio * gaps)
+            iris = eye["iris"]
+            q = _to_eye(src_frame, source.landmarks[iris, :2])
+            if cfg.gaze:
+                d_now = _to_eye(_eye_frame(driving[a, :2], driving[b, :2]), driving[iris[0], :2])
+                d_ref = _to_eye(_eye_frame(initial[a, :2], initial[b, :2]), initial[iris[0], :2])
+                q = q + np.clip(d_now - d_ref, -cfg.max_gaze, cfg.max_gaze)
+            # Irises stay between the lids: their height above the lower lid scales with
+            # the opening, so a closed eye hides them instead of folding the mesh.
+            low_src = _lid_height(_to_eye(src_frame, source.landmarks[eye["lower"], :2]), q[:, 0])
+            low_tgt = _lid_height(_to_eye(tgt_frame, points[eye["lower"], :2]), q[:, 0])
+            q[:, 1] = low_tgt + ratio * (q[:, 1] - low_src) if cfg.eyes else q[:, 1]
+            points[iris, :2] = _from_eye(tgt_frame, q)
+
+    # -- rendering -------------------------------------------------------------------
+
+    def target_nodes(self, source: LandmarkSource, points: np.ndarray, jacobian: torch.Tensor | None) -> np.ndarray:
+        """Target positions of all nodes: landmarks, head-following rings, fixed border."""
+        n = len(source.landmarks)
+        head = fit_similarity_2d(source.landmarks[RIGID, :2], points[RIGID, :2])
+        # Each anchor keeps its offset from its face-oval point, turned and scaled with the
+        # head: the surroundings follow the face's silhouette, and never cross it.
+        owner = source.ring_owner
+        offset = source.ring - source.landmarks[owner, :2]
+        moved = points[owner, :2] + offset @ head[:, :2].T
+        ring = source.ring + source.ring_follow[:, None] * (moved - source.ring)
+        nodes = source.nodes.copy()
+        nodes[:n] = points[:, :2]
+        nodes[n:n + len(ring)] = ring
+        if jacobian is not None:
+            self._relax_flips(source, nodes, jacobian[0].detach().cpu().double().numpy())
+        return nodes
+
+    def _relax_flips(self, source: LandmarkSource, nodes: np.ndarray, jacobian: np.ndarray):
+        """Move landmarks of flipped skin triangles half-way towards the first-order
+        predictions of their mesh neighbours, ``p_k + J_k (s_i - s_k)``, until no skin
+        triangle flips (or ``relax_iterations`` passes). Slivers (tiny in the source)
+        are not checked: landmark noise alone turns them over."""
+        mesh = source.triangles[: source.mesh_count]
+        src_areas = source.areas[: source.mesh_count]
+        checked = np.abs(src_areas) > self.config.sliver_area * np.median(np.abs(src_areas))
+        mesh, src_areas = mesh[checked], src_areas[checked]
+        neighbours, weights = source.skin_neighbours
+        src = source.nodes
+        for _ in range(self.config.relax_iterations):
+            flipped = signed_areas(nodes, mesh) * src_areas <= 0
+            if not flipped.any():
+                return
+            idx = np.unique(mesh[flipped])
+            nb, w = neighbours[idx], weights[idx]  # (M, D)
+            offsets = src[idx][:, None, :] - src[nb]  # (M, D, 2)
+            predicted = nodes[nb] + np.einsum("mdij,mdj->mdi", jacobian[nb], offsets)
+            predicted = (predicted * w[..., None]).sum(1) / w.sum(1, keepdims=True)
+            nodes[idx] = 0.5 * (nodes[idx] + predicted)
+
+    def render(self, source: LandmarkSource, nodes: np.ndarray, depth: np.ndarray,
+               source_nodes: np.ndarray | None = None) -> np.ndarray:
+        """Backward-warp the source so that its nodes land on ``nodes``: ``(S, S, 3)``.
+
+        The piecewise-affine flow is rasterised at ``flow_scale`` of the crop and
+        upsampled (it is linear inside triangles, so little is lost).
+        """
+        s = source.image.shape[0]
+        f = max(int(round(s * self.config.flow_scale)), 8)
+        k = f / s  # crop pixels -> flow-grid pixels (pixel centres at +0.5)
+        source_nodes = source.nodes if source_nodes is None else source_nodes
+        maps = triangle_backward_maps(source_nodes, nodes, source.triangles).astype(np.float32)
+        index = self.rasterize(source, nodes, depth, f)
+        coords = (np.arange(f, dtype=np.float32) + 0.5) / k - 0.5  # flow-grid centres in crop pixels
+        xs, ys = coords[None, :], coords[:, None]
+        m = maps[np.maximum(index - 1, 0)]  # (f, f, 2, 3)
+        map_x = m[..., 0, 0] * xs + m[..., 0, 1] * ys + m[..., 0, 2]
+        map_y = m[..., 1, 0] * xs + m[..., 1, 1] * ys + m[..., 1, 2]
+        outside = index == 0
+        # Upsample the displacement, not the coordinates: the identity stays exact
+        # (also at the border, where resizing clamps).
+        dx = np.where(outside, 0.0, map_x - xs).astype(np.float32)
+        dy = np.where(outside, 0.0, map_y - ys).astype(np.float32)
+        if f != s:
+            dx = cv2.resize(dx, (s, s), interpolation=cv2.INTER_LINEAR)
+            dy = cv2.resize(dy, (s, s), interpolation=cv2.INTER_LINEAR)
+        # The border nodes are fixed, so the true flow there is zero; upsampling from
+        # cell centres half a cell inside would otherwise leak motion onto it.
+        for d in (dx, dy):
+            d[[0, -1], :] = 0.0
+            d[:, [0, -1]] = 0.0
+        grid = np.arange(s, dtype=np.float32)
+        map_x, map_y = dx + grid[None, :], dy + grid[:, None]
+        return cv2.remap(source.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+    def rasterize(self, source: LandmarkSource, nodes: np.ndarray, depth: np.ndarray, size: int) -> np.ndarray:
+        """``(size, size)`` int32 map of which triangle (index + 1; 0 = none) is seen at
+        each pixel of a ``size``-pixel grid over the crop (painter's algorithm)."""
+        k = size / source.image.shape[0]
+        # Drawing order: surroundings, then the mouth and eye holes, then the skin far
+        # to near (lids and lips cover what is behind them, even when collapsed).
+        key = np.where(source.kinds == SKIN, depth[source.triangles].mean(1), np.inf)
+        order = np.lexsort((-key, -source.kinds))
+        index = np.zeros((size, size), np.int32)
+        fixed = np.round(((nodes + 0.5) * k - 0.5) * 16).astype(np.int32)
+        for t in order:
+            cv2.fillConvexPoly(index, fixed[source.triangles[t]], int(t) + 1, lineType=cv2.LINE_8, shift=4)
+        return index
+
+    def animate(self, source: LandmarkSource, driving: DrivingFace, initial: DrivingFace) -> np.ndarray:
+        """One output crop ``(S, S, 3)`` uint8 for one driving frame."""
+        target, points = self.transfer(source, driving, initial)
+        nodes = self.target_nodes(source, points, target.jacobian)
+        depth = np.concatenate([points[:, 2], source.depth[len(points):]])
+        out = self.render(source, nodes, depth, self.lifted_lids(source, driving, initial))
+        if self.config.mouth_fill:
+            self._fill_mouth(source, out, nodes[: len(points)], driving)
+        return out
+
+    def lifted_lids(self, source: LandmarkSource, driving: DrivingFace, initial: DrivingFace) -> np.ndarray:
+        """Source nodes with each upper lid margin lifted as the eye closes.
+
+        The visible band of upper lid above the margin is thin and ends in lashes and
+        the top of the iris; stretched over a closed eye it would read as an open dark
+        eye. Sampling a closing lid from higher up (by ``lid_lift`` of the lid gap when
+        fully closed) shows lid skin, and squeezes the lash line into the closing gap.
+        """
+        if not self.config.eyes or self.config.lid_lift <= 0:
+            return source.nodes
+        closing = 1.0 - np.clip(eye_openness(driving.landmarks) / np.maximum(eye_openness(initial.landmarks), 1e-3),
+                                0.0, 1.0)
+        nodes = source.nodes.copy()
+        for eye, amount in zip(EYES, closing):
+            if amount <= 0:
+                continue
+            upper, lower = eye["pairs"][:, 0], eye["pairs"][:, 1]
+            gap = nodes[upper] - nodes[lower]  # points up, one lid gap long
+            nodes[upper] += amount * self.config.lid_lift * gap
+        return nodes
+
+    def _fill_mouth(self, source: LandmarkSource, out: np.ndarray, points: np.ndarray, driving: DrivingFace):
+        """In place: paint the revealed mouth interior from the driver (or shadow)."""
+        polygon = points[LIPS_INNER]
+        area = polygon_area(polygon)
+        # Only the part of the opening the source does not already show is filled.
+        alpha_open = np.clip((area - 1.2 * source.mouth_area) / max(0.5 * area, 1e-6), 0.0, 1.0)
+        if alpha_open <= 0 or area < 4:
+            return
+        s = out.shape[0]
+        x0, y0 = np.floor(polygon.min(0)).astype(int) - 4
+        x1, y1 = np.ceil(polygon.max(0)).astype(int) + 5
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, s), min(y1, s)
+        if x1 <= x0 or y1 <= y0:
+            return
+        w, h = x1 - x0, y1 - y0
+        mask = np.zeros((h, w), np.float32)
+        cv2.fillPoly(mask, [np.round((polygon - (x0, y0)) * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
+        k = self.config.mouth_feather
+        if k > 0:
+            mask = cv2.GaussianBlur(mask, (0, 0), k)
+        mask *= alpha_open
+        region = out[y0:y1, x0:x1].astype(np.float32)
+        if driving.frame is not None:
+            drv = driving.landmarks
+            # Affine from the crop's box coordinates to the driver's frame (backward).
+            back = fit_affine(polygon - (x0, y0), drv[LIPS_INNER, :2])
+            fill = cv2.warpAffine(driving.frame, back, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                  borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+            mean_d, std_d = _lip_colour(driving.frame, drv)
+            mean_s, std_s = source.lips
+            gain = np.clip(std_s / np.maximum(std_d, 1e-3), 0.5, 2.0)
+            fill = (fill - mean_d) * gain + mean_s
+        else:
+            # No driver pixels (scripted motion): a shadowed interior, darker at the centre.
+            shade = cv2.GaussianBlur(np.ones((h, w), np.float32) - mask / max(mask.max(), 1e-6), (0, 0), 2.0)
+            fill = source.lips[0] * (0.15 + 0.35 * shade[..., None])
+        out[y0:y1, x0:x1] = np.clip(region + mask[..., None] * (fill - region), 0, 255).astype(np.uint8)
+
+
+def _triangulate(nodes: np.ndarray, num_landmarks: int) -> np.ndarray:
+    """Triangles over all nodes and their kinds: MediaPipe's face mesh (SKIN, first),
+    a strip across the mouth and each eye's contour with its iris points (HOLE), then
+    the SURROUNDING triangles (touching an anchor, or the oval's concave pockets)."""
+    face = mesh.mesh_triangles()
+    # The mouth and eyes open and close, so their triangles may legitimately turn over
+    # (a closed mouth's inner lips even cross slightly); only the skin must not flip.
+    holes = [mesh.mouth_triangles()]
+    for loop, iris in ((mesh.RIGHT_EYE, EYES[0]["iris"]), (mesh.LEFT_EYE, EYES[1]["iris"])):
+        index = np.array(loop + tuple(iris))
+        local = Delaunay(nodes[index]).simplices
+        centres = nodes[index][local].mean(1)
+        holes.append(index[local[_inside(nodes[list(loop)], centres)]])
+    holes = np.concatenate(holes)
+    everything = Delaunay(nodes).simplices
+    touches_anchor = (everything >= num_landmarks).any(1)
+    on_oval = np.isin(everything, FACE_OVAL).all(1)
+    pockets = on_oval & ~_inside(nodes[FACE_OVAL], nodes[everything].mean(1))
+    around = everything[touches_anchor | pockets]
+    kinds = np.concatenate([np.full(len(face), SKIN), np.full(len(holes), HOLE), np.full(len(around), SURROUNDING)])
+    return np.concatenate([face, holes, around]).astype(np.int64), kinds
+
+
+def _mesh_neighbours(triangles: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices sharing a triangle with each vertex, as a padded ``(count, D)`` index
+    array (padding points at the vertex itself) and ``(count, D)`` 0/1 weights."""
+    sets: list[set[int]] = [set() for _ in range(count)]
+    for a, b, c in triangles:
+        sets[a] |= {b, c}
+        sets[b] |= {a, c}
+        sets[c] |= {a, b}
+    width = max(1, max(len(x) for x in sets))
+    index = np.tile(np.arange(count)[:, None], (1, width))
+    weights = np.zeros((count, width))
+    for i, nb in enumerate(sets):
+        index[i, : len(nb)] = sorted(nb)
+        weights[i, : len(nb)] = 1.0
+    weights[weights.sum(1) == 0, 0] = 1.0  # isolated (iris) points predict themselves
+    return index, weights
+
+
+def _inside(polygon: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Even-odd rule: which ``(N, 2)`` points lie inside the closed ``(M, 2)`` polygon."""
+    x, y = points[:, 0:1], points[:, 1:2]
+    x0, y0 = polygon[:, 0], polygon[:, 1]
+    x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
+    crosses = ((y0 > y) != (y1 > y)) & (x < (x1 - x0) * (y - y0) / np.where(y1 == y0, 1e-12, y1 - y0) + x0)
+    return crosses.sum(1) % 2 == 1
+
+
+def _lip_colour(image: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std RGB of the lips (between the outer and inner lip contours)."""
+    mask = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(landmarks[LIPS_OUTER, :2]).astype(np.int32)], 1)
+    cv2.fillPoly(mask, [np.round(landmarks[LIPS_INNER, :2]).astype(np.int32)], 0)
+    pixels = image[mask.astype(bool)].astype(np.float32)
+    if len(pixels) < 4:
+        pixels = image.reshape(-1, 3).astype(np.float32)
+    return pixels.mean(0), pixels.std(0) + 1e-3
+
+
+def _eye_frame(outer: np.ndarray, inner: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Origin and 2x2 basis of eye coordinates: u from the outer to the inner corner
+    (length 1 = eye width), v perpendicular."""
+    u = inner - outer
+    return outer, np.array([[u[0], -u[1]], [u[1], u[0]]])
+
+
+def _to_eye(frame, points: np.ndarray) -> np.ndarray:
+    origin, basis = frame
+    return (points - origin) @ np.linalg.inv(basis).T
+
+
+def _from_eye(frame, coords: np.ndarray) -> np.ndarray:
+    origin, basis = frame
+    return coords @ basis.T + origin
+
+
+def _lid_height(lid: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Height v of a lid polyline (eye coordinates) at positions ``u``."""
+    order = np.argsort(lid[:, 0])
+    return np.interp(u, lid[order, 0], lid[order, 1])
