@@ -230,3 +230,27 @@ def test_several_faces_animate_the_largest_and_say_so(tmp_path, portrait, short_
     assert main(["animate", str(group), str(short_driving), "-o", str(tmp_path / "x.mp4"), "-q",
                  "--face-index", "5"]) == 2
     assert "--face-index 5" in capsys.readouterr().err
+
+
+def test_fomm_face_model_crops_and_pastes_back(tmp_path, short_driving):
+    """A FOMM model whose config is a face config (vox*) crops the face of the source
+    and of the driver, and pastes its output back at the source's resolution."""
+    from conftest import TINY_CONFIG
+
+    from reanimate.models import ModelConfig, build_model
+    from reanimate.pipelines import AnimationPipeline
+
+    model = build_model(ModelConfig.from_yaml_text(TINY_CONFIG, name="vox-tiny"), seed=0)
+    pipeline = AnimationPipeline(model, device="cpu")
+    assert pipeline.is_face_model
+    out = tmp_path / "out"
+    result = pipeline.animate(EXAMPLES / "source.png", short_driving, out, progress=False)
+    frames = sorted(out.glob("*.png"))
+    assert result.frames == 10 and len(frames) == 10
+    source = read_image(EXAMPLES / "source.png")
+    frame = read_image(frames[0])
+    assert frame.shape == source.shape
+    # Outside the (FOMM-margin) crop box the source is untouched.
+    with FaceMesh() as mesh:
+        box = square_box(mesh.detect(source)[0].box, source.shape[:2], 0.1)
+    assert np.array_equal(frame[: box[1]], source[: box[1]])
