@@ -31,12 +31,15 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 SIZES = (512, 2048)
 
 
 def limit_cpus(threads: int) -> str:
-    """Pin this process (and its children) to ``threads`` cores and threads."""
+    """Pin this process (and its children) to ``threads`` cores and threads. Runs before
+    anything imports torch, which reads OMP_NUM_THREADS once."""
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[name] = str(threads)
     import torch
@@ -49,9 +52,9 @@ def limit_cpus(threads: int) -> str:
     return f"{threads} threads on {len(cpus) or os.cpu_count()} CPUs"
 
 
-def portrait() -> "np.ndarray":  # noqa: F821
+def portrait() -> np.ndarray:
+    """Grace Hopper, padded to a square by repeating the edge pixels."""
     import matplotlib
-    import numpy as np
 
     from reanimate.io import read_image
 
