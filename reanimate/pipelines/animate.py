@@ -27,7 +27,7 @@ from ..faces import Face, FaceMesh, best_frame_index, crop_face, feather_mask, p
 from ..geometry import normalized_shape
 from ..io import fit_to_shape, frames_to_tensor, open_frames, open_writer, read_image, tensor_to_frames
 from ..models import FirstOrderModel, ModelConfig, SourceEncoding, load_config
-from ..models.landmark_animator import DrivingFace, LandmarkAnimator
+from ..models.landmark_animator import DrivingFace, LandmarkAnimator, to_pixels
 from ..motion import Keypoints, relative_motion
 from ..smoothing import JitterMeter, make_smoother
 from ..visualize import draw_keypoints, mask_to_image, side_by_side
@@ -345,8 +345,11 @@ class AnimationPipeline:
                                 raw_jitter.update(kp_driving.value)
                                 if smoother is not None:
                                     kp_driving = smoother(kp_driving)
+                                    # The eyes and mouth read landmarks: give them the smoothed ones.
+                                    xy = to_pixels(kp_driving.value, drive_box[:2], float(drive_box[2] - drive_box[0]))
                                     for i, d in enumerate(driving):
                                         d.keypoints = kp_driving[i]
+                                        d.landmarks = np.concatenate([xy[i], d.landmarks[:, 2:]], axis=1)
                                 jitter.update(kp_driving.value)
                                 crops = np.stack([self.model.animate(source, d, initial) for d in driving])
                                 images = out = None
