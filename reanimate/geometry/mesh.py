@@ -1,5 +1,6 @@
 """Geometry of landmark meshes: local linear maps fitted from landmark neighbourhoods,
-least-squares affine and similarity fits, and per-triangle affine maps.
+least-squares affine fits, and per-triangle affine maps (similarity fits are
+:func:`reanimate.geometry.fit_similarity`).
 
 These turn a dense landmark set (e.g. a 478-point face mesh) into first-order motion
 keypoints: each landmark gets the Jacobian that best maps its neighbourhood in a
@@ -59,26 +60,6 @@ def fit_local_jacobians(
     return ytx @ torch.linalg.inv(xtx + ridge * eye)
 
 
-def fit_similarity_2d(source: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Least-squares similarity (rotation, uniform scale, translation) mapping 2-D
-    ``source`` points onto ``target`` points (Umeyama 1991, without reflection).
-
-    Args:
-        source, target: ``(N, 2)``.
-
-    Returns:
-        ``(2, 3)`` matrix ``[sR | t]`` with ``target ~= sR source + t``.
-    """
-    mu_s, mu_t = source.mean(0), target.mean(0)
-    s, t = source - mu_s, target - mu_t
-    # With complex numbers a 2-D similarity is one multiplication: t = a s.
-    sc = s[:, 0] + 1j * s[:, 1]
-    tc = t[:, 0] + 1j * t[:, 1]
-    a = np.vdot(sc, tc) / max(np.vdot(sc, sc).real, 1e-12)
-    linear = np.array([[a.real, -a.imag], [a.imag, a.real]])
-    return np.concatenate([linear, (mu_t - linear @ mu_s)[:, None]], axis=1)
-
-
 def fit_affine(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Least-squares affine map ``target ~= A source + t``.
 
@@ -91,12 +72,6 @@ def fit_affine(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     homogeneous = np.concatenate([source, np.ones((len(source), 1))], axis=1)
     solution, *_ = np.linalg.lstsq(homogeneous, target, rcond=None)
     return solution.T
-
-
-def apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """``(D, D + 1)`` matrix applied to ``(N, D)`` points."""
-    d = points.shape[-1]
-    return points @ matrix[:, :d].T + matrix[:, d]
 
 
 def signed_areas(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
@@ -143,9 +118,3 @@ def triangle_backward_maps(source: np.ndarray, target: np.ndarray, triangles: np
     linear = j_s @ inv
     translation = s0 - np.einsum("tij,tj->ti", linear, t0)
     return np.concatenate([linear, translation[:, :, None]], axis=2)
-
-
-def polygon_area(points: np.ndarray) -> float:
-    """Absolute area of a simple polygon given as an ordered ``(N, 2)`` loop (shoelace)."""
-    x, y = points[:, 0], points[:, 1]
-    return float(0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))

@@ -44,8 +44,12 @@ def _hull_area(points: np.ndarray) -> float:
         return chain
 
     hull = half(pts)[:-1] + half(reversed(pts))[:-1]
-    x = np.array([p[0] for p in hull])
-    y = np.array([p[1] for p in hull])
+    return polygon_area(np.array(hull))
+
+
+def polygon_area(points: np.ndarray) -> float:
+    """Absolute area of a simple polygon given as an ordered ``(N, 2)`` loop (shoelace)."""
+    x, y = points[:, 0], points[:, 1]
     return float(0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
 
 

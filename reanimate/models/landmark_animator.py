@@ -41,13 +41,12 @@ import torch
 from scipy.spatial import Delaunay
 
 from ..faces import topology as mesh
+from ..geometry import fit_similarity
+from ..geometry.relative import polygon_area
 from ..geometry.mesh import (
-    apply_affine,
     fit_affine,
     fit_local_jacobians,
-    fit_similarity_2d,
     nearest_neighbours,
-    polygon_area,
     signed_areas,
     triangle_backward_maps,
 )
@@ -305,12 +304,14 @@ class LandmarkAnimator:
     def target_nodes(self, source: LandmarkSource, points: np.ndarray, jacobian: torch.Tensor | None) -> np.ndarray:
         """Target positions of all nodes: landmarks, head-following rings, fixed border."""
         n = len(source.landmarks)
-        head = fit_similarity_2d(source.landmarks[RIGID, :2], points[RIGID, :2])
+        scale, rotation, _ = fit_similarity(torch.from_numpy(source.landmarks[None, RIGID, :2]),
+                                            torch.from_numpy(np.ascontiguousarray(points[None, RIGID, :2])))
+        head = (scale[0] * rotation[0]).numpy()
         # Each anchor keeps its offset from its face-oval point, turned and scaled with the
         # head: the surroundings follow the face's silhouette, and never cross it.
         owner = source.ring_owner
         offset = source.ring - source.landmarks[owner, :2]
-        moved = points[owner, :2] + offset @ head[:, :2].T
+        moved = points[owner, :2] + offset @ head.T
         ring = source.ring + source.ring_follow[:, None] * (moved - source.ring)
         nodes = source.nodes.copy()
         nodes[:n] = points[:, :2]
