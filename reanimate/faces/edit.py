@@ -45,11 +45,8 @@ def open_mouth(landmarks: np.ndarray, amount: float) -> np.ndarray:
 def close_eyes(landmarks: np.ndarray, amount: float = 1.0) -> np.ndarray:
     """Move the upper lids ``amount`` of the way onto the lower lids (1 = closed)."""
     out = np.asarray(landmarks, np.float64).copy()
-    for upper, lower in ((topology.RIGHT_EYE_UPPER_LID, topology.RIGHT_EYE_LOWER_LID),
-                         (topology.LEFT_EYE_UPPER_LID, topology.LEFT_EYE_LOWER_LID)):
-        n = len(upper)
-        up = np.array(upper[1:-1])
-        low = np.array([lower[n - 1 - i] for i in range(1, n - 1)])
+    for pairs in (topology.RIGHT_EYE_LID_PAIRS, topology.LEFT_EYE_LID_PAIRS):
+        up, low = np.array(pairs).T
         out[up, :2] += amount * (out[low, :2] - out[up, :2])
     return out
 

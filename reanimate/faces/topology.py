@@ -35,6 +35,14 @@ RIGHT_EYE_LOWER_LID = (33, 7, 163, 144, 145, 153, 154, 155, 133)
 RIGHT_EYE_UPPER_LID = (133, 173, 157, 158, 159, 160, 161, 246, 33)
 LEFT_EYE_LOWER_LID = (263, 249, 390, 373, 374, 380, 381, 382, 362)
 LEFT_EYE_UPPER_LID = (362, 398, 384, 385, 386, 387, 388, 466, 263)
+def _lid_pairs(upper: tuple, lower: tuple) -> tuple[tuple[int, int], ...]:
+    n = len(upper)
+    return tuple((upper[i], lower[n - 1 - i]) for i in range(1, n - 1))
+
+
+# (upper lid point, lower lid point) facing each other across each eye, corners excluded.
+RIGHT_EYE_LID_PAIRS = _lid_pairs(RIGHT_EYE_UPPER_LID, RIGHT_EYE_LOWER_LID)
+LEFT_EYE_LID_PAIRS = _lid_pairs(LEFT_EYE_UPPER_LID, LEFT_EYE_LOWER_LID)
 RIGHT_EYE_CORNERS = (33, 133)  # outer, inner
 LEFT_EYE_CORNERS = (263, 362)  # outer, inner
 # Mid-lid points used for the eye opening (upper, lower).

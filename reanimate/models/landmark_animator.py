@@ -77,16 +77,10 @@ class LandmarkAnimatorConfig:
     mouth_feather: float = 1.5  # blur of the mouth mask, pixels
 
 
-# Pairs (upper lid point, lower lid point) across each eye, corners excluded.
-def _lid_pairs(upper: tuple, lower: tuple) -> np.ndarray:
-    n = len(upper)
-    return np.array([(upper[i], lower[n - 1 - i]) for i in range(1, n - 1)])
-
-
 EYES = (
-    dict(corners=mesh.RIGHT_EYE_CORNERS, pairs=_lid_pairs(mesh.RIGHT_EYE_UPPER_LID, mesh.RIGHT_EYE_LOWER_LID),
+    dict(corners=mesh.RIGHT_EYE_CORNERS, pairs=np.array(mesh.RIGHT_EYE_LID_PAIRS),
          lower=np.array(mesh.RIGHT_EYE_LOWER_LID), iris=np.array((mesh.RIGHT_IRIS_CENTER, *mesh.RIGHT_IRIS))),
-    dict(corners=mesh.LEFT_EYE_CORNERS, pairs=_lid_pairs(mesh.LEFT_EYE_UPPER_LID, mesh.LEFT_EYE_LOWER_LID),
+    dict(corners=mesh.LEFT_EYE_CORNERS, pairs=np.array(mesh.LEFT_EYE_LID_PAIRS),
          lower=np.array(mesh.LEFT_EYE_LOWER_LID), iris=np.array((mesh.LEFT_IRIS_CENTER, *mesh.LEFT_IRIS))),
 )
 SKIN, HOLE, SURROUNDING = 0, 1, 2  # triangle kinds, in reverse drawing order
