@@ -19,11 +19,10 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
-from reanimate.faces import FaceMesh, crop_face, square_box, topology
-from reanimate.geometry import euler_to_rotation
+from reanimate.faces import FaceMesh, crop_face, square_box
+from reanimate.faces.edit import close_eyes, open_mouth, turn_head
 from reanimate.io import open_writer
 from reanimate.models.landmark_animator import DrivingFace, LandmarkAnimator, LandmarkAnimatorConfig
 
@@ -60,36 +59,14 @@ def script(t: np.ndarray) -> dict[str, np.ndarray]:
 
 def perform(landmarks: np.ndarray, yaw: float, pitch: float, roll: float, mouth: float, blink: float) -> np.ndarray:
     """Move ``(478, 3)`` pixel landmarks: open the jaw, close the eyes, turn the head."""
-    out = landmarks.astype(np.float64).copy()
-    # Jaw: points below the mouth corners move down, more the nearer they are to the chin.
-    upper, lower = topology.INNER_LIP_MIDDLE
-    corners = out[list(topology.MOUTH_CORNERS), :2]
-    mouth_y = corners[:, 1].mean()
-    chin = out[topology.CHIN, :2]
-    face_h = np.linalg.norm(out[topology.CHIN, :2] - out[topology.FOREHEAD, :2])
-    drop = mouth * 0.12 * face_h
-    below = np.clip((out[:, 1] - mouth_y) / max(chin[1] - mouth_y, 1e-6), 0, 1)
-    near = np.exp(-((out[:, 0] - chin[0]) / (0.35 * face_h)) ** 2)
-    out[:, 1] += drop * np.sqrt(below) * near
-    out[lower, 1] = max(out[lower, 1], out[upper, 1] + drop * 0.9)
-    # Blink: upper lids move onto the lower lids.
-    for up, low in ((topology.RIGHT_EYE_UPPER_LID, topology.RIGHT_EYE_LOWER_LID),
-                    (topology.LEFT_EYE_UPPER_LID, topology.LEFT_EYE_LOWER_LID)):
-        n = len(up)
-        for i in range(1, n - 1):
-            out[up[i], :2] += blink * (out[low[n - 1 - i], :2] - out[up[i], :2]) * 0.95
-    # Head turn about the face's centre, in 3-D (MediaPipe's z is in pixels).
-    centre = out[: 468].mean(0)
-    rotation = euler_to_rotation(*(torch.tensor([a], dtype=torch.float64) for a in (yaw, pitch, roll)))[0].numpy()
-    return (out - centre) @ rotation.T + centre
+    return turn_head(close_eyes(open_mouth(landmarks, 0.05 * mouth), 0.95 * blink), yaw, pitch, roll)
 
 
 def make_driving(portrait: np.ndarray, path: Path) -> None:
     with FaceMesh() as mesh:
         face = mesh.detect(portrait)[0]
-    box = square_box(face.box, portrait.shape[:2], increase=0.7)
-    frame = crop_face(portrait, box, SIZE)
-    with FaceMesh() as mesh:
+        box = square_box(face.box, portrait.shape[:2], increase=0.7)
+        frame = crop_face(portrait, box, SIZE)
         landmarks = mesh.detect(frame)[0].landmarks.astype(np.float64)
     animator = LandmarkAnimator(LandmarkAnimatorConfig(size=SIZE))
     source = animator.encode_source(frame, landmarks)
