@@ -292,7 +292,8 @@ class AnimationPipeline:
 
         with open_frames(driving_path, fps=fps) as reader:
             # Fail on an unwritable output before decoding the whole video.
-            with open_writer(output_path, reader.fps, audio_from=driving_path) as writer:
+            with open_writer(output_path, reader.fps, audio_from=driving_path) as writer, \
+                    contextlib.ExitStack() as resources:
                 reference, kp_initial = 0, None
                 if options.find_best_frame:
                     if faces:
@@ -303,19 +304,20 @@ class AnimationPipeline:
                     log.info("best matching driving frame: %d", reference)
                 elif options.best_frame is not None:
                     reference = options.best_frame
-                reference_frame = reader.read_frame(reference) if (faces or kp_initial is None) else None
+                needs_reference = faces or (options.relative and kp_initial is None)
+                reference_frame = reader.read_frame(reference) if needs_reference else None
 
                 tracker = None
                 drive_box = None
                 initial = None
                 if faces:
-                    with FaceMesh() as mesh:
-                        found = mesh.detect(reference_frame)
+                    # The reference frame goes through the same detector as the stream.
+                    tracker = resources.enter_context(_DrivingFaces())
+                    found = tracker.mesh.detect(reference_frame)
                     if not found:
                         raise InputError(driving_path, f"no face in frame {reference} (the reference frame)")
-                    initial_landmarks = found[0].landmarks
+                    initial_landmarks = tracker.last = found[0].landmarks
                     drive_box = square_box(found[0].box, reference_frame.shape[:2], increase)
-                    tracker = _DrivingFaces(initial_landmarks)
                 if self.uses_landmarks:
                     initial = self._landmark_driving(source, initial_landmarks[None], [reference_frame], drive_box)[0]
                 elif options.relative and kp_initial is None:
@@ -323,6 +325,7 @@ class AnimationPipeline:
                     kp_initial = self.detect(images)
 
                 smoother = make_smoother(options.smooth, reader.fps)
+                transfer = AnimationOptions(relative=options.relative, adapt_scale=adapt)
                 raw_jitter, jitter = JitterMeter(), JitterMeter()
                 canvas = source_image.copy() if paste else None
                 # With relative motion every frame only depends on itself and the
@@ -362,8 +365,7 @@ class AnimationPipeline:
                                 if smoother is not None:
                                     kp_driving = smoother(kp_driving)
                                 jitter.update(kp_driving.value)
-                                options_adapt = AnimationOptions(relative=options.relative, adapt_scale=adapt)
-                                out = self.generate(source, kp_driving, kp_initial, options_adapt)
+                                out = self.generate(source, kp_driving, kp_initial, transfer)
                                 crops = tensor_to_frames(out.prediction)
                         with timer("paste"):
                             if paste:
@@ -465,14 +467,15 @@ def _to_crop(landmarks: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
 
 class _DrivingFaces:
     """Face landmarks of consecutive driving frames; a frame without a face keeps the
-    last landmarks seen, and is counted."""
+    last landmarks seen (set :attr:`last` to the reference frame's first), and is
+    counted. A context manager: it owns a MediaPipe graph."""
 
-    def __init__(self, initial: np.ndarray):
+    def __init__(self):
         # Every frame is detected afresh (not MediaPipe's tracking mode), like the
         # reference frame: tracking gives slightly different landmarks for the same
         # image, which relative motion would turn into spurious movement.
         self.mesh = FaceMesh(video=False)
-        self.last = initial
+        self.last: np.ndarray | None = None
         self.missing = 0
         self.first_missing: int | None = None
         self.seen = 0
@@ -490,6 +493,12 @@ class _DrivingFaces:
             self.seen += 1
             out.append(self.last)
         return np.stack(out)
+
+    def __enter__(self) -> "_DrivingFaces":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.mesh.close()
 
 
 class _StageTimer:
