@@ -111,6 +111,11 @@ def eye_openness(landmarks: np.ndarray) -> np.ndarray:
     return np.stack(out, axis=-1)
 
 
+def eye_opening_ratio(landmarks: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """How open each eye is relative to a reference frame (1 = as open, 0 = closed): ``(2,)``."""
+    return eye_openness(landmarks) / np.maximum(eye_openness(reference), 1e-3)
+
+
 def mouth_openness(landmarks: np.ndarray) -> np.ndarray:
     """Inner-lip gap over mouth width, ``(..., 478, 2+)`` -> ``(...)``."""
     up, low = mesh.INNER_LIP_MIDDLE
@@ -267,7 +272,7 @@ class LandmarkAnimator:
     def _retarget_eyes(self, source: LandmarkSource, points: np.ndarray, driving: np.ndarray, initial: np.ndarray):
         """In place: lids at the driver's opening ratio, irises at the driver's gaze."""
         cfg = self.config
-        ratios = eye_openness(driving) / np.maximum(eye_openness(initial), 1e-3)
+        ratios = eye_opening_ratio(driving, initial)
         for eye, ratio in zip(EYES, ratios):
             a, b = eye["corners"]
             # Similarity taking the source eye's corners to the target's (2 points fix it).
@@ -405,8 +410,7 @@ class LandmarkAnimator:
         """
         if not self.config.eyes or self.config.lid_lift <= 0:
             return source.nodes
-        closing = 1.0 - np.clip(eye_openness(driving.landmarks) / np.maximum(eye_openness(initial.landmarks), 1e-3),
-                                0.0, 1.0)
+        closing = 1.0 - np.clip(eye_opening_ratio(driving.landmarks, initial.landmarks), 0.0, 1.0)
         nodes = source.nodes.copy()
         for eye, amount in zip(EYES, closing):
             if amount <= 0:
