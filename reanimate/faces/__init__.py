@@ -1,9 +1,9 @@
 """Faces: MediaPipe landmarks, head pose, square crops that follow a face, and
 best-frame matching.
 
-MediaPipe and OpenCV are optional: importing this package needs neither; the functions
-that use them raise a one-line :class:`~reanimate.errors.ReanimateError` saying how to
-install them. Boxes are ``(x0, y0, x1, y1)`` pixels, x right, y down.
+MediaPipe is installed apart from the package's dependencies (see the README): importing
+this package does not need it; :class:`FaceMesh` raises a one-line
+:class:`~reanimate.errors.ReanimateError` saying how to install it. Boxes are ``(x0, y0, x1, y1)`` pixels, x right, y down.
 """
 
 from reanimate.faces.best_frame import best_frame_index, normalized_landmarks

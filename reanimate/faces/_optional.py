@@ -1,4 +1,5 @@
-"""Optional dependencies of the face tools, imported on first use with a one-line hint."""
+"""MediaPipe, installed apart from the package's dependencies (``--no-deps``, see the
+README), imported on first use with a one-line hint."""
 
 from __future__ import annotations
 
@@ -6,17 +7,7 @@ import os
 
 from reanimate.errors import ReanimateError
 
-INSTALL_HINT = ("face support needs mediapipe and OpenCV: pip install --no-deps mediapipe==0.10.21 "
-                "'protobuf>=4.25.3,<5' opencv-python-headless matplotlib attrs absl-py")
-
-
-def require_cv2():
-    """The ``cv2`` module (opencv-python-headless), or a :class:`ReanimateError` saying how to install it."""
-    try:
-        import cv2
-    except ImportError as exc:
-        raise ReanimateError(f"{INSTALL_HINT} ({exc})") from None
-    return cv2
+INSTALL_HINT = "face support needs mediapipe: pip install --no-deps mediapipe==0.10.21"
 
 
 def require_face_mesh():

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import cv2
 import numpy as np
 
-from reanimate.faces._optional import require_cv2
 from reanimate.faces.tracking import gaussian_smooth, smooth_boxes
 
 #: Fraction of the crop's size over which the paste-back mask falls from 1 to 0.
@@ -110,7 +110,6 @@ def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """Resize with area averaging when shrinking (no aliasing), bilinear when enlarging."""
     if image.shape[:2] == (height, width):
         return image
-    cv2 = require_cv2()
     shrinking = height <= image.shape[0] and width <= image.shape[1]
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
 
@@ -188,7 +187,6 @@ def paste_back_into(out: np.ndarray, crop: np.ndarray, box: Sequence[float],
     cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
     if cx0 >= cx1 or cy0 >= cy1:
         return out
-    cv2 = require_cv2()
     box_h, box_w = y1 - y0, x1 - x0
     inner = (slice(cy0 - y0, cy1 - y0), slice(cx0 - x0, cx1 - x0))
     patch = _resize(np.ascontiguousarray(crop), box_h, box_w)[inner]
