@@ -1,7 +1,7 @@
 """Face landmarks with MediaPipe's face mesh (468 mesh points + 10 iris points).
 
-MediaPipe is installed apart (--no-deps, see the README) and imported on first use. Its normalised landmarks are
-turned into pixels of the analysed image: ``x`` and ``y`` in pixels, ``z`` (depth
+MediaPipe is installed apart (``--no-deps``, see the README) and imported on first use.
+Its normalised landmarks are turned into pixels of the analysed image: ``x`` and ``y`` in pixels, ``z`` (depth
 relative to the head's centre, smaller = nearer the camera) multiplied by the image
 width, as MediaPipe's z is in the scale of x.
 """
