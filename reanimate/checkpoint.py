@@ -153,14 +153,32 @@ def load_own(
     """Load the own format; the embedded config is used unless ``config`` is given."""
     embedded = read_own_config(path)
     config = config or embedded
-    tensors = load_file(str(path))
+    states = _read_own_states(path)
+    model = build_model(config, with_discriminator=with_discriminator and "discriminator" in states)
+    _load_networks(path, model, states)
+    return model.eval()
+
+
+def load_own_into(path: str | os.PathLike, model: FirstOrderModel) -> None:
+    """Load an own-format file into an existing model (every network it has, the
+    discriminator included when the model has one)."""
+    read_own_config(path)
+    states = _read_own_states(path)
+    if model.discriminator is not None and "discriminator" not in states:
+        raise CheckpointError(path, "no 'discriminator' weights in the checkpoint")
+    _load_networks(path, model, states)
+
+
+def _read_own_states(path) -> dict[str, dict]:
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(path, f"not a readable safetensors file ({str(exc)[:200]})") from None
     states: dict[str, dict] = {}
     for key, value in tensors.items():
         net, _, rest = key.partition(".")
         states.setdefault(net, {})[rest] = value
-    model = build_model(config, with_discriminator=with_discriminator and "discriminator" in states)
-    _load_networks(path, model, states)
-    return model.eval()
+    return states
 
 
 def load(

@@ -1,7 +1,8 @@
 """Pure geometry functions on tensors: grids, heatmaps, local affine motion, relative
-motion transfer, thin-plate splines and 3-D rotations. Coordinates are in [-1, 1], x first."""
+motion transfer, thin-plate splines, 3-D rotations and dense flow maps. Coordinates are in [-1, 1], x first."""
 
 from .affine import affine_grid_points, compose_jacobians, local_affine_motion
+from .flow import end_point_error, identity_flow, resize_flow, warp
 from .grid import coordinate_grid, normalized_to_pixel, pixel_to_normalized
 from .heatmap import heatmap_to_keypoints, keypoints_to_gaussian, spatial_softmax, weighted_average
 from .relative import (
@@ -19,7 +20,9 @@ __all__ = [
     "compose_jacobians",
     "convex_hull_area",
     "coordinate_grid",
+    "end_point_error",
     "heatmap_to_keypoints",
+    "identity_flow",
     "keypoints_to_gaussian",
     "local_affine_motion",
     "movement_scale",
@@ -28,8 +31,10 @@ __all__ = [
     "pixel_to_normalized",
     "relative_jacobians",
     "relative_keypoints",
+    "resize_flow",
     "spatial_softmax",
     "ThinPlateSpline",
+    "warp",
     "weighted_average",
     "euler_to_rotation",
     "fit_rotation",

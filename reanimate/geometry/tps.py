@@ -61,6 +61,13 @@ class ThinPlateSpline:
     def identity(cls, batch: int = 1, points_tps: int | None = None) -> "ThinPlateSpline":
         return cls.random(batch, 0.0, 0.0 if points_tps else None, points_tps)
 
+    def to(self, device: torch.device | str) -> "ThinPlateSpline":
+        """A copy with its tensors on ``device``."""
+        def move(x):
+            return None if x is None else x.to(device)
+
+        return ThinPlateSpline(move(self.affine), move(self.control_points), move(self.weights), self.norm)
+
     def _distances(self, points: torch.Tensor) -> torch.Tensor:
         diff = points.unsqueeze(-2) - self.control_points.to(points)  # (B, P, N, 2)
         if self.norm == "l1":

@@ -50,7 +50,7 @@ def _config_dir() -> Path:
 CONFIG_DIR = _config_dir()
 
 
-def _build(cls, params: dict[str, Any], where: str):
+def dataclass_from_dict(cls, params: dict[str, Any], where: str):
     """Dataclass from a dict; unknown keys are logged and ignored (forks add keys)."""
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(params) - names)
@@ -85,7 +85,7 @@ class ModelConfig:
         dm_params = gen_params.pop("dense_motion_params", None)
         dense = None
         if dm_params is not None:
-            dense = _build(
+            dense = dataclass_from_dict(
                 DenseMotionConfig,
                 {
                     "num_kp": common.get("num_kp", 10),
@@ -96,7 +96,7 @@ class ModelConfig:
                 },
                 "dense_motion_params",
             )
-        generator = _build(GeneratorConfig, {**gen_params, "align_corners": align_corners}, "generator_params")
+        generator = dataclass_from_dict(GeneratorConfig, {**gen_params, "align_corners": align_corners}, "generator_params")
         generator.dense_motion_params = dense
         disc_params = {
             "num_channels": common.get("num_channels", 3),
@@ -105,9 +105,9 @@ class ModelConfig:
         }
         frame_shape = tuple((doc.get("dataset_params") or {}).get("frame_shape", (256, 256, 3)))
         return cls(
-            kp_detector=_build(KeypointDetectorConfig, kp_params, "kp_detector_params"),
+            kp_detector=dataclass_from_dict(KeypointDetectorConfig, kp_params, "kp_detector_params"),
             generator=generator,
-            discriminator=_build(DiscriminatorConfig, disc_params, "discriminator_params"),
+            discriminator=dataclass_from_dict(DiscriminatorConfig, disc_params, "discriminator_params"),
             frame_shape=frame_shape,
             motion_estimator=model.get("motion_estimator", "keypoint_detector"),
             align_corners=align_corners,

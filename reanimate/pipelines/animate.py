@@ -41,6 +41,7 @@ class AnimationOptions:
 
     relative: bool = True  # relative motion transfer (FOMM supp. A.3); False = absolute keypoints
     adapt_scale: bool | None = None  # scale relative motion by the keypoint hull-area ratio (None: model's default)
+    relative_jacobian: bool = True  # with relative motion, also transfer the Jacobians relatively (FOMM Eq. 14)
     best_frame: int | None = None  # driving frame aligned with the source (relative reference)
     find_best_frame: bool = False  # search the driving frame whose keypoints best match the source's
     batch_size: int = 4
@@ -186,7 +187,8 @@ class AnimationPipeline:
     ):
         """Move the source to the driving keypoints (relative to ``kp_initial`` if given)."""
         if options.relative:
-            kp_target = relative_motion(source.keypoints, kp_driving, kp_initial, options.adapt_scale)
+            kp_target = relative_motion(source.keypoints, kp_driving, kp_initial, options.adapt_scale,
+                                        relative_jacobian=options.relative_jacobian)
         else:
             kp_target = kp_driving
         with self._autocast():
@@ -325,7 +327,8 @@ class AnimationPipeline:
                     kp_initial = self.detect(images)
 
                 smoother = make_smoother(options.smooth, reader.fps)
-                transfer = AnimationOptions(relative=options.relative, adapt_scale=adapt)
+                transfer = AnimationOptions(relative=options.relative, adapt_scale=adapt,
+                                            relative_jacobian=options.relative_jacobian)
                 raw_jitter, jitter = JitterMeter(), JitterMeter()
                 canvas = source_image.copy() if paste else None
                 # With relative motion every frame only depends on itself and the

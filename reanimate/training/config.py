@@ -1,0 +1,103 @@
+"""Training hyper-parameters: the ``train_params`` section of the official FOMM YAML.
+
+Keys and defaults follow the reference ``train.py`` / ``modules/model.py``; the FOMM
+paper's constants (Sec. 3.3, supplementary B.2) live here once:
+
+- Adam with ``betas = (0.5, 0.999)``, learning rates ``lr_*`` (2e-4), decayed by
+  ``gamma = 0.1`` at the ``epoch_milestones``;
+- ``transform_params``: the random TPS of the equivariance losses, ``sigma_affine`` 0.05,
+  ``sigma_tps`` 0.005 on a ``points_tps`` = 5 x 5 control grid;
+- ``loss_weights``: perceptual per VGG layer, equivariance value / Jacobian, GAN and
+  feature matching.
+
+Additions of this project (all optional):
+
+``loss_weights.ms_ssim`` (default ``auto``)
+    Weight of ``1 - MS-SSIM`` between prediction and driving frame. ``auto`` means 0
+    with ImageNet VGG-19 weights and 10 when only a random-init VGG-19 is available:
+    random conv features still measure structure, MS-SSIM adds the luminance/contrast
+    terms they lack (see ``training/vgg.py``).
+``log_freq`` (steps, default 100), ``image_freq`` (steps, default 1000)
+    TensorBoard scalars and image grids.
+``checkpoint_freq`` (epochs, reference default 50); ``checkpoint_steps`` (default 0: off)
+    also checkpoint every N steps.
+``num_workers`` (default 4) data-loading processes per rank.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..models.config import dataclass_from_dict
+
+log = logging.getLogger(__name__)
+
+ADAM_BETAS = (0.5, 0.999)  # reference train.py
+LR_DECAY = 0.1  # MultiStepLR gamma of the reference train.py
+MS_SSIM_WITHOUT_IMAGENET_VGG = 10.0
+
+
+@dataclass
+class TransformParams:
+    """Random TPS of the equivariance losses (FOMM supp. B.2)."""
+
+    sigma_affine: float = 0.05
+    sigma_tps: float | None = 0.005
+    points_tps: int | None = 5
+
+
+@dataclass
+class LossWeights:
+    generator_gan: float = 0.0
+    discriminator_gan: float = 1.0
+    feature_matching: list[float] = field(default_factory=lambda: [10.0, 10.0, 10.0, 10.0])
+    perceptual: list[float] = field(default_factory=lambda: [10.0, 10.0, 10.0, 10.0, 10.0])
+    equivariance_value: float = 10.0
+    equivariance_jacobian: float = 10.0
+    ms_ssim: float | str = "auto"
+
+    def ms_ssim_weight(self, imagenet_vgg: bool) -> float:
+        if self.ms_ssim == "auto":
+            uses_vgg = any(w != 0 for w in self.perceptual)
+            return 0.0 if imagenet_vgg or not uses_vgg else MS_SSIM_WITHOUT_IMAGENET_VGG
+        return float(self.ms_ssim)
+
+
+@dataclass
+class TrainConfig:
+    num_epochs: int = 100
+    num_repeats: int = 1
+    epoch_milestones: list[int] = field(default_factory=list)
+    lr_generator: float = 2e-4
+    lr_discriminator: float = 2e-4
+    lr_kp_detector: float = 2e-4
+    batch_size: int = 40
+    scales: list[float] = field(default_factory=lambda: [1, 0.5, 0.25, 0.125])
+    checkpoint_freq: int = 50
+    checkpoint_steps: int = 0
+    log_freq: int = 100
+    image_freq: int = 1000
+    num_workers: int = 4
+    transform_params: TransformParams = field(default_factory=TransformParams)
+    loss_weights: LossWeights = field(default_factory=LossWeights)
+
+    @classmethod
+    def from_dict(cls, params: dict[str, Any] | None) -> "TrainConfig":
+        params = copy.deepcopy(params or {})
+        transform = params.pop("transform_params", None) or {}
+        weights = params.pop("loss_weights", None) or {}
+        config = dataclass_from_dict(cls, params, "train_params")
+        config.transform_params = dataclass_from_dict(TransformParams, transform, "train_params.transform_params")
+        config.loss_weights = dataclass_from_dict(LossWeights, weights, "train_params.loss_weights")
+        if config.batch_size < 1 or config.num_epochs < 1 or config.num_repeats < 1:
+            raise ValueError("batch_size, num_epochs and num_repeats must be at least 1")
+        return config
+
+    @property
+    def uses_gan(self) -> bool:
+        return self.loss_weights.generator_gan != 0
+

@@ -1,0 +1,337 @@
+"""Training: the step objects, run checkpoints, exact resumption, DDP, the CLI modes."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+from safetensors.torch import load_file
+
+from reanimate import checkpoint as ckpt
+from reanimate.cli import main
+from reanimate.errors import InputError, ReanimateError
+from reanimate.geometry.tps import ThinPlateSpline
+from reanimate.models import ModelConfig, build_model
+from reanimate.training.checkpoints import latest_checkpoint
+from reanimate.training.config import TrainConfig
+from reanimate.training.objectives import DiscriminatorObjective, GeneratorObjective
+from reanimate.training.trainer import TrainOptions, resume, train
+from reanimate.training.vgg import Vgg19Features
+
+SIZE = 32
+
+TINY = {
+    "dataset_params": {
+        "root_dir": "unused",
+        "frame_shape": [SIZE, SIZE, 3],
+        "id_sampling": False,
+        "augmentation_params": {"flip_param": {"horizontal_flip": True, "time_flip": True}},
+    },
+    "model_params": {
+        "common_params": {"num_kp": 4, "num_channels": 3, "estimate_jacobian": True},
+        "kp_detector_params": {"temperature": 0.1, "block_expansion": 8, "max_features": 32,
+                               "scale_factor": 1, "num_blocks": 3},
+        "generator_params": {
+            "block_expansion": 8, "max_features": 32, "num_down_blocks": 2, "num_bottleneck_blocks": 1,
+            "estimate_occlusion_map": True,
+            "dense_motion_params": {"block_expansion": 8, "max_features": 32, "num_blocks": 3, "scale_factor": 1},
+        },
+        "discriminator_params": {"scales": [1], "block_expansion": 8, "max_features": 32, "num_blocks": 3,
+                                 "sn": True},
+    },
+    "train_params": {
+        "num_epochs": 2, "num_repeats": 2, "epoch_milestones": [1], "batch_size": 4,
+        "scales": [1, 0.5], "checkpoint_freq": 1, "log_freq": 1, "image_freq": 3, "num_workers": 0,
+        "transform_params": {"sigma_affine": 0.05, "sigma_tps": 0.005, "points_tps": 5},
+        "loss_weights": {"generator_gan": 0, "discriminator_gan": 1, "feature_matching": [10, 10, 10],
+                         "perceptual": [10, 10, 10, 10, 10], "equivariance_value": 10,
+                         "equivariance_jacobian": 10},
+    },
+}
+
+
+def tiny_doc(**train_overrides) -> dict:
+    doc = copy.deepcopy(TINY)
+    for key, value in train_overrides.items():
+        if key == "loss_weights":
+            doc["train_params"]["loss_weights"].update(value)
+        else:
+            doc["train_params"][key] = value
+    return doc
+
+
+def write_video(folder: Path, rng: np.random.Generator, frames: int = 6) -> None:
+    """A smooth random texture with a bright square moving over it."""
+    folder.mkdir(parents=True)
+    base = rng.random((SIZE // 4, SIZE // 4, 3))
+    texture = np.kron(base, np.ones((4, 4, 1)))
+    start, velocity = rng.integers(2, SIZE // 2, 2), rng.integers(-2, 3, 2)
+    for t in range(frames):
+        image = texture.copy()
+        y, x = np.clip(start + t * velocity, 0, SIZE - 9)
+        image[y:y + 8, x:x + 8] = [1.0, 0.9, 0.2]
+        Image.fromarray((image * 255).astype(np.uint8)).save(folder / f"{t:03d}.png")
+
+
+@pytest.fixture(scope="module")
+def dataset_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("tiny_dataset")
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 4), ("test", 2)):
+        for i in range(count):
+            write_video(root / split / f"video{i}", rng)
+    return root
+
+
+def config_file(tmp_path: Path, doc: dict) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def options(root: Path, **kwargs) -> TrainOptions:
+    kwargs.setdefault("progress", False)
+    kwargs.setdefault("tensorboard", False)
+    return TrainOptions(data_root=str(root), **kwargs)
+
+
+def test_train_config_reads_official_keys_and_defaults():
+    config = TrainConfig.from_dict(yaml.safe_load(Path("configs/fomm/vox-256.yaml").read_text())["train_params"])
+    assert config.batch_size == 40 and config.epoch_milestones == [60, 90] and config.num_repeats == 75
+    assert config.transform_params.sigma_affine == 0.05 and config.transform_params.points_tps == 5
+    assert config.loss_weights.perceptual == [10, 10, 10, 10, 10]
+    assert not config.uses_gan
+    assert TrainConfig.from_dict({"loss_weights": {"generator_gan": 1}}).uses_gan
+    # MS-SSIM joins the loss only when the VGG-19 is not an ImageNet one.
+    assert config.loss_weights.ms_ssim_weight(imagenet_vgg=True) == 0
+    assert config.loss_weights.ms_ssim_weight(imagenet_vgg=False) == 10
+    with pytest.raises(ValueError):
+        TrainConfig.from_dict({"batch_size": 0})
+
+
+def _objective_inputs(doc):
+    config = ModelConfig.from_dict(doc)
+    model = build_model(config, with_discriminator=True, seed=0)
+    train_config = TrainConfig.from_dict(doc["train_params"])
+    torch.manual_seed(0)
+    source, driving = torch.rand(2, 3, SIZE, SIZE), torch.rand(2, 3, SIZE, SIZE)
+    tps = ThinPlateSpline.random(2, 0.05, 0.005, 5, generator=torch.Generator().manual_seed(0))
+    return model, train_config, source, driving, tps
+
+
+def test_generator_objective_terms_and_gradients():
+    doc = tiny_doc(loss_weights={"generator_gan": 1})
+    model, train_config, source, driving, tps = _objective_inputs(doc)
+    objective = GeneratorObjective(model.kp_detector, model.generator, model.discriminator, train_config,
+                                   Vgg19Features(seed=0), ms_ssim_weight=10)
+    # The discriminator belongs to its own step: not a submodule of this one.
+    assert not any(n.startswith("discriminator") for n, _ in objective.named_parameters())
+    with objective.frozen_discriminator():
+        losses, generated = objective(source, driving, tps)
+    assert set(losses) == {"perceptual", "ms_ssim", "generator_gan", "feature_matching",
+                           "equivariance_value", "equivariance_jacobian"}
+    assert all(v.ndim == 0 and torch.isfinite(v) and v >= 0 for v in losses.values())
+    assert generated.output.prediction.shape == (2, 3, SIZE, SIZE)
+    sum(losses.values()).backward()
+    assert all(p.grad is not None for p in model.kp_detector.parameters())
+    assert all(p.grad is None for p in model.discriminator.parameters())
+    assert all(p.requires_grad for p in model.discriminator.parameters())  # unfrozen again
+
+    d_losses = DiscriminatorObjective(model.discriminator, train_config)(driving, generated.output.prediction,
+                                                                         generated.kp_driving)
+    d_losses["discriminator_gan"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.discriminator.parameters())
+
+
+def test_zero_weights_switch_terms_off():
+    doc = tiny_doc(loss_weights={"perceptual": [0, 0, 0, 0, 0], "equivariance_jacobian": 0})
+    model, train_config, source, driving, tps = _objective_inputs(doc)
+    objective = GeneratorObjective(model.kp_detector, model.generator, None, train_config, Vgg19Features(seed=0))
+    losses, _ = objective(source, driving, tps)
+    assert set(losses) == {"equivariance_value"}
+    assert objective.vgg is None
+    with pytest.raises(ValueError, match="discriminator"):
+        GeneratorObjective(model.kp_detector, model.generator, None,
+                           TrainConfig.from_dict({"loss_weights": {"generator_gan": 1}}), None)
+
+
+def test_thirty_steps_lower_the_loss(dataset_root, tmp_path):
+    doc = tiny_doc(num_epochs=100, num_repeats=8, log_freq=5, image_freq=0, lr_generator=1e-3, lr_kp_detector=1e-3)
+    result = train(ModelConfig.from_dict(doc), tmp_path / "run", options(dataset_root, max_steps=30))
+    assert result.state.step == 30 and not result.finished
+    totals = [sum(step.values()) for step in result.losses]
+    assert np.mean(totals[-5:]) < 0.8 * np.mean(totals[:5]), totals
+    # Stopping at max_steps leaves a checkpoint to continue from, and a readable log.
+    assert latest_checkpoint(tmp_path / "run").name == "step-00000030"
+    lines = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [5, 10, 15, 20, 25, 30]
+    assert set(lines[0]["losses"]) >= {"perceptual", "equivariance_value", "equivariance_jacobian"}
+
+
+def test_resume_gives_the_losses_of_an_uninterrupted_run(dataset_root, tmp_path):
+    """Stopped after step 3 (mid-epoch: 2 batches per epoch) and resumed, a run computes
+    exactly the losses of a run that never stopped, across the epoch boundary and the
+    learning-rate milestone, with the GAN and its discriminator step."""
+    doc = tiny_doc(num_epochs=3, num_repeats=2, batch_size=4, loss_weights={"generator_gan": 1})
+    config = ModelConfig.from_dict(doc)
+    full = train(config, tmp_path / "full", options(dataset_root))
+    assert full.finished and full.state.step == 6 and full.state.epoch == 3
+
+    first = train(config, tmp_path / "split", options(dataset_root, max_steps=3))
+    assert first.state.step == 3 and first.state.batch_in_epoch == 1
+    second = resume(tmp_path / "split", options("ignored", progress=False))
+    assert second.finished and second.state.step == 6
+    assert first.losses + second.losses == full.losses
+    final_full = load_file(str(latest_checkpoint(tmp_path / "full") / "model.safetensors"))
+    final_split = load_file(str(latest_checkpoint(tmp_path / "split") / "model.safetensors"))
+    assert final_full.keys() == final_split.keys()
+    assert all(torch.equal(final_full[k], final_split[k]) for k in final_full)
+    # The learning rate was decayed at the milestone (epoch 1).
+    state = json.loads((latest_checkpoint(tmp_path / "split") / "state.json").read_text())
+    assert state["optimizers"]["generator"]["param_groups"][0]["lr"] == pytest.approx(2e-5)
+
+
+def test_checkpoint_model_file_animates_and_converts(dataset_root, tmp_path):
+    result = train(ModelConfig.from_dict(tiny_doc()), tmp_path / "run", options(dataset_root, max_steps=1))
+    model = ckpt.load(result.checkpoint / "model.safetensors")
+    assert model.config.image_size == (SIZE, SIZE)
+    assert sorted(p.name for p in result.checkpoint.iterdir()) == ["model.safetensors", "state.json",
+                                                                   "state.safetensors"]
+    # Nothing half-written is left next to it.
+    assert not [p for p in result.checkpoint.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_interrupted_checkpoint_write_keeps_the_previous_one(dataset_root, tmp_path, monkeypatch):
+    from reanimate.training import checkpoints
+
+    run = tmp_path / "run"
+    train(ModelConfig.from_dict(tiny_doc(num_epochs=10)), run, options(dataset_root, max_steps=2))
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoints, "save_file", fail)
+    with pytest.raises(OSError, match="disk full"):
+        resume(run, options("ignored", max_steps=3))
+    assert latest_checkpoint(run).name == "step-00000002"
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["latest.json", "step-00000002"]
+
+
+def test_init_fine_tunes_from_a_checkpoint(dataset_root, tmp_path):
+    config = ModelConfig.from_dict(tiny_doc())
+    start = build_model(config, with_discriminator=True, seed=123)
+    ckpt.save(tmp_path / "start.safetensors", start)
+    result = train(config, tmp_path / "run", options(dataset_root, max_steps=1, init=str(tmp_path / "start.safetensors")))
+    trained = ckpt.load(result.checkpoint / "model.safetensors")
+    # One small Adam step away from the initial weights, not from a fresh random init.
+    a = dict(start.kp_detector.named_parameters())
+    for name, value in trained.kp_detector.named_parameters():
+        assert (value - a[name]).abs().max() < 1e-3
+
+
+def test_run_folder_errors(dataset_root, tmp_path):
+    config = ModelConfig.from_dict(tiny_doc())
+    train(config, tmp_path / "run", options(dataset_root, max_steps=1))
+    with pytest.raises(InputError, match="already holds a training run"):
+        train(config, tmp_path / "run", options(dataset_root, max_steps=1))
+    with pytest.raises(InputError, match="not a training run"):
+        resume(tmp_path / "nothing", options(dataset_root))
+    with pytest.raises(ReanimateError, match="fp16 needs a CUDA"):
+        train(config, tmp_path / "amp", options(dataset_root, amp="fp16"))
+    with pytest.raises(InputError, match="no batch"):
+        train(config, tmp_path / "big", options(dataset_root, batch_size=64, num_repeats=1))
+
+
+def test_bf16_autocast_step_on_cpu(dataset_root, tmp_path):
+    result = train(ModelConfig.from_dict(tiny_doc()), tmp_path / "run",
+                   options(dataset_root, max_steps=2, amp="bf16", channels_last=True))
+    assert result.state.step == 2
+    assert all(np.isfinite(v) for step in result.losses for v in step.values())
+
+
+def test_tensorboard_scalars_and_images(dataset_root, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(ModelConfig.from_dict(tiny_doc()), tmp_path / "run",
+          options(dataset_root, max_steps=3, tensorboard=True))
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    tags = events.Tags()
+    assert {"loss/perceptual", "loss/equivariance_value", "lr/generator"} <= set(tags["scalars"])
+    assert [e.step for e in events.Scalars("loss/perceptual")] == [1, 2, 3]
+    assert tags["images"] == ["samples"]
+    grid = np.asarray(Image.open(tmp_path / "run" / "images" / "step-00000003.png"))
+    assert grid.shape == (4 * SIZE, 5 * SIZE, 3)  # 4 samples x (source, driving, deformed, occlusion, prediction)
+
+
+def test_two_process_ddp_keeps_ranks_identical(dataset_root, tmp_path):
+    """torchrun with 2 CPU processes (gloo): 2 steps, then both ranks hold the same weights
+    (and, after the checkpoint averaged them, the same BatchNorm statistics)."""
+    config = config_file(tmp_path, tiny_doc(num_epochs=5))
+    script = tmp_path / "ddp_run.py"
+    script.write_text(textwrap.dedent(f"""
+        import os, torch
+        from reanimate.training.trainer import TrainOptions, Trainer
+        from reanimate.models import load_config
+        trainer = Trainer(load_config({str(config)!r}), {str(tmp_path / 'run')!r},
+                          TrainOptions(data_root={str(dataset_root)!r}, max_steps=2, progress=False,
+                                       tensorboard=False))
+        result = trainer.fit()
+        state = {{k: v for k, v in trainer.model.state_dict().items()}}
+        torch.save(state, {str(tmp_path)!r} + f"/rank{{os.environ['RANK']}}.pt")
+        print("steps", result.state.step, "batch", trainer.batch_per_rank)
+    """))
+    repo = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "--master_port", "29533", str(script)],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("steps 2 batch 2") == 2
+    a = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    b = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    initial = build_model(ModelConfig.from_dict(tiny_doc()), seed=0).state_dict()
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], initial[k]) for k in initial if k in a)
+
+
+def test_cli_train_reconstruct_and_animate_pairs(dataset_root, tmp_path, capsys):
+    config = config_file(tmp_path, tiny_doc())
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--data", str(dataset_root), "-o", str(run),
+                 "--max-steps", "2", "--no-tensorboard", "-q"]) == 0
+    assert "stopped at epoch 1, step 2" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run), "--max-steps", "3", "-q", "--no-tensorboard"]) == 0
+    assert latest_checkpoint(run).name == "step-00000003"
+    model_file = str(latest_checkpoint(run) / "model.safetensors")
+
+    out = tmp_path / "recon"
+    assert main(["reconstruct", "--checkpoint", model_file, "--data", str(dataset_root), "-o", str(out), "-q"]) == 0
+    printed = capsys.readouterr().out
+    assert "reconstruction L1" in printed and "over 12 frames of 2 videos" in printed
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0 < metrics["l1"] < 1 and [v["name"] for v in metrics["per_video"]] == ["video0", "video1"]
+    assert sorted(p.name for p in out.glob("*.mp4")) == ["video0.mp4", "video1.mp4"]
+
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("source,driving\nvideo0,video1\nvideo1,video0\nmissing,video0\n")
+    out = tmp_path / "pairs"
+    assert main(["animate-pairs", "--checkpoint", model_file, "--data", str(dataset_root), "--pairs", str(pairs),
+                 "-o", str(out), "-q"]) == 0
+    assert sorted(p.name for p in out.glob("*.mp4")) == ["video0-video1.mp4", "video1-video0.mp4"]
+
+    assert main(["train", "--config", str(config), "--data", str(tmp_path / "nope"), "-o", str(tmp_path / "r2"),
+                 "-q"]) == 2
+    assert "nope" in capsys.readouterr().err
