@@ -294,8 +294,9 @@ def test_two_process_ddp_keeps_ranks_identical(dataset_root, tmp_path):
     repo = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                           "--master_port", "29533", str(script)],
+    # --standalone: a free port for each run (a fixed one can still be held by the last run)
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           str(script)],
                           capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("steps 2 batch 2") == 2
@@ -335,3 +336,50 @@ def test_cli_train_reconstruct_and_animate_pairs(dataset_root, tmp_path, capsys)
     assert main(["train", "--config", str(config), "--data", str(tmp_path / "nope"), "-o", str(tmp_path / "r2"),
                  "-q"]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_ctrl_c_checkpoints_after_the_current_step_and_resumes(dataset_root, tmp_path, monkeypatch):
+    """The first SIGINT lets the running step finish, then writes a checkpoint and stops;
+    the run then resumes to the losses of an uninterrupted one."""
+    import signal
+
+    from reanimate.training.trainer import Trainer
+
+    config = ModelConfig.from_dict(tiny_doc(num_epochs=2))
+    full = train(config, tmp_path / "full", options(dataset_root))
+
+    original = Trainer.train_step
+
+    def step_then_interrupt(self, batch):
+        out = original(self, batch)
+        if self.state.step == 2:  # counted after this call returns: the 3rd step is running
+            os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(Trainer, "train_step", step_then_interrupt)
+    first = train(config, tmp_path / "split", options(dataset_root))
+    monkeypatch.setattr(Trainer, "train_step", original)
+    assert first.interrupted and not first.finished and first.state.step == 3
+    assert latest_checkpoint(tmp_path / "split").name == "step-00000003"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    second = resume(tmp_path / "split", options("ignored"))
+    assert first.losses + second.losses == full.losses
+
+
+def test_reconstruct_gt_flow_measures_against_the_ground_truth(tmp_path):
+    from reanimate.data import FramesDataset, SyntheticConfig, make_synthetic
+    from reanimate.pipelines.reconstruct import reconstruct
+
+    root = make_synthetic(tmp_path / "syn", SyntheticConfig(size=SIZE, num_frames=4, num_train=1, num_test=3,
+                                                            camera_motion_fraction=0.5), progress=False)
+    model = build_model(ModelConfig.from_dict(tiny_doc()), seed=0)
+    dataset = FramesDataset(root, frame_shape=(SIZE, SIZE, 3), is_train=False)
+    result = reconstruct(model, dataset, save=None, gt_flow=True, progress=False)
+    assert result.videos == 3 and result.frames == 12
+    # The no-motion baseline is the identity flow: the generator recorded its error per video.
+    recorded = [v["no_motion_epe_px"] for v in json.loads((root / "synthetic.json").read_text())["videos"]["test"]]
+    # (recorded from float32 maps and rounded; the stored maps are float16)
+    assert result.no_motion_epe == pytest.approx(np.mean(recorded), rel=1e-2)
+    assert result.flow_epe > 0 and result.flow_epe_visible > 0 and result.keypoint_equivariance >= 0
+    # The source frame itself is the no-motion prediction: its L1 on frame 0 is 0.
+    assert 0 < result.no_motion_l1 < 1 and 0 < result.l1 < 1

@@ -8,6 +8,7 @@ Every loss value returned is already multiplied by its weight from
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -97,7 +98,9 @@ class GeneratorObjective(nn.Module):
         pyramid_real = self.pyramid(driving)
         pyramid_generated = self.pyramid(output.prediction)
         if self.vgg is not None:
-            losses["perceptual"] = perceptual_loss(self.vgg, pyramid_generated, pyramid_real, w.perceptual)
+            layers = max(i + 1 for i, weight in enumerate(w.perceptual) if weight != 0)
+            features = functools.partial(self.vgg, num_layers=layers)
+            losses["perceptual"] = perceptual_loss(features, pyramid_generated, pyramid_real, w.perceptual[:layers])
         if self.ms_ssim_weight:
             losses["ms_ssim"] = self.ms_ssim_weight * ms_ssim_loss(output.prediction, driving)
 

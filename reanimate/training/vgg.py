@@ -96,11 +96,15 @@ class Vgg19Features(nn.Module):
         """Always eval: the feature extractor is a fixed measuring instrument."""
         return super().train(False)
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def forward(self, x: torch.Tensor, num_layers: int = len(FEATURE_INDICES)) -> list[torch.Tensor]:
+        """The first ``num_layers`` activations; the trunk stops after the last one
+        (a perceptual loss whose deeper layer weights are zero need not run them)."""
         assert x.dim() == 4 and x.shape[1] == 3, f"expected (B, 3, H, W) RGB in [0, 1], got {tuple(x.shape)}"
         out = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
         feats = []
         for index, module in enumerate(self.features):
+            if len(feats) == num_layers:
+                break
             out = module(out)
             if index in FEATURE_INDICES:
                 feats.append(out)
