@@ -182,9 +182,18 @@ def _read_own_states(path) -> dict[str, dict]:
 
 
 def load(
-    path: str | os.PathLike, config: ModelConfig | None = None, with_discriminator: bool = False
+    path: str | os.PathLike,
+    config: ModelConfig | None = None,
+    with_discriminator: bool = False,
+    align_corners: bool | None = None,
 ) -> FirstOrderModel:
-    """Load either format. The reference format needs ``config``."""
+    """Load either format. The reference format needs ``config``; ``align_corners``
+    overrides the config's value (the embedded one for the own format)."""
+    if align_corners is not None:
+        if config is None and is_own_format(path):
+            config = read_own_config(path)
+        if config is not None:
+            config = config.with_align_corners(align_corners)
     if is_own_format(path):
         return load_own(path, config, with_discriminator)
     if config is None:

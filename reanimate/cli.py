@@ -167,11 +167,7 @@ def _load_for_evaluation(args):
     from .models import load_config
 
     config = load_config(args.config) if args.config else None
-    if config is not None and args.align_corners is not None:
-        config = config.with_align_corners(args.align_corners)
-    model = ckpt.load(args.checkpoint, config)
-    if config is None and args.align_corners is not None:
-        model = ckpt.load(args.checkpoint, model.config.with_align_corners(args.align_corners))
+    model = ckpt.load(args.checkpoint, config, align_corners=args.align_corners)
     params = model.config.raw.get("dataset_params") or {}
     dataset = FramesDataset.from_config(params, is_train=False, root_dir=args.data)
     return model, dataset

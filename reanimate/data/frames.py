@@ -33,7 +33,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
@@ -48,11 +47,13 @@ from reanimate.io import (
     open_frames,
     read_image,
 )
+from reanimate.io.image import resize_area
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "count_frames",
+    "frames_to_batch",
     "read_frames",
     "iter_frames",
     "FramesDataset",
@@ -131,16 +132,18 @@ def _check_shape(frame_shape: FrameShape) -> tuple[int, int]:
     return int(shape[0]), int(shape[1])
 
 
+def frames_to_batch(frames: Sequence[np.ndarray] | np.ndarray) -> torch.Tensor:
+    """float32 frames ``(H, W, 3)`` (from :func:`read_frames` / :func:`iter_frames`)
+    -> a contiguous ``(N, 3, H, W)`` tensor."""
+    return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).contiguous()
+
+
 def _to_float(frame: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """uint8 ``(h, w, 3)`` -> float32 ``(H, W, 3)`` in ``[0, 1]``, resized to ``shape``."""
     image = frame.astype(np.float32) / np.float32(255.0)
-    height, width = shape
-    if image.shape[:2] == (height, width):
+    if image.shape[:2] == tuple(shape):
         return image
-    shrinking = height <= image.shape[0] and width <= image.shape[1]
-    flag = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-    resized = cv2.resize(image, (width, height), interpolation=flag)
-    return np.clip(resized, 0.0, 1.0)
+    return np.clip(resize_area(image, *shape), 0.0, 1.0)
 
 
 def _open_video(path: Path, shape: tuple[int, int],
@@ -497,8 +500,7 @@ class FramesDataset(Dataset):
             frames = video.read(indices)
         if self.augmentation is not None and self.augmentation.enabled:
             frames = self.augmentation(frames, rng)
-        source, driving = (torch.from_numpy(np.ascontiguousarray(f.transpose(2, 0, 1)))
-                           for f in frames)
+        source, driving = frames_to_batch(frames)
         return {"source": source, "driving": driving, "name": path.name}
 
     def _report_unreadable(self, path: Path, exc: Exception) -> None:

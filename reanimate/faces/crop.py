@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from reanimate.faces.tracking import gaussian_smooth, smooth_boxes
+from reanimate.io.image import resize_area
 
 #: Fraction of the crop's size over which the paste-back mask falls from 1 to 0.
 DEFAULT_FEATHER = 0.1
@@ -106,14 +107,6 @@ def track_crop_boxes(boxes: np.ndarray, image_size: Sequence[int], increase: flo
     return np.stack([square_around(c, s, image_size) for c, s in zip(centres, sides)])
 
 
-def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Resize with area averaging when shrinking (no aliasing), bilinear when enlarging."""
-    if image.shape[:2] == (height, width):
-        return image
-    shrinking = height <= image.shape[0] and width <= image.shape[1]
-    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-
-
 def _box_ints(box: Sequence[float]) -> tuple[int, int, int, int]:
     x0, y0, x1, y1 = (int(round(float(v))) for v in box)
     if x1 <= x0 or y1 <= y0:
@@ -143,7 +136,7 @@ def crop_face(image: np.ndarray, box: Sequence[float], size: int | Sequence[int]
         if (cx0, cy0, cx1, cy1) != (x0, y0, x1, y1):
             pad = ((cy0 - y0, y1 - cy1), (cx0 - x0, x1 - cx1)) + ((0, 0),) * (image.ndim - 2)
             region = np.pad(region, pad)
-    return np.array(_resize(np.ascontiguousarray(region), out_h, out_w), copy=True)
+    return np.array(resize_area(np.ascontiguousarray(region), out_h, out_w), copy=True)
 
 
 def feather_mask(size: int | Sequence[int], feather: float = DEFAULT_FEATHER) -> np.ndarray:
@@ -189,7 +182,7 @@ def paste_back_into(out: np.ndarray, crop: np.ndarray, box: Sequence[float],
         return out
     box_h, box_w = y1 - y0, x1 - x0
     inner = (slice(cy0 - y0, cy1 - y0), slice(cx0 - x0, cx1 - x0))
-    patch = _resize(np.ascontiguousarray(crop), box_h, box_w)[inner]
+    patch = resize_area(np.ascontiguousarray(crop), box_h, box_w)[inner]
     if mask is None:
         weights = feather_mask((box_h, box_w))
     else:

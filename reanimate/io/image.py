@@ -17,6 +17,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -200,6 +201,16 @@ def _fit_pad(image: np.ndarray, target_h: int, target_w: int) -> tuple[np.ndarra
         f"({bars}) to {target_w}x{target_h}"
     )
     return canvas, note
+
+
+def resize_area(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize ``(H, W, C)`` (uint8 or float) with area averaging when shrinking (no
+    aliasing) and bilinear interpolation when enlarging; returned as is when the size
+    already matches."""
+    if image.shape[:2] == (height, width):
+        return image
+    shrinking = height <= image.shape[0] and width <= image.shape[1]
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
 
 
 def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:

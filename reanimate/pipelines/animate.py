@@ -140,11 +140,7 @@ class AnimationPipeline:
         """Load either checkpoint format; ``align_corners`` overrides the config's value."""
         if config is not None and not isinstance(config, ModelConfig):
             config = load_config(config)
-        if align_corners is not None:
-            if config is None:  # own format: take its embedded config, then override
-                config = ckpt.read_own_config(checkpoint)
-            config = config.with_align_corners(align_corners)
-        return cls(ckpt.load(checkpoint, config), device=device, fp16=fp16)
+        return cls(ckpt.load(checkpoint, config, align_corners=align_corners), device=device, fp16=fp16)
 
     # -- model steps -----------------------------------------------------------------
 

@@ -16,11 +16,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
 from tqdm import tqdm
 
-from ..data.frames import FramesDataset, iter_frames, read_frames
+from ..data.frames import FramesDataset, frames_to_batch, iter_frames, read_frames
 from ..data.pairs import PairedDataset
 from ..io import open_writer, tensor_to_frames
 from ..models import FirstOrderModel
@@ -71,13 +69,13 @@ def animate_pairs(
     with bar:
         for i in range(len(pairs)):
             pair = pairs[i]
-            source = torch.from_numpy(read_frames(pair["source_path"], [0], frame_shape)).permute(0, 3, 1, 2)
-            state = pipeline.encode_source(source.contiguous().to(pipeline.device))
+            source = frames_to_batch(read_frames(pair["source_path"], [0], frame_shape))
+            state = pipeline.encode_source(source.to(pipeline.device))
             target = out / f"{Path(pair['driving_name']).stem}-{Path(pair['source_name']).stem}{extension}"
             kp_initial = None
             with open_writer(target, fps) as writer:
                 for batch in batched(iter_frames(pair["driving_path"], frame_shape), batch_size):
-                    images = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).contiguous().to(pipeline.device)
+                    images = frames_to_batch(batch).to(pipeline.device)
                     kp_driving = pipeline.detect(images)
                     if kp_initial is None:
                         kp_initial = kp_driving[:1]

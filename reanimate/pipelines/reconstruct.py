@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..data.frames import FramesDataset, iter_frames
+from ..data.frames import FramesDataset, frames_to_batch, iter_frames
 from ..data.synthetic import load_flow
 from ..errors import InputError
 from ..geometry.flow import end_point_error, identity_flow, resize_flow
@@ -82,10 +82,6 @@ class ReconstructionResult:
         if self.keypoint_equivariance is not None:
             lines.append(f"keypoint equivariance error {self.keypoint_equivariance:.3f} px")
         return "\n".join(lines)
-
-
-def _to_tensor(frames: list[np.ndarray], device) -> torch.Tensor:
-    return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).contiguous().to(device)
 
 
 def keypoint_equivariance_error(
@@ -154,7 +150,7 @@ def reconstruct(
                 source_state = None
                 position = 0
                 for batch in batched(frames, batch_size):
-                    images = _to_tensor(batch, pipeline.device)
+                    images = frames_to_batch(batch).to(pipeline.device)
                     if source_state is None:
                         source_state = pipeline.encode_source(images[:1])
                     kp_driving = pipeline.detect(images)

@@ -75,7 +75,10 @@ class GeneratorObjective(nn.Module):
         self.config = config
         self.weights = config.loss_weights
         self.pyramid = ImagePyramid(config.scales, generator.config.num_channels)
-        self.vgg = vgg if any(w != 0 for w in self.weights.perceptual) else None
+        used = [i for i, weight in enumerate(self.weights.perceptual) if weight != 0]
+        self.vgg = vgg if used else None
+        # The VGG trunk stops after the deepest layer with a weight.
+        self.perceptual_layers = used[-1] + 1 if used else 0
         self.ms_ssim_weight = ms_ssim_weight
         self.align_corners = align_corners
         if config.uses_gan and discriminator is None:
@@ -98,7 +101,7 @@ class GeneratorObjective(nn.Module):
         pyramid_real = self.pyramid(driving)
         pyramid_generated = self.pyramid(output.prediction)
         if self.vgg is not None:
-            layers = max(i + 1 for i, weight in enumerate(w.perceptual) if weight != 0)
+            layers = self.perceptual_layers
             features = functools.partial(self.vgg, num_layers=layers)
             losses["perceptual"] = perceptual_loss(features, pyramid_generated, pyramid_real, w.perceptual[:layers])
         if self.ms_ssim_weight:

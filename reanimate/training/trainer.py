@@ -35,7 +35,8 @@ from .. import checkpoint as model_checkpoint
 from ..data.frames import FramesDataset, RepeatedDataset, SeededSampler
 from ..errors import InputError, ReanimateError
 from ..geometry.tps import ThinPlateSpline
-from ..models import FirstOrderModel, ModelConfig, build_model, load_config
+from ..models import ModelConfig, build_model, load_config
+from ..pipelines.animate import select_device
 from . import distributed
 from .checkpoints import TrainingState, latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import ADAM_BETAS, LR_DECAY, TrainConfig
@@ -89,15 +90,6 @@ class TrainResult:
     vgg_source: str = ""
 
 
-def _select_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ReanimateError("--device cuda: no CUDA device is available")
-    return device
-
-
 def _step_seed(seed: int, step: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed, step, rank, 0x7E5]).generate_state(1)[0])
 
@@ -135,7 +127,7 @@ class Trainer:
         self.config = config
         self.run_dir = Path(run_dir)
         self.options = options
-        self.context = distributed.init_distributed(_select_device(options.device))
+        self.context = distributed.init_distributed(select_device(options.device))
         self.device = self.context.device
         self.train_config = tc = TrainConfig.from_dict(config.raw.get("train_params"))
         if options.batch_size:
@@ -214,12 +206,9 @@ class Trainer:
 
     def _init_from(self, path: str) -> None:
         """Fine-tuning: networks from a checkpoint, everything else fresh."""
-        if model_checkpoint.is_own_format(path):
-            states_model = model_checkpoint.load_own(path, self.config, with_discriminator=True)
-        else:
-            states_model, _ = model_checkpoint.load_official(path, self.config, with_discriminator=True)
+        loaded = model_checkpoint.load(path, self.config, with_discriminator=True)
         for name, module in self.model.parts().items():
-            source = states_model.parts().get(name)
+            source = loaded.parts().get(name)
             if source is None:
                 log.warning("%s has no %s weights; it starts from a random init", path, name)
                 continue
