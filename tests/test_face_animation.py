@@ -254,3 +254,27 @@ def test_fomm_face_model_crops_and_pastes_back(tmp_path, short_driving):
     with FaceMesh() as mesh:
         box = square_box(mesh.detect(source)[0].box, source.shape[:2], 0.1)
     assert np.array_equal(frame[: box[1]], source[: box[1]])
+
+
+def test_head_pose_is_transferred_in_the_source_head_frame(crop, animator):
+    from reanimate.faces import head_pose
+
+    image, landmarks = crop
+    source = animator.encode_source(image, turn_head(landmarks, yaw=-30))  # a three-quarter view
+    side = float(SIZE - 1)
+    base = head_pose(source.landmarks)
+    for yaw, pitch in ((15.0, 0.0), (0.0, 10.0)):
+        driver = turn_head(landmarks, yaw=yaw, pitch=pitch)  # a frontal driver turns or nods
+        kp = animator.keypoints(np.stack([driver, landmarks]), (0, 0), side, source)
+        _, points = animator.transfer(source, DrivingFace(kp[0], driver), DrivingFace(kp[1], landmarks))
+        pose = head_pose(points)
+        assert pose.yaw - base.yaw == pytest.approx(yaw, abs=1.5)
+        assert pose.pitch - base.pitch == pytest.approx(pitch, abs=1.5)
+        # Nodding about its own left-right axis does not tilt the turned head.
+        assert pose.roll - base.roll == pytest.approx(0.0, abs=1.5)
+    # The plain 2-D rule copies the frontal driver's foreshortening: it under-turns.
+    flat = LandmarkAnimator(LandmarkAnimatorConfig(size=SIZE, head_pose=False))
+    driver = turn_head(landmarks, yaw=15.0)
+    kp = flat.keypoints(np.stack([driver, landmarks]), (0, 0), side, source)
+    _, points = flat.transfer(source, DrivingFace(kp[0], driver), DrivingFace(kp[1], landmarks))
+    assert head_pose(points).yaw - base.yaw < 13.5

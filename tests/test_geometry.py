@@ -18,6 +18,7 @@ from reanimate.geometry import (
     normalized_shape,
     normalized_to_pixel,
     pixel_to_normalized,
+    relative_pose_motion,
     spatial_softmax,
 )
 from reanimate.motion import Keypoints, relative_motion, sparse_motion
@@ -280,3 +281,56 @@ def test_fit_similarity_recovers_scale_rotation_translation():
     noisy = moved.clone()
     noisy[0, 0] += 100.0  # an outlier with zero weight changes nothing
     assert fit_similarity(points, noisy, weights)[0].item() == pytest.approx(2.5)
+
+
+def _rotation(yaw: float, pitch: float, roll: float) -> torch.Tensor:
+    return euler_to_rotation(*(torch.tensor([a], dtype=torch.float64) for a in (yaw, pitch, roll)))
+
+
+def _face_like(seed: int, count: int = 40) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(1, count, 3, generator=gen, dtype=torch.float64) * torch.tensor([50.0, 60.0, 30.0],
+                                                                                     dtype=torch.float64)
+
+
+def test_relative_pose_motion_still_driver_returns_the_source():
+    source, driver = _face_like(3), _face_like(4) + 200.0
+    rs = _rotation(-30.0, 5.0, 2.0)
+    ri = _rotation(10.0, 0.0, -4.0)
+    out = relative_pose_motion(source, driver, driver, rs, ri)
+    assert torch.allclose(out, source, atol=1e-9)
+
+
+def test_relative_pose_motion_transfers_a_rigid_turn_onto_the_source_shape():
+    source, initial = _face_like(5), _face_like(6)
+    q = _rotation(20.0, -5.0, 8.0)
+    # The driver turns about its centre, grows by 1.2 and moves by (10, -4, 0).
+    centre = initial.mean(1, keepdim=True)
+    driving = 1.2 * (initial - centre) @ q.transpose(1, 2) + centre + torch.tensor([10.0, -4.0, 0.0],
+                                                                                  dtype=torch.float64)
+    rs, ri = _rotation(-35.0, 0.0, 0.0), torch.eye(3, dtype=torch.float64)[None]
+    out = relative_pose_motion(source, driving, initial, rs, ri)
+    size_ratio = ((source - source.mean(1, True)).square().sum(-1).mean().sqrt()
+                  / (initial - centre).square().sum(-1).mean().sqrt())
+    c_s = source.mean(1, keepdim=True)
+    turn = rs @ q @ rs.transpose(1, 2)  # the driver's turn, made in the source's head frame
+    expected = 1.2 * (source - c_s) @ turn.transpose(1, 2) + c_s + size_ratio * torch.tensor([10.0, -4.0, 0.0],
+                                                                                         dtype=torch.float64)
+    assert torch.allclose(out, expected, atol=1e-8)
+
+
+def test_relative_pose_motion_expression_is_turned_into_the_source_frame():
+    # One point of the driver moves 5 units along the driver's own head x axis (an
+    # expression, too small to change the fitted similarity much with rigid points only).
+    source, initial = _face_like(7), _face_like(8)
+    rigid = torch.arange(1, 40)
+    driving = initial.clone()
+    driving[0, 0, 0] += 5.0
+    rs = _rotation(90.0, 0.0, 0.0)  # source faces sideways: its head x is camera z
+    ri = torch.eye(3, dtype=torch.float64)[None]
+    out = relative_pose_motion(source, driving, initial, rs, ri, rigid=rigid)
+    size = lambda p: (p[:, 1:] - p[:, 1:].mean(1, True)).square().sum(-1).mean().sqrt()  # noqa: E731
+    moved = (out - source)[0]
+    assert torch.allclose(moved[1:], torch.zeros_like(moved[1:]), atol=1e-9)
+    expected = 5.0 * size(source) / size(initial) * rs[0][:, 0]
+    assert torch.allclose(moved[0], expected, atol=1e-9)

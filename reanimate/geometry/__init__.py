@@ -11,6 +11,7 @@ from .relative import (
     normalized_shape,
     relative_jacobians,
     relative_keypoints,
+    relative_pose_motion,
 )
 from .rotation import euler_to_rotation, fit_rotation, fit_similarity, rotation_angle, rotation_to_euler
 from .tps import ThinPlateSpline
@@ -31,6 +32,7 @@ __all__ = [
     "pixel_to_normalized",
     "relative_jacobians",
     "relative_keypoints",
+    "relative_pose_motion",
     "resize_flow",
     "spatial_softmax",
     "ThinPlateSpline",

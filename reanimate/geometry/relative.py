@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .rotation import fit_similarity
+
 
 def convex_hull_area(points: torch.Tensor | np.ndarray) -> torch.Tensor:
     """Area of the convex hull of 2-D points (Andrew's monotone chain + shoelace).
@@ -120,3 +122,79 @@ def normalized_shape(points: torch.Tensor) -> torch.Tensor:
     centred = points - points.mean(dim=-2, keepdim=True)
     area = convex_hull_area(points).to(points.device, points.dtype).clamp(min=1e-12)
     return centred / area.sqrt().view(-1, 1, 1)
+
+
+def relative_pose_motion(
+    source: torch.Tensor,
+    driving: torch.Tensor,
+    driving_initial: torch.Tensor,
+    rotation_source: torch.Tensor,
+    rotation_initial: torch.Tensor,
+    rigid: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Relative motion of 3-D points split into head pose and expression.
+
+    The 3-D form of :func:`relative_keypoints` that the face models use (the MMFA /
+    LivePortrait decomposition ``x = c + sigma R (x_canonical + delta)``): every face is
+    written as a centre ``c`` and size ``sigma`` of its ``rigid`` points, an orientation
+    ``R`` (columns = the head's axes in camera space) and canonical points
+    ``C = R^T (x - c) / sigma``. The driver's motion from its initial frame is
+
+    * a similarity ``(s, Q, t)`` fitted on the rigid points (:func:`fit_similarity`), so
+      ``R_D = Q R_D1``, ``sigma_D = s sigma_D1``; in the head's own frame the turn is
+      ``R_D1^T Q R_D1``;
+    * an expression: the change of its canonical points ``C_D - C_D1`` (the residual
+      the similarity does not explain, in the head's own frame and size).
+
+    The target keeps the source's shape and orientation and receives both, relatively,
+    the turn applied in the source's head frame (a driver nodding about its own left-right
+    axis makes a three-quarter-view source nod about *its* left-right axis, not about the
+    camera's)::
+
+        C_T     = C_S + (C_D - C_D1)                       (relative_keypoints)
+        R_T     = R_S (R_D1^T Q R_D1),   sigma_T = s sigma_S
+        c_T     = c_S + (sigma_S / sigma_D1) (c_D - c_D1)  (adapt-scale translation)
+        x_T     = c_T + sigma_T R_T C_T
+
+    A driver that does not move gives the source; a rigid head turn turns the source's
+    own 3-D shape, so it is foreshortened by its own depth rather than by the driver's.
+
+    Args:
+        source: ``(1 or B, N, 3)`` points (any isotropic unit, e.g. pixels; z depth).
+        driving: ``(B, N, 3)``.
+        driving_initial: ``(1 or B, N, 3)``.
+        rotation_source, rotation_initial: ``(1 or B, 3, 3)`` head orientations.
+        rigid: optional ``(R,)`` indices of the points that move with the skull
+            (default: all).
+
+    Returns:
+        ``(B, N, 3)`` target points in the source's units.
+    """
+    b = driving.shape[0]
+    source, initial = source.expand(b, -1, -1), driving_initial.expand(b, -1, -1)
+    rotation_source, rotation_initial = rotation_source.expand(b, 3, 3), rotation_initial.expand(b, 3, 3)
+    index = slice(None) if rigid is None else torch.as_tensor(rigid, dtype=torch.long)
+
+    def frame(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        part = points[:, index]
+        centre = part.mean(dim=1, keepdim=True)
+        size = (part - centre).square().sum(-1).mean(-1).sqrt().view(-1, 1, 1)
+        return centre, size
+
+    centre_s, size_s = frame(source)
+    centre_i, size_i = frame(initial)
+    centre_d = driving[:, index].mean(dim=1, keepdim=True)
+    scale, rotation, _ = fit_similarity(initial[:, index], driving[:, index])
+    scale = scale.view(-1, 1, 1)
+    rotation_d = rotation @ rotation_initial
+
+    def canonical(points, centre, size, orientation):
+        return (points - centre) @ orientation / size  # rows: R^T (x - c) / sigma
+
+    c_s = canonical(source, centre_s, size_s, rotation_source)
+    c_d = canonical(driving, centre_d, scale * size_i, rotation_d)
+    c_i = canonical(initial, centre_i, size_i, rotation_initial)
+    c_t = relative_keypoints(c_s, c_d, c_i)
+    centre_t = centre_s + (size_s / size_i) * (centre_d - centre_i)
+    turn = rotation_initial.transpose(-1, -2) @ rotation @ rotation_initial  # in the head's frame
+    return centre_t + (scale * size_s) * c_t @ (rotation_source @ turn).transpose(-1, -2)

@@ -6,9 +6,15 @@ How a frame is made (FOMM Sec. 3 with hand-made parts in place of the networks):
 1. **Keypoints.** The 478 MediaPipe landmarks of the source crop and of each driving
    frame, in [-1, 1], each with a local Jacobian fitted by least squares from its
    landmark neighbourhood (:func:`reanimate.geometry.fit_local_jacobians`).
-2. **Relative motion** (FOMM supp. Eq. 13-14, :func:`reanimate.motion.relative_motion`
-   with adapt-scale): the driver's displacement from its initial frame, scaled by the
-   face-size ratio, is added to the source landmarks.
+2. **Relative motion**, split into head pose and expression
+   (:func:`reanimate.geometry.relative_pose_motion`, the 3-D form of FOMM supp. Eq.
+   13-14 with adapt-scale): the driver's head rotation, scale and translation since its
+   initial frame turn the source's own 3-D landmarks, and the driver's expression (what
+   that similarity leaves, in the head's frame and size) is added in the source's head
+   frame. With ``head_pose=False`` the plain 2-D rule
+   (:func:`reanimate.motion.relative_motion`: the driver's displacements, scaled by the
+   face-size ratio) is used instead; it copies the driver's foreshortening and so
+   under-turns a source that is not seen from the front.
 3. **Retargeting where displacements are not enough** (as zero-shot portrait animation
    does, Averbuch-Elor et al. 2017): eyelids follow the driver's eye *opening ratio*
    so that blinks close the source's eyes fully whatever their size; irises follow the
@@ -41,6 +47,7 @@ import torch
 from scipy.spatial import Delaunay
 
 from ..faces import topology as mesh
+from ..faces.pose import head_rotation
 from ..geometry import fit_similarity
 from ..geometry.relative import polygon_area
 from ..geometry.mesh import (
@@ -50,7 +57,7 @@ from ..geometry.mesh import (
     signed_areas,
     triangle_backward_maps,
 )
-from ..geometry import movement_scale
+from ..geometry import movement_scale, relative_pose_motion
 from ..motion import Keypoints, relative_motion
 
 
@@ -61,7 +68,8 @@ class LandmarkAnimatorConfig:
     size: int = 512  # working resolution of the square face crop, pixels
     flow_scale: float = 0.5  # the dense flow is rasterised at this fraction of `size`, then upsampled
     neighbours: int = 8  # landmarks per neighbourhood for each fitted Jacobian
-    adapt_scale: bool = True  # scale driver displacements by the face-size ratio
+    adapt_scale: bool = True  # 2-D path: scale driver displacements by the face-size ratio (the pose path always does)
+    head_pose: bool = True  # transfer the 3-D head pose and the expression apart (else 2-D displacements)
     inner_ring: float = 1.25  # anchor ring: face oval scaled about its centre, follows the head
     outer_ring: float = 1.8  # second ring, follows the head by `outer_follow`
     outer_follow: float = 0.5
@@ -148,6 +156,7 @@ class DrivingFace:
     landmarks: np.ndarray
     frame: np.ndarray | None = None
     scale: torch.Tensor | None = None  # movement scale when used as the reference frame (cached)
+    rotation: np.ndarray | None = None  # (3, 3) head orientation when used as the reference frame (cached)
 
 
 @dataclass
@@ -170,6 +179,7 @@ class LandmarkSource:
     neighbours: torch.Tensor  # (478, n)
     lips: tuple[np.ndarray, np.ndarray]  # mean and std colour of the source's lips
     mouth_area: float  # inner-lip polygon area in the source, pixels
+    rotation: np.ndarray  # (3, 3) head orientation (faces.pose.head_rotation)
 
     @property
     def side(self) -> float:
@@ -242,7 +252,8 @@ class LandmarkAnimator:
         mouth_area = polygon_area(landmarks[LIPS_INNER, :2])
         skin = _mesh_neighbours(triangles[:mesh_count], len(landmarks))
         return LandmarkSource(image, landmarks, keypoints, nodes, depth, triangles, areas, kinds, mesh_count, skin, ring,
-                              np.concatenate(follows), np.concatenate(owners), neighbours, lips, mouth_area)
+                              np.concatenate(follows), np.concatenate(owners), neighbours, lips, mouth_area,
+                              head_rotation(landmarks))
 
     # -- motion transfer -------------------------------------------------------------
 
@@ -253,6 +264,28 @@ class LandmarkAnimator:
             target keypoints (batch 1, [-1, 1]) and ``(478, 3)`` target landmarks in
             the crop's pixels (z carried over relatively, for drawing order).
         """
+        if self.config.head_pose:
+            points = self._pose_transfer(source, driving, initial)
+        else:
+            points = self._displacement_transfer(source, driving, initial)
+        if self.config.eyes or self.config.gaze:
+            self._retarget_eyes(source, points, driving.landmarks, initial.landmarks)
+        value = to_normalized(points[None], (0, 0), source.side)
+        # Jacobians against the source (the reference of every fitted Jacobian).
+        return Keypoints(value, fit_local_jacobians(source.keypoints.value, value, source.neighbours)), points
+
+    def _pose_transfer(self, source: LandmarkSource, driving: DrivingFace, initial: DrivingFace) -> np.ndarray:
+        """:func:`relative_pose_motion` of the 3-D landmarks: ``(478, 3)`` crop pixels."""
+        if initial.rotation is None:
+            initial.rotation = head_rotation(initial.landmarks)
+        as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a, np.float64))[None]  # noqa: E731
+        target = relative_pose_motion(as_tensor(source.landmarks), as_tensor(driving.landmarks),
+                                      as_tensor(initial.landmarks), as_tensor(source.rotation),
+                                      as_tensor(initial.rotation), rigid=torch.from_numpy(RIGID))
+        return target[0].numpy()
+
+    def _displacement_transfer(self, source: LandmarkSource, driving: DrivingFace, initial: DrivingFace) -> np.ndarray:
+        """FOMM's 2-D relative keypoints (adapt-scale), z by the same rule: ``(478, 3)``."""
         if initial.scale is None:  # once per (source, reference frame): hull areas are not free
             initial.scale = (movement_scale(source.keypoints.value, initial.keypoints.value)
                              if self.config.adapt_scale else torch.ones(1))
@@ -263,11 +296,7 @@ class LandmarkAnimator:
         scale = np.sqrt(polygon_area(source.landmarks[FACE_OVAL, :2])
                         / max(polygon_area(initial.landmarks[FACE_OVAL, :2]), 1e-6))
         z = source.landmarks[:, 2] + scale * (driving.landmarks[:, 2] - initial.landmarks[:, 2])
-        points = np.concatenate([points, z[:, None]], axis=1)
-        if self.config.eyes or self.config.gaze:
-            self._retarget_eyes(source, points, driving.landmarks, initial.landmarks)
-            target = Keypoints(to_normalized(points[None], (0, 0), source.side), target.jacobian)
-        return target, points
+        return np.concatenate([points, z[:, None]], axis=1)
 
     def _retarget_eyes(self, source: LandmarkSource, points: np.ndarray, driving: np.ndarray, initial: np.ndarray):
         """In place: lids at the driver's opening ratio, irises at the driver's gaze."""
