@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -278,3 +279,41 @@ def test_head_pose_is_transferred_in_the_source_head_frame(crop, animator):
     kp = flat.keypoints(np.stack([driver, landmarks]), (0, 0), side, source)
     _, points = flat.transfer(source, DrivingFace(kp[0], driver), DrivingFace(kp[1], landmarks))
     assert head_pose(points).yaw - base.yaw < 13.5
+
+
+def test_gaze_slides_the_iris_and_leaves_the_rest(crop, animator):
+    image, landmarks = crop
+    source = animator.encode_source(image, landmarks)
+    driver = landmarks.copy()
+    shifts = []
+    for corners, iris in ((topology.RIGHT_EYE_CORNERS, (topology.RIGHT_IRIS_CENTER, *topology.RIGHT_IRIS)),
+                          (topology.LEFT_EYE_CORNERS, (topology.LEFT_IRIS_CENTER, *topology.LEFT_IRIS))):
+        a, b = landmarks[corners[0], :2], landmarks[corners[1], :2]
+        shift = 0.15 * (b - a)  # towards the inner corner, 15% of the eye width
+        driver[list(iris), :2] += shift
+        shifts.append(shift)
+    out = drive(animator, source, driver, landmarks)
+    still = drive(LandmarkAnimator(LandmarkAnimatorConfig(size=SIZE, gaze=False)), source, driver, landmarks)
+    changed = np.abs(out.astype(int) - still).max(axis=2) > 0
+    for loop, iris_centre, shift in ((topology.RIGHT_EYE, topology.RIGHT_IRIS_CENTER, shifts[0]),
+                                     (topology.LEFT_EYE, topology.LEFT_IRIS_CENTER, shifts[1])):
+        x0, y0 = np.floor(landmarks[list(loop), :2].min(0)).astype(int) - 2
+        x1, y1 = np.ceil(landmarks[list(loop), :2].max(0)).astype(int) + 3
+        changed[y0:y1, x0:x1] = False  # only the eyes may change
+
+        # The darkness centroid inside the eye opening (the lids stay): the iris.
+        opening = np.zeros(image.shape[:2], np.uint8)
+        cv2.fillPoly(opening, [np.round(landmarks[list(loop), :2]).astype(np.int32)], 1)
+        opening = cv2.erode(opening, np.ones((3, 3), np.uint8)).astype(bool)
+        ys, xs = np.nonzero(opening)
+
+        threshold = np.median(image[ys, xs].astype(float).mean(1))
+
+        def dark_centroid(img):
+            weight = np.clip(threshold - img[ys, xs].astype(float).mean(1), 0, None)
+            return np.array([(xs * weight).sum(), (ys * weight).sum()]) / weight.sum()
+
+        moved = dark_centroid(out) - dark_centroid(image)
+        assert moved @ shift / (shift @ shift) > 0.6, f"the iris moved {moved}, the driver's {shift}"
+        assert dark_centroid(still) == pytest.approx(dark_centroid(image), abs=0.3)
+    assert not changed.any(), "the gaze changed pixels outside the eyes"

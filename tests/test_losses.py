@@ -417,3 +417,15 @@ def test_gan_losses_with_discriminator_outputs():
     assert torch.isfinite(loss)
     loss.backward()
     assert torch.isfinite(fake.grad).all() and fake.grad.abs().sum() > 0
+
+
+def test_delicate_losses_run_in_float32_under_autocast():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 64, 64, generator=gen)
+    y = (x + 0.05 * torch.randn(2, 3, 64, 64, generator=gen)).clamp(0, 1)
+    reference = ms_ssim_loss(x, y)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        value = ms_ssim_loss(x.bfloat16(), y.bfloat16())
+    assert value.dtype == torch.float32
+    # Only the inputs' rounding to bf16 differs (the loss itself is computed in fp32).
+    assert value.item() == pytest.approx(reference.item(), rel=0.05)

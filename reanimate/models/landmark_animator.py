@@ -18,7 +18,10 @@ How a frame is made (FOMM Sec. 3 with hand-made parts in place of the networks):
 3. **Retargeting where displacements are not enough** (as zero-shot portrait animation
    does, Averbuch-Elor et al. 2017): eyelids follow the driver's eye *opening ratio*
    so that blinks close the source's eyes fully whatever their size; irises follow the
-   driver's gaze in eye-corner coordinates.
+   driver's gaze in eye-corner coordinates. The eyeball is its own layer: the mesh
+   carries the eye with its lids, and inside the opening the iris disc is drawn
+   shifted by the gaze over the sclera (the source's, with the iris painted out), so
+   a look aside slides the iris instead of stretching it into the white.
 4. **Anchors.** A ring that follows the face's outline at a fixed (head-rotated and
    scaled) offset (hair, ears, neck move with it), a second ring that follows half-way, and fixed points on the crop
    border (so the flow is the identity there and paste-back has no seam).
@@ -78,6 +81,7 @@ class LandmarkAnimatorConfig:
     eyes: bool = True  # eyelids follow the driver's opening ratio (full blinks)
     gaze: bool = True  # irises follow the driver's gaze
     max_gaze: float = 0.2  # largest iris shift, in eye widths
+    iris_scale: float = 1.1  # the iris layer's disc: this times the iris landmarks' radius (with the dark pixels next to it)
     max_eye_ratio: float = 1.3  # eyes open at most this much wider than in the source
     lid_lift: float = 0.6  # a closed upper lid is sampled this many lid gaps above its margin
     sliver_area: float = 0.05  # skin triangles smaller than this times the median are not checked for flips
@@ -86,9 +90,9 @@ class LandmarkAnimatorConfig:
 
 
 EYES = (
-    dict(corners=mesh.RIGHT_EYE_CORNERS, pairs=np.array(mesh.RIGHT_EYE_LID_PAIRS),
+    dict(corners=mesh.RIGHT_EYE_CORNERS, pairs=np.array(mesh.RIGHT_EYE_LID_PAIRS), loop=mesh.RIGHT_EYE,
          lower=np.array(mesh.RIGHT_EYE_LOWER_LID), iris=np.array((mesh.RIGHT_IRIS_CENTER, *mesh.RIGHT_IRIS))),
-    dict(corners=mesh.LEFT_EYE_CORNERS, pairs=np.array(mesh.LEFT_EYE_LID_PAIRS),
+    dict(corners=mesh.LEFT_EYE_CORNERS, pairs=np.array(mesh.LEFT_EYE_LID_PAIRS), loop=mesh.LEFT_EYE,
          lower=np.array(mesh.LEFT_EYE_LOWER_LID), iris=np.array((mesh.LEFT_IRIS_CENTER, *mesh.LEFT_IRIS))),
 )
 SKIN, HOLE, SURROUNDING = 0, 1, 2  # triangle kinds, in reverse drawing order
@@ -180,6 +184,7 @@ class LandmarkSource:
     lips: tuple[np.ndarray, np.ndarray]  # mean and std colour of the source's lips
     mouth_area: float  # inner-lip polygon area in the source, pixels
     rotation: np.ndarray  # (3, 3) head orientation (faces.pose.head_rotation)
+    eyeballs: list["Eyeball"]  # per eye (person's right, left): the gaze layer
 
     @property
     def side(self) -> float:
@@ -251,9 +256,10 @@ class LandmarkAnimator:
         lips = _lip_colour(image, landmarks)
         mouth_area = polygon_area(landmarks[LIPS_INNER, :2])
         skin = _mesh_neighbours(triangles[:mesh_count], len(landmarks))
+        eyeballs = [_eyeball(image, landmarks, eye, cfg.iris_scale) for eye in EYES]
         return LandmarkSource(image, landmarks, keypoints, nodes, depth, triangles, areas, kinds, mesh_count, skin, ring,
                               np.concatenate(follows), np.concatenate(owners), neighbours, lips, mouth_area,
-                              head_rotation(landmarks))
+                              head_rotation(landmarks), eyeballs)
 
     # -- motion transfer -------------------------------------------------------------
 
@@ -268,7 +274,7 @@ class LandmarkAnimator:
             points = self._pose_transfer(source, driving, initial)
         else:
             points = self._displacement_transfer(source, driving, initial)
-        if self.config.eyes or self.config.gaze:
+        if self.config.eyes:
             self._retarget_eyes(source, points, driving.landmarks, initial.landmarks)
         value = to_normalized(points[None], (0, 0), source.side)
         # Jacobians against the source (the reference of every fitted Jacobian).
@@ -298,8 +304,22 @@ class LandmarkAnimator:
         z = source.landmarks[:, 2] + scale * (driving.landmarks[:, 2] - initial.landmarks[:, 2])
         return np.concatenate([points, z[:, None]], axis=1)
 
+    def gaze_shifts(self, source: LandmarkSource, driving: np.ndarray, initial: np.ndarray) -> list[np.ndarray]:
+        """Per eye, the driver's iris displacement since its initial frame, in the
+        driver's eye-corner coordinates (clipped to ``max_gaze`` eye widths), as a shift
+        of the source's iris in source pixels: ``[(2,), (2,)]``."""
+        shifts = []
+        for eye in EYES:
+            a, b = eye["corners"]
+            centre = eye["iris"][0]
+            d_now = _to_eye(_eye_frame(driving[a, :2], driving[b, :2]), driving[centre, :2])
+            d_ref = _to_eye(_eye_frame(initial[a, :2], initial[b, :2]), initial[centre, :2])
+            _, basis = _eye_frame(source.landmarks[a, :2], source.landmarks[b, :2])
+            shifts.append(basis @ np.clip(d_now - d_ref, -self.config.max_gaze, self.config.max_gaze))
+        return shifts
+
     def _retarget_eyes(self, source: LandmarkSource, points: np.ndarray, driving: np.ndarray, initial: np.ndarray):
-        """In place: lids at the driver's opening ratio, irises at the driver's gaze."""
+        """In place: lids at the driver's opening ratio; iris points kept between them."""
         cfg = self.config
         ratios = eye_opening_ratio(driving, initial)
         for eye, ratio in zip(EYES, ratios):
@@ -315,11 +335,8 @@ class LandmarkAnimator:
             if cfg.eyes:
                 points[upper, :2] = _from_eye(tgt_frame, lower_eye + ratio * gaps)
             iris = eye["iris"]
+            # The iris points ride with the eye (the gaze is drawn by the eyeball layer).
             q = _to_eye(src_frame, source.landmarks[iris, :2])
-            if cfg.gaze:
-                d_now = _to_eye(_eye_frame(driving[a, :2], driving[b, :2]), driving[iris[0], :2])
-                d_ref = _to_eye(_eye_frame(initial[a, :2], initial[b, :2]), initial[iris[0], :2])
-                q = q + np.clip(d_now - d_ref, -cfg.max_gaze, cfg.max_gaze)
             # Irises stay between the lids: their height above the lower lid scales with
             # the opening, so a closed eye hides them instead of folding the mesh.
             low_src = _lid_height(_to_eye(src_frame, source.landmarks[eye["lower"], :2]), q[:, 0])
@@ -371,11 +388,13 @@ class LandmarkAnimator:
             nodes[idx] = 0.5 * (nodes[idx] + predicted)
 
     def render(self, source: LandmarkSource, nodes: np.ndarray, depth: np.ndarray,
-               source_nodes: np.ndarray | None = None) -> np.ndarray:
+               source_nodes: np.ndarray | None = None, gaze: list[np.ndarray] | None = None) -> np.ndarray:
         """Backward-warp the source so that its nodes land on ``nodes``: ``(S, S, 3)``.
 
         The piecewise-affine flow is rasterised at ``flow_scale`` of the crop and
-        upsampled (it is linear inside triangles, so little is lost).
+        upsampled (it is linear inside triangles, so little is lost). ``gaze``: per eye
+        the iris shift in source pixels (:meth:`gaze_shifts`), drawn inside each eye's
+        opening by the eyeball layer.
         """
         s = source.image.shape[0]
         f = max(int(round(s * self.config.flow_scale)), 8)
@@ -403,7 +422,11 @@ class LandmarkAnimator:
             d[:, [0, -1]] = 0.0
         grid = np.arange(s, dtype=np.float32)
         map_x, map_y = dx + grid[None, :], dy + grid[:, None]
-        return cv2.remap(source.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        out = cv2.remap(source.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        if gaze is not None:
+            for eye, eyeball, shift in zip(EYES, source.eyeballs, gaze):
+                _draw_eyeball(out, eyeball, nodes[list(eye["loop"])], map_x, map_y, shift)
+        return out
 
     def rasterize(self, source: LandmarkSource, nodes: np.ndarray, depth: np.ndarray, size: int) -> np.ndarray:
         """``(size, size)`` int32 map of which triangle (index + 1; 0 = none) is seen at
@@ -424,7 +447,8 @@ class LandmarkAnimator:
         target, points = self.transfer(source, driving, initial)
         nodes = self.target_nodes(source, points, target.jacobian)
         depth = np.concatenate([points[:, 2], source.depth[len(points):]])
-        out = self.render(source, nodes, depth, self.lifted_lids(source, driving, initial))
+        gaze = self.gaze_shifts(source, driving.landmarks, initial.landmarks) if self.config.gaze else None
+        out = self.render(source, nodes, depth, self.lifted_lids(source, driving, initial), gaze)
         if self.config.mouth_fill:
             self._fill_mouth(source, out, nodes[: len(points)], driving)
         return out
@@ -570,3 +594,120 @@ def _lid_height(lid: np.ndarray, u: np.ndarray) -> np.ndarray:
     """Height v of a lid polyline (eye coordinates) at positions ``u``."""
     order = np.argsort(lid[:, 0])
     return np.interp(u, lid[order, 0], lid[order, 1])
+
+
+@dataclass
+class Eyeball:
+    """One source eye as a layer: what the eye shows with the iris painted out (sclera)
+    and the iris disc on its own (the part hidden by the lids filled in), both in a box
+    of the source crop.
+
+    Attributes:
+        origin: ``(x0, y0)`` of the box in the crop's pixels.
+        sclera, iris: ``(h, w, 3)`` float32 colours.
+        iris_alpha: ``(h, w)`` float32 coverage of the iris disc (antialiased).
+        opening: ``(h, w)`` float32, 1 inside the eye opening away from its rim (the
+            lids and lashes are not part of the layer).
+    """
+
+    origin: np.ndarray
+    sclera: np.ndarray
+    iris: np.ndarray
+    iris_alpha: np.ndarray
+    opening: np.ndarray
+
+
+def _eyeball(image: np.ndarray, landmarks: np.ndarray, eye: dict, iris_scale: float) -> Eyeball:
+    """Split one source eye into sclera and iris layers (see :class:`Eyeball`)."""
+    loop = landmarks[list(eye["loop"]), :2]
+    centre = landmarks[eye["iris"][0], :2]
+    radius = iris_scale * float(np.linalg.norm(landmarks[eye["iris"][1:], :2] - centre, axis=1).mean())
+    pad = int(np.ceil(radius)) + 3
+    lo = np.floor(np.minimum(loop.min(0), centre - radius)).astype(int) - pad
+    hi = np.ceil(np.maximum(loop.max(0), centre + radius)).astype(int) + pad
+    lo = np.maximum(lo, 0)
+    hi = np.minimum(hi, np.array(image.shape[1::-1]) - 1)
+    patch = image[lo[1]:hi[1] + 1, lo[0]:hi[0] + 1]
+    h, w = patch.shape[:2]
+    opening = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(opening, [np.round((loop - lo) * 16).astype(np.int32)], 1, cv2.LINE_8, shift=4)
+    opening = cv2.erode(opening, np.ones((3, 3), np.uint8))  # lashes at the rim are not sclera
+    disc = np.zeros((h, w), np.float32)
+    cx, cy = np.round((centre - lo) * 16).astype(int)
+    cv2.circle(disc, (int(cx), int(cy)), int(round(radius * 16)), 1.0, -1, cv2.LINE_AA, shift=4)
+    is_open = opening.astype(bool)
+    in_disc = disc > 0.5
+    white = is_open & ~cv2.dilate(in_disc.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    sclera_colour = _bright_colour(patch[white] if white.sum() >= 8 else patch[is_open]
+                                   if is_open.sum() >= 8 else patch.reshape(-1, 3))
+    # The iris: the landmarks' disc, plus the dark pixels of the opening next to it (the
+    # iris landmarks can sit a few pixels off the iris seen in the image).
+    luminance = patch.astype(np.float32) @ _LUMA
+    seen = in_disc & is_open
+    iris_colour = np.median(patch[seen], axis=0) if seen.sum() >= 4 else sclera_colour * 0.4
+    threshold = 0.5 * (float(sclera_colour @ _LUMA) + float(iris_colour @ _LUMA))
+    near = cv2.dilate(in_disc.astype(np.uint8), cv2.getStructuringElement(
+        cv2.MORPH_ELLIPSE, (2 * int(radius // 2) + 1,) * 2)).astype(bool)
+    inside = in_disc | (near & is_open & (luminance < threshold))
+    alpha = np.maximum(disc, cv2.GaussianBlur(inside.astype(np.float32), (0, 0), 0.7) * inside)
+    # Sclera: pixels outside the opening take the sclera's colour, then the iris is
+    # inpainted from what surrounds it (the white of the eye only).
+    base = patch.copy()
+    base[~is_open] = sclera_colour.astype(np.uint8)
+    painted = cv2.dilate(inside.astype(np.uint8), np.ones((3, 3), np.uint8)) & opening
+    sclera = np.where(painted[..., None] > 0, cv2.inpaint(base, painted, 3, cv2.INPAINT_TELEA), patch)
+    # Iris: lashes overhang the opening's rim, so iris pixels near it and under the lids
+    # are filled in from the visible iris rather than moved.
+    iris_seen = inside & cv2.erode(opening, np.ones((5, 5), np.uint8)).astype(bool)
+    base = patch.copy()
+    base[~iris_seen] = iris_colour.astype(np.uint8)
+    hidden = inside & ~iris_seen
+    iris = np.where(hidden[..., None], cv2.inpaint(base, hidden.astype(np.uint8), 3, cv2.INPAINT_TELEA), patch)
+    disc = alpha.astype(np.float32)
+    soft = cv2.GaussianBlur(opening.astype(np.float32), (0, 0), 0.7)
+    return Eyeball(lo.astype(np.float32), sclera.astype(np.float32), iris.astype(np.float32), disc, soft)
+
+
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def _bright_colour(pixels: np.ndarray, share: float = 0.3) -> np.ndarray:
+    """Mean colour of the brightest ``share`` of ``(N, 3)`` pixels: the white of an eye
+    without the lashes and shadows at its rim."""
+    luminance = pixels.astype(np.float32) @ _LUMA
+    keep = luminance >= np.quantile(luminance, 1.0 - share)
+    return pixels[keep].astype(np.float32).mean(0)
+
+
+def _draw_eyeball(out: np.ndarray, eyeball: Eyeball, loop: np.ndarray, map_x: np.ndarray, map_y: np.ndarray,
+                  shift: np.ndarray) -> None:
+    """In place: inside the target eye opening ``loop`` ``(16, 2)``, move the iris by
+    ``shift`` source pixels over the sclera, both seen through the backward maps.
+
+    Only pixels that come from the source's eye opening are redrawn (not the lids and
+    lashes the lid retargeting may stretch over it); a zero shift draws nothing.
+    """
+    if not np.any(shift):
+        return
+    s = out.shape[0]
+    x0, y0 = np.maximum(np.floor(loop.min(0)).astype(int) - 1, 0)
+    x1, y1 = np.minimum(np.ceil(loop.max(0)).astype(int) + 2, s)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return
+    mask = np.zeros((y1 - y0, x1 - x0), np.float32)
+    cv2.fillPoly(mask, [np.round((loop - (x0, y0)) * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
+    if not mask.any():
+        return
+    mx = map_x[y0:y1, x0:x1] - eyeball.origin[0]
+    my = map_y[y0:y1, x0:x1] - eyeball.origin[1]
+    sclera = cv2.remap(eyeball.sclera, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+    x, y = mx - np.float32(shift[0]), my - np.float32(shift[1])
+    iris = cv2.remap(eyeball.iris, x, y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    alpha = cv2.remap(eyeball.iris_alpha, x, y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                      borderValue=0.0)[..., None]
+    eye = sclera + alpha * (iris - sclera)
+    interior = cv2.remap(eyeball.opening, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+    weight = (mask * interior)[..., None]
+    region = out[y0:y1, x0:x1].astype(np.float32)
+    out[y0:y1, x0:x1] = np.clip(region + weight * (eye - region) + 0.5, 0, 255).astype(np.uint8)

@@ -140,7 +140,7 @@ def reconstruct(
             flow = visible = None
             if gt_flow:
                 flow, visible = load_flow(path)
-            video_l1, video_still = _Mean(), _Mean()
+            video_l1, video_still, video_epe, video_still_epe = _Mean(), _Mean(), _Mean(), _Mean()
             writer = None
             if save:
                 target = out / (f"{name}.mp4" if save == "mp4" else name)
@@ -176,8 +176,10 @@ def reconstruct(
                         identity = identity_flow(n, *size, device=pipeline.device)
                         errors_flow = end_point_error(predicted, true, reduction="none")
                         errors_still = end_point_error(identity, true, reduction="none")
-                        epe.add(errors_flow)
-                        still_epe.add(errors_still)
+                        for meter in (epe, video_epe):
+                            meter.add(errors_flow)
+                        for meter in (still_epe, video_still_epe):
+                            meter.add(errors_still)
                         epe_vis.add(errors_flow[seen])
                         still_epe_vis.add(errors_still[seen])
                         t = transform_params
@@ -191,8 +193,10 @@ def reconstruct(
                 if writer is not None:
                     writer.abort()
                 raise
-            per_video.append({"name": name, "frames": video_l1.count,
-                              "l1": video_l1.value, "no_motion_l1": video_still.value})
+            record = {"name": name, "frames": video_l1.count, "l1": video_l1.value, "no_motion_l1": video_still.value}
+            if gt_flow:
+                record.update(flow_epe=video_epe.value, no_motion_epe=video_still_epe.value)
+            per_video.append(record)
             bar.update(1)
     frames_done = sum(v["frames"] for v in per_video)
     result = ReconstructionResult(

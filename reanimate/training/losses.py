@@ -18,6 +18,7 @@ applied here, as in the official code).
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable, Mapping, Sequence
 
@@ -37,6 +38,28 @@ def _zero(like: torch.Tensor | None = None) -> torch.Tensor:
     if like is None:
         return torch.zeros(())
     return torch.zeros((), dtype=like.dtype, device=like.device)
+
+
+def full_precision(loss: Callable) -> Callable:
+    """Run ``loss`` in float32 with autocast off: its tensor (and :class:`Keypoints`)
+    arguments are cast up first. For the numerically delicate terms (MS-SSIM's ratios
+    and powers, the Jacobian solve), which under bf16/fp16 autocast overflow or lose
+    the small differences they measure."""
+
+    def up(value):
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            return value.float()
+        if isinstance(value, Keypoints):
+            return value.map(lambda t: t.float())
+        return value
+
+    @functools.wraps(loss)
+    def wrapper(*args, **kwargs):
+        device = next((a.device.type for a in args if isinstance(a, torch.Tensor)), "cpu")
+        with torch.autocast(device, enabled=False):
+            return loss(*(up(a) for a in args), **{k: up(v) for k, v in kwargs.items()})
+
+    return wrapper
 
 
 # --------------------------------------------------------------------------------------
@@ -214,6 +237,7 @@ def ms_ssim(
     return result.mean(dim=1)
 
 
+@full_precision
 def ms_ssim_loss(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, **kwargs) -> torch.Tensor:
     """``1 - mean ms_ssim(x, y)``: a scalar in [0, 1], 0 for identical images."""
     return 1 - ms_ssim(x, y, data_range, **kwargs).mean()
@@ -242,12 +266,14 @@ def transform_frame(frame: torch.Tensor, tps: ThinPlateSpline, align_corners: bo
     return F.grid_sample(frame, grid, padding_mode="reflection", align_corners=align_corners)
 
 
+@full_precision
 def equivariance_value_loss(kp_driving: Keypoints, kp_transformed: Keypoints, tps: ThinPlateSpline) -> torch.Tensor:
     """``mean |kp_X - T(kp_Y)|`` (FOMM supp. Eq. 11 via the official code): ``kp_driving``
     detected in ``X``, ``kp_transformed`` in ``Y = transform_frame(X, T)``."""
     return (kp_driving.value - tps.warp_points(kp_transformed.value)).abs().mean()
 
 
+@full_precision
 def equivariance_jacobian_loss(
     kp_driving: Keypoints, kp_transformed: Keypoints, tps: ThinPlateSpline
 ) -> torch.Tensor:
