@@ -13,6 +13,24 @@ import torch.nn.functional as F
 from torch import nn
 
 
+class MeasuringNetwork(nn.Module):
+    """A fixed network used as a measuring instrument (VGG features of the perceptual
+    loss, LPIPS, FID's Inception): always in eval mode, no parameter gradients (inputs
+    still get them). Subclasses build their layers, define ``reset_parameters(seed)``
+    and call :meth:`freeze` at the end of ``__init__``."""
+
+    def freeze(self, seed: int | None) -> None:
+        """Seeded random weights (``seed`` None: keep them), then fix the network."""
+        if seed is not None:
+            self.reset_parameters(seed)
+        self.requires_grad_(False)
+        super().train(False)
+
+    def train(self, mode: bool = True):
+        """Always eval: ``mode`` is ignored."""
+        return super().train(False)
+
+
 class ConvBlock(nn.Module):
     """``[upsample x2] -> conv -> norm -> activation -> [avg-pool /2]``.
 

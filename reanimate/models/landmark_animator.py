@@ -81,7 +81,7 @@ class LandmarkAnimatorConfig:
     eyes: bool = True  # eyelids follow the driver's opening ratio (full blinks)
     gaze: bool = True  # irises follow the driver's gaze
     max_gaze: float = 0.2  # largest iris shift, in eye widths
-    iris_scale: float = 1.1  # the iris layer's disc: this times the iris landmarks' radius (with the dark pixels next to it)
+    iris_scale: float = 1.1  # iris layer: this times the iris landmarks' radius, plus the dark pixels next to it
     max_eye_ratio: float = 1.3  # eyes open at most this much wider than in the source
     lid_lift: float = 0.6  # a closed upper lid is sampled this many lid gaps above its margin
     sliver_area: float = 0.05  # skin triangles smaller than this times the median are not checked for flips

@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import CheckpointError
+from ..models.blocks import MeasuringNetwork
+from ..weights import read_state_dict_file, select_state
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def _build_trunk() -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class Vgg19Features(nn.Module):
+class Vgg19Features(MeasuringNetwork):
     """Frozen VGG-19 trunk returning the five activations the perceptual loss compares.
 
     ``forward(x (B, 3, H, W) in [0, 1]) -> [relu1_1 (B, 64, H, W), relu2_1 (B, 128, H/2, W/2),
@@ -77,10 +78,7 @@ class Vgg19Features(nn.Module):
         self.features = _build_trunk()
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-        if seed is not None:
-            self.reset_parameters(seed)
-        self.requires_grad_(False)
-        super().train(False)
+        self.freeze(seed)
 
     @torch.no_grad()
     def reset_parameters(self, seed: int = 0) -> None:
@@ -92,9 +90,6 @@ class Vgg19Features(nn.Module):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu", generator=generator)
                 nn.init.zeros_(module.bias)
 
-    def train(self, mode: bool = True) -> "Vgg19Features":
-        """Always eval: the feature extractor is a fixed measuring instrument."""
-        return super().train(False)
 
     def forward(self, x: torch.Tensor, num_layers: int = len(FEATURE_INDICES)) -> list[torch.Tensor]:
         """The first ``num_layers`` activations; the trunk stops after the last one
@@ -126,39 +121,11 @@ def _expected_shapes() -> dict[str, tuple[int, ...]]:
 
 
 def _read_torchvision_state(path: Path) -> dict[str, torch.Tensor]:
-    """The trunk's parameters from a torchvision-format VGG-19 file, checked key by key."""
-    if not path.is_file():
-        raise CheckpointError(path, "no such VGG-19 weights file; give torchvision's vgg19-dcbb9e9d.pth")
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle, zip and weights_only errors come in many types
-        # torch's own message suggests weights_only=False, which we never do for
-        # third-party files, so only its type is kept.
-        raise CheckpointError(
-            path,
-            f"not a torch weights file readable with weights_only=True ({type(exc).__name__}); "
-            f"give torchvision's {TORCHVISION_VGG19_FILE}",
-        ) from None
-    if not isinstance(raw, dict):
-        raise CheckpointError(path, f"expected a VGG-19 state dict (torchvision format), got {type(raw).__name__}")
-    # Checkpoints saved from nn.DataParallel prefix every key with "module.".
-    state = {(k[len("module.") :] if isinstance(k, str) and k.startswith("module.") else k): v for k, v in raw.items()}
-    out = {}
-    for key, shape in _expected_shapes().items():
-        if key not in state:
-            raise CheckpointError(path, f"not a torchvision VGG-19 state dict: key {key!r} is missing")
-        value = state[key]
-        if not isinstance(value, torch.Tensor):
-            raise CheckpointError(path, f"not a torchvision VGG-19 state dict: {key!r} is not a tensor")
-        if tuple(value.shape) != shape:
-            raise CheckpointError(
-                path,
-                f"not a torchvision VGG-19 state dict: {key!r} has shape {tuple(value.shape)}, expected {shape}",
-            )
-        if not value.is_floating_point():
-            raise CheckpointError(path, f"not a torchvision VGG-19 state dict: {key!r} has dtype {value.dtype}")
-        out[key] = value
-    return out
+    """The trunk's parameters from a torchvision-format VGG-19 file, checked key by key
+    (the deeper layers and the classifier the file also holds are dropped)."""
+    what = "torchvision VGG-19 state dict"
+    state = read_state_dict_file(path, what, TORCHVISION_VGG19_FILE)
+    return select_state(path, state, _expected_shapes(), what, ignore_prefixes=("features.", "classifier."))
 
 
 def hub_cache_path() -> Path:
