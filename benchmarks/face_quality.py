@@ -63,7 +63,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
-import importlib.util  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import shlex  # noqa: E402
@@ -108,9 +107,6 @@ OPEN_PERCENTILE = 90
 # Below these driver ranges (peak to peak) a Pearson r mostly measures tracking noise;
 # reports mark such r with "*".
 MIN_DRIVER_RANGE = {"yaw": 5.0, "pitch": 5.0, "roll": 5.0, "mouth": 0.05, "eye_right": 0.1, "eye_left": 0.1}
-# dlib finds faces on images no larger than this (longest side, pixels): enough for its
-# 150x150 face chips and much faster on pasted-back 2048 px outputs.
-IDENTITY_MAX_SIDE = 640
 
 
 def log(message: str) -> None:
@@ -209,48 +205,29 @@ def face_measures(lm: np.ndarray) -> dict[str, float]:
 
 
 class IdentityModel:
-    """dlib's frontal face detector, 68-point shape predictor and ResNet face descriptor,
-    with the model files of the ``face_recognition_models`` package."""
+    """dlib's 128-D face descriptor (:class:`reanimate.evaluation.extract.DlibFace`), boxed
+    by the face mesh where dlib's frontal detector misses a turned head."""
 
     def __init__(self):
+        from reanimate.errors import ReanimateError
+        from reanimate.evaluation.extract import DlibFace
+
         try:
-            import dlib
-        except ImportError:
-            sys.exit("identity needs dlib: pip install dlib-bin face_recognition_models")
-        spec = importlib.util.find_spec("face_recognition_models")
-        if spec is None:
-            sys.exit("identity needs dlib's models: pip install face_recognition_models")
-        # Not `import face_recognition_models`: it needs pkg_resources only to find these.
-        models = Path(spec.submodule_search_locations[0]) / "models"
-        self._detector = dlib.get_frontal_face_detector()
-        self._shape = dlib.shape_predictor(str(models / "shape_predictor_68_face_landmarks.dat"))
-        self._descriptor = dlib.face_recognition_model_v1(str(models / "dlib_face_recognition_resnet_model_v1.dat"))
+            self._dlib = DlibFace()
+        except ReanimateError as exc:
+            sys.exit(str(exc))
 
     def descriptor(self, image: np.ndarray, landmarks: np.ndarray | None = None) -> tuple[np.ndarray | None, bool]:
-        """128-D descriptor of the largest face in an RGB ``uint8`` image, and whether
-        the face box came from ``landmarks`` (MediaPipe, pixels): dlib's frontal face
-        detector misses turned heads, which the face mesh still finds. ``(None, False)``
-        without a face."""
-        import dlib
-
-        height, width = image.shape[:2]
-        scale = min(1.0, IDENTITY_MAX_SIDE / max(height, width))
-        if scale < 1:
-            size = (round(width * scale), round(height * scale))
-            image = np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
-        image = np.ascontiguousarray(image)
-        faces = self._detector(image, 1)
-        from_landmarks = not faces and landmarks is not None
-        if faces:
-            face = max(faces, key=lambda rect: rect.area())
-        elif from_landmarks:
-            left, top = (landmarks[:, :2].min(axis=0) * scale).round().astype(int)
-            right, bottom = (landmarks[:, :2].max(axis=0) * scale).round().astype(int)
-            face = dlib.rectangle(int(left), int(top), int(right), int(bottom))
-        else:
+        """128-D descriptor of the face of an RGB ``uint8`` image (the detection that
+        overlaps the face mesh's box when ``landmarks`` (pixels) are given), and whether
+        the box came from the landmarks. ``(None, False)`` without a face."""
+        box = None
+        if landmarks is not None:
+            box = np.concatenate([landmarks[:, :2].min(axis=0), landmarks[:, :2].max(axis=0)])
+        found = self._dlib.measure(image, box)
+        if found is None:
             return None, False
-        shape = self._shape(image, face)
-        return np.array(self._descriptor.compute_face_descriptor(image, shape)), from_landmarks
+        return found.descriptor.astype(np.float64), found.from_mesh
 
 
 # --------------------------------------------------------------------------------------

@@ -553,6 +553,21 @@ def animate(
     unknown = set(option_values) - {f.name for f in dataclasses.fields(AnimationOptions)}
     if unknown:
         raise TypeError(f"unknown animation options: {sorted(unknown)}")
+    pipeline = build_pipeline(checkpoint, model, config, align_corners, device, fp16)
+    options = AnimationOptions(**option_values)
+    return pipeline.animate(source, driving, output, options, progress=progress, fps=fps)
+
+
+def build_pipeline(
+    checkpoint: str | os.PathLike | None = None,
+    model: str = "auto",
+    config: str | os.PathLike | None = None,
+    align_corners: bool | None = None,
+    device: str = "auto",
+    fp16: bool = False,
+) -> AnimationPipeline:
+    """The pipeline ``animate`` runs: ``model`` ``"auto"`` (a given checkpoint, else the
+    zero-shot landmark animator), ``"landmarks"`` or ``"fomm"`` (needs ``checkpoint``)."""
     if model not in ("auto", "landmarks", "fomm"):
         raise ReanimateError(f"--model {model}: expected auto, landmarks or fomm")
     if model == "fomm" and checkpoint is None:
@@ -560,8 +575,5 @@ def animate(
     if model == "landmarks" or (model == "auto" and checkpoint is None):
         if checkpoint is not None:
             raise ReanimateError("--model landmarks uses no checkpoint (drop --checkpoint)")
-        pipeline = AnimationPipeline(LandmarkAnimator(), device="cpu")
-    else:
-        pipeline = AnimationPipeline.from_checkpoint(checkpoint, config, align_corners, device, fp16)
-    options = AnimationOptions(**option_values)
-    return pipeline.animate(source, driving, output, options, progress=progress, fps=fps)
+        return AnimationPipeline(LandmarkAnimator(), device="cpu")
+    return AnimationPipeline.from_checkpoint(checkpoint, config, align_corners, device, fp16)
