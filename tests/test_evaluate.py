@@ -44,10 +44,26 @@ def test_identical_videos_score_perfectly(dataset, tmp_path):
     assert m["akd"] == 0.0 and m["mkr"] == 0.0 and m["apd"] == 0.0
     assert m["jitter"] == pytest.approx(m["jitter_real"])
     assert m["lpips"] == "n/a (weights missing)" and m["fid"] == "n/a (weights missing)"
-    for name in ("metrics.json", "per_video.csv", "report.md"):
+    assert m["ms_ssim"] == pytest.approx(1.0)
+    for name in ("metrics.json", "summary.csv", "per_video.csv", "report.md"):
         assert (tmp_path / "run" / name).is_file()
     rows = (tmp_path / "run" / "per_video.csv").read_text().splitlines()
     assert rows[0].startswith("name,") and len(rows) == 3
+
+
+def test_identical_videos_have_the_same_identity(dataset, tmp_path):
+    from reanimate.evaluation.extract import DlibFace
+    from reanimate.errors import ReanimateError
+
+    try:
+        DlibFace()
+    except ReanimateError as exc:
+        pytest.skip(str(exc))
+    generated = tmp_path / "generated"
+    shutil.copytree(dataset / "test", generated)
+    m = evaluate("same-identity", tmp_path / "run", data=dataset, generated=generated, progress=False,
+                 num_videos=1).metrics
+    assert m["aed"] == 0.0 and m["csim"] == pytest.approx(1.0) and m["akd68"] == 0.0
 
 
 def test_landmark_model_run_is_measured_and_compared(dataset, tmp_path, capsys):
@@ -112,3 +128,13 @@ def _landmarks():
     from reanimate.pipelines.animate import build_pipeline
 
     return build_pipeline(model="landmarks")
+
+
+def test_body_kind_uses_pose_landmarks(dataset, tmp_path):
+    generated = tmp_path / "generated"
+    shutil.copytree(dataset / "test", generated)
+    result = evaluate("same-identity", tmp_path / "run", data=dataset, generated=generated, kind="body",
+                      progress=False, num_videos=1)
+    m = result.metrics
+    assert m["l1"] == 0.0 and m["aed"] is None and m["apd"] is None and m["akd68"] is None
+    assert m["akd"] == 0.0 and m["mkr"] == 0.0  # MediaPipe Pose finds the head and shoulders

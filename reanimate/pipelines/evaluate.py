@@ -16,8 +16,8 @@ Landmarks, head poses and identity embeddings of every video are cached by file 
 (:class:`reanimate.evaluation.extract.FeatureCache`), so re-evaluating a new model only
 measures its generated frames.
 
-Each run writes ``metrics.json`` (the means, per-video numbers and notes),
-``per_video.csv`` and ``report.md``; :func:`compare` puts several runs side by side. The
+Each run writes ``metrics.json`` (the means, per-video numbers and notes), ``summary.csv``
+(the table's row), ``per_video.csv`` and ``report.md``; :func:`compare` puts several runs side by side. The
 metrics are defined in :mod:`reanimate.evaluation.metrics`; the README's *Evaluation*
 section gives their units and the models they use.
 """
@@ -57,6 +57,7 @@ COLUMNS = (
     ("l1", "L1", "{:.4f}"),
     ("psnr", "PSNR (dB)", "{:.2f}"),
     ("ssim", "SSIM", "{:.4f}"),
+    ("ms_ssim", "MS-SSIM", "{:.4f}"),
     ("lpips", "LPIPS", "{:.4f}"),
     ("akd", "AKD (px)", "{:.3f}"),
     ("akd68", "AKD-68 (px)", "{:.3f}"),
@@ -234,12 +235,14 @@ def score_video(generated: Path, reference: Path, gen_features: VideoFeatures, r
     the same-identity protocol, the driving video in the cross-identity one).
 
     ``compare_pixels``: L1/PSNR/SSIM/LPIPS (same-identity only: in cross-identity the
-    driver is another person). ``source_identity``: the source face's embedding for CSIM.
+    driver is another person). ``source_identity``: the source face's embedding, which
+    CSIM compares the generated frames with (cross-identity); None compares each generated
+    frame with the reference frame (same-identity, where the real frame is the same person).
     """
     out: dict[str, float | None] = {}
     count = min(len(gen_features.keypoints), len(ref_features.keypoints))
     if compare_pixels or networks.fid is not None:
-        l1s, psnrs, ssims, lpips_values = [], [], [], []
+        l1s, psnrs, ssims, ms_ssims, lpips_values = [], [], [], [], []
         batch_gen, batch_ref = [], []
 
         def flush():
@@ -262,6 +265,7 @@ def score_video(generated: Path, reference: Path, gen_features: VideoFeatures, r
                 l1s.append(metrics.l1(gen, ref))
                 psnrs.append(metrics.psnr(gen, ref))
                 ssims.append(metrics.ssim(gen, ref))
+                ms_ssims.append(metrics.ms_ssim_score(gen, ref))
             if networks.lpips is not None or networks.fid is not None:
                 batch_gen.append(gen)
                 batch_ref.append(ref)
@@ -275,6 +279,7 @@ def score_video(generated: Path, reference: Path, gen_features: VideoFeatures, r
             finite = [p for p in psnrs if math.isfinite(p)]
             out["psnr"] = float(np.mean(finite)) if finite else math.inf
             out["ssim"] = float(np.mean(ssims))
+            out["ms_ssim"] = float(np.mean(ms_ssims))
             out["lpips"] = float(np.mean(lpips_values)) if lpips_values else None
     size = ref_features.size
     gen_kp = _scaled(gen_features, size, "keypoints")[:count]
@@ -294,6 +299,8 @@ def score_video(generated: Path, reference: Path, gen_features: VideoFeatures, r
             found = ~np.isnan(gen_id).any(1)
             out["csim"] = (float(np.mean(metrics.cosine_similarity(gen_id[found], source_identity)))
                            if found.any() else None)
+        else:
+            out["csim"] = float(np.mean(metrics.cosine_similarity(gen_id[both], ref_id[both]))) if both.any() else None
     if gen_features.pose is not None and ref_features.pose is not None:
         out["apd"] = _nan_to_none(metrics.pose_difference(gen_features.pose[:count], ref_features.pose[:count]).mean)
     out["jitter"] = _nan_to_none(metrics.jitter(gen_kp, gen_features.visible[:count]))
@@ -385,9 +392,6 @@ def evaluate(
                 if source not in source_identities:
                     source_identities[source] = _image_identity(cache, extractor, source)
                 source_identity = source_identities[source]
-            elif gen_features.identity is not None and ref_features.identity is not None:
-                first = ref_features.identity[0]
-                source_identity = None if np.isnan(first).any() else first
             row = score_video(outputs[job_name], driving, gen_features, ref_features, source_identity, networks,
                               compare_pixels=protocol == "same-identity", fid_features=fid_features)
             per_video.append({"name": job_name, "source": str(source), "driving": str(driving), **row})
@@ -452,6 +456,9 @@ def write_report(result: EvaluationResult, out: Path) -> None:
     for video in result.per_video:
         rows.append(",".join(_csv_cell(video.get(k)) for k in keys))
     _atomic_text(out / "per_video.csv", "\n".join(rows) + "\n")
+    summary_keys = ["videos", "frames"] + [k for k, _, _ in COLUMNS]
+    _atomic_text(out / "summary.csv", ",".join(["run", "protocol"] + summary_keys) + "\n" + ",".join(
+        [_csv_cell(result.name), result.protocol] + [_csv_cell(result.metrics.get(k)) for k in summary_keys]) + "\n")
     report = [f"# {result.name}: {result.protocol} ({result.kind})", "", markdown_table([result]), ""]
     if result.notes:
         report += ["Notes:", ""] + [f"- {n}" for n in result.notes] + [""]
