@@ -406,15 +406,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {out} (random weights, seed {args.seed})", file=sys.stderr)
         return 0
     if args.command == "model-info":
-        from .models import build_model, count_parameters, load_config
+        from .models import load_config
+        from .models.complexity import model_report
 
-        model = build_model(load_config(args.config), with_discriminator=True)
-        rows = [("kp_detector", model.kp_detector), ("generator", model.generator),
-                ("  dense_motion", model.generator.dense_motion_network), ("discriminator", model.discriminator)]
-        print(f"{'module':<16} {'parameters':>14}")
-        for name, module in rows:
-            count = count_parameters(module) if module is not None else 0
-            print(f"{name:<16} {count:>14,}")
+        config = load_config(args.config)
+        h, w = config.image_size
+        print(f"{args.config} ({config.motion_estimator}) at {h}x{w}")
+        print(f"{'module':<16} {'parameters':>14} {'GMACs':>9}")
+        for name, params, macs in model_report(config):
+            print(f"{name:<16} {params:>14,} {macs / 1e9:>9.2f}")
         return 0
     if args.command in ("crop", "faces"):
         return _run_face_command(args)

@@ -120,6 +120,19 @@ def test_model_info_prints_reference_counts(capsys):
     assert run_cli("model-info", "vox-256") == 0
     out = capsys.readouterr().out
     assert "14,215,368" in out and "45,575,391" in out and "37,730,268" in out and "2,758,849" in out
+    # MACs at 256x256: the figures of the motion transformer paper's Table 1 for FOMM.
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[2:]}
+    assert rows["kp_detector"][2] == "1.28" and rows["generator"][2] == "53.64"
+
+
+def test_model_info_of_the_motion_transformer(capsys):
+    assert run_cli("model-info", "motrans/vox-256") == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[2:]}
+    # Table 1: 12.23 M parameters; 7.54 GMACs (conv + linear 7.49 here, plus 0.35 in the
+    # attention products that common counters leave out).
+    assert rows["kp_detector"][1] == "12,234,310" and rows["kp_detector"][2] == "7.84"
+    assert rows["generator"][1] == "45,575,391"
 
 
 def expect_error(capsys, *args, contains):

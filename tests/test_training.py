@@ -383,3 +383,40 @@ def test_reconstruct_gt_flow_measures_against_the_ground_truth(tmp_path):
     assert result.flow_epe > 0 and result.flow_epe_visible > 0 and result.keypoint_equivariance >= 0
     # The source frame itself is the no-motion prediction: its L1 on frame 0 is 0.
     assert 0 < result.no_motion_l1 < 1 and 0 < result.l1 < 1
+
+
+def transformer_doc(**train_overrides) -> dict:
+    """TINY with the motion transformer (MoTrans) as the motion estimator."""
+    doc = tiny_doc(**train_overrides)
+    doc["model_params"]["motion_estimator"] = "transformer"
+    doc["model_params"]["kp_detector_params"] = {"backbone": "stem", "dim": 32, "depth": 2, "heads": 4,
+                                                 "mlp_ratio": 2.0}
+    return doc
+
+
+def test_motion_transformer_trains_and_its_checkpoint_animates(dataset_root, tmp_path):
+    from reanimate.models import MotionTransformer
+    from reanimate.pipelines.reconstruct import reconstruct
+    from reanimate.data import FramesDataset
+
+    doc = transformer_doc(num_epochs=100, num_repeats=8, log_freq=5, image_freq=0, lr_generator=1e-3,
+                          lr_kp_detector=1e-3)
+    config = ModelConfig.from_dict(doc)
+    assert isinstance(build_model(config).kp_detector, MotionTransformer)
+    result = train(config, tmp_path / "run", options(dataset_root, max_steps=30))
+    totals = [sum(step.values()) for step in result.losses]
+    assert np.mean(totals[-5:]) < 0.8 * np.mean(totals[:5]), totals
+    # The equivariance losses go through the transformer.
+    assert all(step["equivariance_jacobian"] > 0 for step in result.losses)
+    model = ckpt.load(latest_checkpoint(tmp_path / "run") / "model.safetensors")
+    assert isinstance(model.kp_detector, MotionTransformer)
+    dataset = FramesDataset.from_config(doc["dataset_params"], is_train=False, root_dir=str(dataset_root))
+    out = reconstruct(model, dataset, save=None, device="cpu", progress=False)
+    assert 0 < out.l1 < 0.5
+
+
+def test_unknown_motion_estimator_is_a_config_error(tmp_path):
+    doc = tiny_doc()
+    doc["model_params"]["motion_estimator"] = "nonsense"
+    with pytest.raises(ValueError, match="unknown motion_estimator 'nonsense'"):
+        ModelConfig.from_dict(doc)

@@ -6,6 +6,7 @@ from .discriminator import DiscriminatorConfig, MultiScaleDiscriminator, PatchDi
 from .fomm import FirstOrderModel, build_model, count_parameters
 from .generator import Generator, GeneratorConfig, GeneratorOutput, SourceEncoding
 from .keypoint_detector import KeypointDetector, KeypointDetectorConfig
+from .motion_transformer import MotionTransformer, MotionTransformerConfig
 
 __all__ = [
     "DenseMotion",
@@ -19,6 +20,8 @@ __all__ = [
     "KeypointDetector",
     "KeypointDetectorConfig",
     "ModelConfig",
+    "MotionTransformer",
+    "MotionTransformerConfig",
     "MultiScaleDiscriminator",
     "PatchDiscriminator",
     "SourceEncoding",

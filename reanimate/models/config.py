@@ -15,7 +15,10 @@ configs load unchanged. Additions of this project:
     only to reproduce the reference code run on a modern PyTorch.
 
 ``model_params.motion_estimator`` (default ``keypoint_detector``)
-    Which network estimates the sparse motion (room for the motion transformer).
+    Which network estimates the sparse motion: ``keypoint_detector`` (FOMM) or
+    ``transformer`` (MoTrans, :class:`~reanimate.models.motion_transformer.MotionTransformer`;
+    its ``kp_detector_params`` are :class:`MotionTransformerConfig` fields, e.g.
+    ``backbone``, ``depth``, ``position_encoding``).
 """
 
 from __future__ import annotations
@@ -35,6 +38,10 @@ from .dense_motion import DenseMotionConfig
 from .discriminator import DiscriminatorConfig
 from .generator import GeneratorConfig
 from .keypoint_detector import KeypointDetectorConfig
+from .motion_transformer import MotionTransformerConfig
+
+#: ``model_params.motion_estimator`` -> the config dataclass of ``kp_detector_params``.
+ESTIMATOR_CONFIGS = {"keypoint_detector": KeypointDetectorConfig, "transformer": MotionTransformerConfig}
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +70,7 @@ def dataclass_from_dict(cls, params: dict[str, Any], where: str):
 class ModelConfig:
     """Typed view of ``model_params``; ``raw`` keeps the whole YAML document."""
 
-    kp_detector: KeypointDetectorConfig
+    kp_detector: KeypointDetectorConfig | MotionTransformerConfig
     generator: GeneratorConfig
     discriminator: DiscriminatorConfig
     frame_shape: tuple[int, int, int] = (256, 256, 3)
@@ -104,12 +111,15 @@ class ModelConfig:
             **(model.get("discriminator_params") or {}),
         }
         frame_shape = tuple((doc.get("dataset_params") or {}).get("frame_shape", (256, 256, 3)))
+        estimator = model.get("motion_estimator", "keypoint_detector")
+        if estimator not in ESTIMATOR_CONFIGS:
+            raise ValueError(f"unknown motion_estimator {estimator!r} (known: {', '.join(ESTIMATOR_CONFIGS)})")
         return cls(
-            kp_detector=dataclass_from_dict(KeypointDetectorConfig, kp_params, "kp_detector_params"),
+            kp_detector=dataclass_from_dict(ESTIMATOR_CONFIGS[estimator], kp_params, "kp_detector_params"),
             generator=generator,
             discriminator=dataclass_from_dict(DiscriminatorConfig, disc_params, "discriminator_params"),
             frame_shape=frame_shape,
-            motion_estimator=model.get("motion_estimator", "keypoint_detector"),
+            motion_estimator=estimator,
             align_corners=align_corners,
             raw=doc,
             name=name,

@@ -9,9 +9,10 @@ from .config import ModelConfig
 from .discriminator import MultiScaleDiscriminator
 from .generator import Generator
 from .keypoint_detector import KeypointDetector
+from .motion_transformer import MotionTransformer
 
-# Motion estimators selectable with ``model_params.motion_estimator``.
-MOTION_ESTIMATORS = {"keypoint_detector": KeypointDetector}
+# Motion estimators selectable with ``model_params.motion_estimator`` (configs: config.ESTIMATOR_CONFIGS).
+MOTION_ESTIMATORS = {"keypoint_detector": KeypointDetector, "transformer": MotionTransformer}
 
 
 class FirstOrderModel(nn.Module):
