@@ -88,7 +88,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", required=True, help="output .safetensors")
 
-    p = sub.add_parser("model-info", help="parameter counts of a config's networks")
+    p = sub.add_parser("attention", help="the motion transformer's attention maps of an image: per layer and "
+                                         "keypoint token, over the image (MoTrans Fig. 3)")
+    p.add_argument("source", help="image")
+    _add_model_args(p)
+    p.add_argument("-o", "--output", required=True, metavar="OUTDIR",
+                   help="folder for layerLL_tokenKK.png overlays, grid.png and attention.npz")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--pad", action="store_true", help="letterbox a non-square image instead of centre-cropping")
+
+    p = sub.add_parser("model-info", help="parameter counts and multiply-accumulates of a config's networks")
     p.add_argument("config", help="config path or built-in name")
     _add_face_commands(sub)
     _add_training_commands(sub)
@@ -404,6 +413,15 @@ def run(args: argparse.Namespace) -> int:
         model = build_model(load_config(args.config), with_discriminator=True, seed=args.seed)
         out = save(args.output, model, {"note": f"random initialisation, seed {args.seed}"})
         print(f"wrote {out} (random weights, seed {args.seed})", file=sys.stderr)
+        return 0
+    if args.command == "attention":
+        from .pipelines.animate import AnimationPipeline
+        from .pipelines.attention import save_attention
+
+        pipeline = AnimationPipeline.from_checkpoint(args.checkpoint, args.config, args.align_corners, args.device)
+        result = save_attention(pipeline, args.source, args.output, pad=args.pad)
+        layers, tokens = result.attention.shape[:2]
+        print(f"wrote {result.output} ({layers} layers x {tokens} tokens)", file=sys.stderr)
         return 0
     if args.command == "model-info":
         from .models import load_config

@@ -273,3 +273,41 @@ def test_convert_mtia_state_dict():
     converted = convert_mtia_state_dict(mtia)
     assert converted.keys() == ours.keys()
     model.load_state_dict(converted, strict=True)
+
+
+# --- the attention command ------------------------------------------------------------
+
+
+def test_attention_command_writes_maps_per_layer_and_token(tmp_path, capsys):
+    import copy
+
+    import numpy as np
+    from PIL import Image
+
+    from reanimate import checkpoint as ckpt
+    from reanimate.cli import main
+    from reanimate.models import ModelConfig, build_model, load_config
+
+    doc = copy.deepcopy(load_config("synthetic-64").raw)
+    doc["model_params"]["motion_estimator"] = "transformer"
+    doc["model_params"]["kp_detector_params"] = {"backbone": "stem", "dim": 32, "depth": 2, "heads": 4}
+    model = build_model(ModelConfig.from_dict(doc), seed=0)
+    weights = ckpt.save(tmp_path / "motrans.safetensors", model, {})
+    image = tmp_path / "image.png"
+    Image.fromarray((np.random.default_rng(0).random((80, 64, 3)) * 255).astype(np.uint8)).save(image)
+    assert main(["attention", str(image), "--checkpoint", str(weights), "-o", str(tmp_path / "att")]) == 0
+    files = sorted(p.name for p in (tmp_path / "att").iterdir())
+    assert files == sorted(["grid.png", "attention.npz"] + [f"layer{l:02d}_token{k:02d}.png"
+                                                           for l in (1, 2) for k in range(10)])
+    data = np.load(tmp_path / "att" / "attention.npz")
+    assert data["attention"].shape == (2, 10, 4, 4) and data["keypoints"].shape == (10, 2)  # 64/16 = 4 tokens a side
+    sums = data["attention"].sum(axis=(2, 3))
+    assert (data["attention"] >= 0).all() and (sums <= 1 + 1e-5).all() and (sums > 0).all()
+    grid = np.asarray(Image.open(tmp_path / "att" / "grid.png"))
+    assert grid.shape == (10 * 64, 3 * 64, 3)
+    # A FOMM checkpoint has no attention: one-line error.
+    fomm = ckpt.save(tmp_path / "fomm.safetensors", build_model(load_config("synthetic-64"), seed=0), {})
+    capsys.readouterr()
+    assert main(["attention", str(image), "--checkpoint", str(fomm), "-o", str(tmp_path / "att2")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "transformer" in err and not (tmp_path / "att2").exists()
