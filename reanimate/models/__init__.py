@@ -1,5 +1,6 @@
 """Networks (one module each, its config beside it) and the model container."""
 
+from .background import BackgroundMotionConfig, BackgroundMotionPredictor
 from .config import ModelConfig, builtin_configs, load_config
 from .dense_motion import DenseMotion, DenseMotionConfig, DenseMotionOutput
 from .discriminator import DiscriminatorConfig, MultiScaleDiscriminator, PatchDiscriminator
@@ -9,6 +10,8 @@ from .keypoint_detector import KeypointDetector, KeypointDetectorConfig
 from .motion_transformer import MotionTransformer, MotionTransformerConfig
 
 __all__ = [
+    "BackgroundMotionConfig",
+    "BackgroundMotionPredictor",
     "DenseMotion",
     "DenseMotionConfig",
     "DenseMotionOutput",

@@ -58,7 +58,7 @@ def model_report(config) -> list[tuple[str, int, int]]:
     rows = [("kp_detector", model.kp_detector, lambda: model.kp_detector(image))]
 
     def generate():
-        return model.generator(image, kp_driving=kp, kp_source=kp)
+        return model.generator(image, kp_driving=kp, kp_source=kp, driving=image)
 
     rows.append(("generator", model.generator, generate))
     if model.generator.dense_motion_network is not None:

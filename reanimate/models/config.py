@@ -19,6 +19,16 @@ configs load unchanged. Additions of this project:
     ``transformer`` (MoTrans, :class:`~reanimate.models.motion_transformer.MotionTransformer`;
     its ``kp_detector_params`` are :class:`MotionTransformerConfig` fields, e.g.
     ``backbone``, ``depth``, ``position_encoding``).
+
+``model_params.bg_predictor_params`` and ``model_params.use_bg_predictor`` (MRAA / MTIA keys)
+    A background motion predictor (:class:`~reanimate.models.background.BackgroundMotionConfig`:
+    ``block_expansion``, ``max_features``, ``num_blocks``, ``bg_type``,
+    ``translation_type``), built as ``generator.bg_predictor`` when the params are given
+    and ``use_bg_predictor`` is not false (MTIA sets it; MRAA always builds one). Absent
+    by default (FOMM: the background does not move).
+
+``model_params.generator_params.skips`` (default ``false``; MRAA / MTIA key)
+    U-Net skip connections in the generator (see :mod:`reanimate.models.generator`).
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ from typing import Any
 import yaml
 
 from ..errors import InputError
+from .background import BackgroundMotionConfig
 from .dense_motion import DenseMotionConfig
 from .discriminator import DiscriminatorConfig
 from .generator import GeneratorConfig
@@ -90,6 +101,8 @@ class ModelConfig:
         kp_params = {**common, **(model.get("kp_detector_params") or {})}
         gen_params = {**common, **(model.get("generator_params") or {})}
         dm_params = gen_params.pop("dense_motion_params", None)
+        if "bg_predictor_params" in gen_params:
+            raise ValueError("bg_predictor_params belongs in model_params, beside generator_params")
         dense = None
         if dm_params is not None:
             dense = dataclass_from_dict(
@@ -105,6 +118,15 @@ class ModelConfig:
             )
         generator = dataclass_from_dict(GeneratorConfig, {**gen_params, "align_corners": align_corners}, "generator_params")
         generator.dense_motion_params = dense
+        bg_params = model.get("bg_predictor_params")
+        if model.get("use_bg_predictor") and bg_params is None:
+            raise ValueError("use_bg_predictor is set but model_params has no bg_predictor_params")
+        if bg_params is not None and model.get("use_bg_predictor", True):
+            generator.bg_predictor_params = dataclass_from_dict(
+                BackgroundMotionConfig,
+                {"num_channels": common.get("num_channels", 3), **bg_params},
+                "bg_predictor_params",
+            )
         disc_params = {
             "num_channels": common.get("num_channels", 3),
             "num_kp": common.get("num_kp", 10),

@@ -1,5 +1,9 @@
 """Dense motion network (FOMM Sec. 3.2): from the sparse local affine motions to one
-dense backward flow and an occlusion map."""
+dense backward flow and an occlusion map.
+
+The background component (k = 0) is the identity motion (FOMM), or, given a global
+``background`` affine map (:mod:`reanimate.models.background`, MRAA Sec. 3.3), that map.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from torch import nn
 
 from ..geometry import coordinate_grid, keypoints_to_gaussian
 from ..motion import Keypoints, sparse_motion
+from .background import affine_motion
 from .blocks import AntiAliasDownsample, Hourglass
 
 
@@ -35,22 +40,28 @@ class DenseMotionOutput:
     """Shapes at the network's resolution ``(h, w) = scale_factor * (H, W)``.
 
     deformation: ``(B, h, w, 2)`` backward flow (sampling grid into the source).
-    mask: ``(B, K + 1, h, w)`` softmax weights of background + K local motions.
+    mask: ``(B, K + 1, h, w)`` the soft masks ``M^k``: softmax weights of the background
+    (k = 0) and the K local motions, summing to 1 at every pixel.
     occlusion_map: ``(B, 1, h, w)`` in [0, 1] or None.
     sparse_deformed: ``(B, K + 1, C, h, w)`` the source warped by each local motion.
+    sparse_motion: ``(B, K + 1, h, w, 2)`` the K + 1 backward motions themselves
+    (background first) that ``mask`` combines into ``deformation``.
     """
 
     deformation: torch.Tensor
     mask: torch.Tensor
     occlusion_map: torch.Tensor | None
     sparse_deformed: torch.Tensor
+    sparse_motion: torch.Tensor | None = None
 
 
 class DenseMotion(nn.Module):
-    """``forward(source (B, C, H, W), kp_driving, kp_source) -> DenseMotionOutput``.
+    """``forward(source (B, C, H, W), kp_driving, kp_source, background=None) -> DenseMotionOutput``.
 
     ``source`` may be given already downsampled with :meth:`downsample` (the pipelines
-    cache it); ``kp_source`` may have batch size 1 and is broadcast.
+    cache it); ``kp_source`` may have batch size 1 and is broadcast. ``background``:
+    ``(B, 2, 3)`` affine maps from driving to source coordinates that replace the
+    identity motion of the background component (MRAA); None keeps the identity.
     """
 
     def __init__(self, config: DenseMotionConfig):
@@ -92,7 +103,14 @@ class DenseMotion(nn.Module):
         warped = F.grid_sample(repeated, grid, align_corners=self.config.align_corners)
         return warped.view(b, n, -1, h, w)
 
-    def forward(self, source: torch.Tensor, kp_driving: Keypoints, kp_source: Keypoints, downsampled: bool = False):
+    def forward(
+        self,
+        source: torch.Tensor,
+        kp_driving: Keypoints,
+        kp_source: Keypoints,
+        downsampled: bool = False,
+        background: torch.Tensor | None = None,
+    ):
         if not downsampled:
             source = self.downsample(source)
         b = kp_driving.batch_size
@@ -100,10 +118,14 @@ class DenseMotion(nn.Module):
         grid = coordinate_grid((h, w), dtype=kp_driving.value.dtype, device=source.device)
         heatmap = self.heatmap_representation((h, w), kp_driving, kp_source.expand(b))
         motions = sparse_motion(grid, kp_source, kp_driving)  # (B, K+1, h, w, 2)
+        if background is not None:
+            if background.shape != (b, 2, 3):
+                raise ValueError(f"background must be ({b}, 2, 3) affine maps, got {tuple(background.shape)}")
+            motions = torch.cat([affine_motion(grid, background).unsqueeze(1), motions[:, 1:]], dim=1)
         deformed = self.deform_source(source, motions)
         net_in = torch.cat([heatmap, deformed], dim=2).view(b, -1, h, w)
         features = self.hourglass(net_in)
         mask = torch.softmax(self.mask(features), dim=1)
         deformation = torch.einsum("bkhw,bkhwc->bhwc", mask, motions)
         occlusion = torch.sigmoid(self.occlusion(features)) if self.occlusion is not None else None
-        return DenseMotionOutput(deformation, mask, occlusion, deformed)
+        return DenseMotionOutput(deformation, mask, occlusion, deformed, motions)

@@ -17,8 +17,9 @@ MOTION_ESTIMATORS = {"keypoint_detector": KeypointDetector, "transformer": Motio
 
 class FirstOrderModel(nn.Module):
     """``kp_detector`` (the motion estimator), ``generator`` (with its dense motion
-    network) and, for training, ``discriminator``. State-dict prefixes match the
-    top-level keys of the reference checkpoints."""
+    network and, when configured, the background motion predictor
+    ``generator.bg_predictor``) and, for training, ``discriminator``. State-dict prefixes
+    match the top-level keys of the reference checkpoints."""
 
     def __init__(self, config: ModelConfig, with_discriminator: bool = True):
         super().__init__()

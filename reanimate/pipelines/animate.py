@@ -180,15 +180,23 @@ class AnimationPipeline:
         kp_driving: Keypoints,
         kp_initial: Keypoints | None,
         options: AnimationOptions,
+        driving: torch.Tensor | None = None,
     ):
-        """Move the source to the driving keypoints (relative to ``kp_initial`` if given)."""
+        """Move the source to the driving keypoints (relative to ``kp_initial`` if given).
+
+        ``driving`` ``(N, C, H, W)``: the driving frames themselves, for a generator with a
+        background motion predictor (the reconstruction protocol, as the MoTrans/MRAA
+        code; animation of another image keeps the background still, as theirs does).
+        """
         if options.relative:
             kp_target = relative_motion(source.keypoints, kp_driving, kp_initial, options.adapt_scale,
                                         relative_jacobian=options.relative_jacobian)
         else:
             kp_target = kp_driving
+        generator = self.model.generator
         with self._autocast():
-            return self.model.generator.decode(source.encoding, kp_target, source.keypoints)
+            background = generator.predict_background(source.image, driving) if driving is not None else None
+            return generator.decode(source.encoding, kp_target, source.keypoints, background=background)
 
     # -- faces -----------------------------------------------------------------------
 

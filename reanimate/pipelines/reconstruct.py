@@ -154,7 +154,7 @@ def reconstruct(
                     if source_state is None:
                         source_state = pipeline.encode_source(images[:1])
                     kp_driving = pipeline.detect(images)
-                    result = pipeline.generate(source_state, kp_driving, None, absolute)
+                    result = pipeline.generate(source_state, kp_driving, None, absolute, driving=images)
                     prediction = result.prediction.float()
                     errors = (prediction - images).abs().flatten(1).mean(1)
                     still = (source_state.image - images).abs().flatten(1).mean(1)

@@ -17,6 +17,12 @@ Additions of this project (all optional):
     with ImageNet VGG-19 weights and 10 when only a random-init VGG-19 is available:
     random conv features still measure structure, MS-SSIM adds the luminance/contrast
     terms they lack (see ``training/vgg.py``).
+``loss_weights.bg_fg_mask``, ``loss_weights.fg_mask_concentration`` (default 0: off)
+    The Motion Transformer's background losses (Sec. 3.3, Eq. 11 and 12; the keys of the
+    authors' MTIA configs) on the dense motion masks: weights of
+    :func:`~reanimate.training.losses.background_mask_loss` and
+    :func:`~reanimate.training.losses.mask_concentration_loss`. The paper's Eq. 13 uses
+    one ``lambda`` = 0.1 for both, on TaiChiHD only (``configs/motrans/taichi-256.yaml``).
 ``log_freq`` (steps, default 100), ``image_freq`` (steps, default 1000)
     TensorBoard scalars and image grids.
 ``checkpoint_freq`` (epochs, reference default 50); ``checkpoint_steps`` (default 0: off)
@@ -59,6 +65,8 @@ class LossWeights:
     equivariance_value: float = 10.0
     equivariance_jacobian: float = 10.0
     ms_ssim: float | str = "auto"
+    bg_fg_mask: float = 0.0  # Motion Transformer Eq. 11
+    fg_mask_concentration: float = 0.0  # Motion Transformer Eq. 12
 
     def ms_ssim_weight(self, imagenet_vgg: bool) -> float:
         if self.ms_ssim == "auto":
@@ -100,4 +108,9 @@ class TrainConfig:
     @property
     def uses_gan(self) -> bool:
         return self.loss_weights.generator_gan != 0
+
+    @property
+    def uses_mask_losses(self) -> bool:
+        """Whether a background loss on the dense motion masks is on."""
+        return self.loss_weights.bg_fg_mask != 0 or self.loss_weights.fg_mask_concentration != 0
 

@@ -14,6 +14,8 @@ applied here, as in the official code).
   :func:`discriminator_gan_loss`, :func:`feature_matching_loss`) on the
   ``{scale: (feature_maps, prediction_map)}`` dicts of
   :class:`~reanimate.models.discriminator.MultiScaleDiscriminator`.
+- Background / foreground separation of the dense motion masks (Motion Transformer
+  Sec. 3.3, Eq. 11-12): :func:`background_mask_loss`, :func:`mask_concentration_loss`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..geometry import coordinate_grid
 from ..geometry.tps import ThinPlateSpline
 from ..models.blocks import AntiAliasDownsample
 from ..models.discriminator import scale_key
@@ -335,14 +338,72 @@ def feature_matching_loss(
     return _zero() if total is None else total
 
 
+# --------------------------------------------------------------------------------------
+# Background losses on the dense motion masks (Motion Transformer Sec. 3.3)
+# --------------------------------------------------------------------------------------
+
+
+@full_precision
+def background_mask_loss(masks: torch.Tensor) -> torch.Tensor:
+    """Eq. 11 of the Motion Transformer: ``|M^0 - 1|_1 + sum_{k != 0} |M^k|_1``.
+
+    Normalisation: the per-pixel sum ``|M^0(c) - 1| + sum_{k=1..K} |M^k(c)|`` averaged
+    over the B x h x w pixels of the batch, so a mask that is all background gives 0 and
+    one that is all foreground gives 2. For softmax masks (summing to 1 over k) this
+    equals ``2 mean(1 - M^0)``. The authors' code (MTIA ``modules/model.py``) weighs the
+    foreground term differently, ``mean|M^0 - 1| + (10 / K) mean_{b,k,c} |M^k|``, which
+    for softmax masks is ``(1 + 10 / K^2) mean(1 - M^0)`` (1.1x instead of 2x at K = 10).
+
+    Args:
+        masks: ``(B, K + 1, h, w)`` soft masks, background first
+            (:attr:`DenseMotionOutput.mask`).
+
+    Returns:
+        A scalar.
+    """
+    assert masks.dim() == 4 and masks.shape[1] >= 2, f"masks must be (B, K + 1, h, w), got {tuple(masks.shape)}"
+    background = (masks[:, 0] - 1).abs()
+    foreground = masks[:, 1:].abs().sum(dim=1)
+    return (background + foreground).mean()
+
+
+@full_precision
+def mask_concentration_loss(masks: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Eq. 12 of the Motion Transformer: ``sum_{k != 0} sum_c M^k(c) |c - u^k|^2 / sum(M^k)``
+    with ``u^k = sum_c M^k(c) c / sum(M^k)`` the mask's centroid.
+
+    ``c`` runs over the pixel centres in the project's normalised grid (x, y in [-1, 1],
+    :func:`~reanimate.geometry.coordinate_grid`) and ``|.|^2`` is the squared Euclidean
+    distance, so each term is the spatial variance (trace of the covariance) of the
+    mask read as a distribution. The K foreground terms are summed, the batch averaged,
+    as the authors' code (MTIA ``modules/model.py``, with the same ``eps`` added to
+    ``sum(M^k)``). A mask concentrated on one pixel gives 0.
+
+    Args:
+        masks: ``(B, K + 1, h, w)`` soft masks, background first.
+
+    Returns:
+        A scalar.
+    """
+    assert masks.dim() == 4 and masks.shape[1] >= 2, f"masks must be (B, K + 1, h, w), got {tuple(masks.shape)}"
+    foreground = masks[:, 1:]
+    weights = foreground / (foreground.sum(dim=(2, 3), keepdim=True) + eps)  # (B, K, h, w)
+    grid = coordinate_grid(masks.shape[2:], dtype=masks.dtype, device=masks.device)  # (h, w, 2)
+    centroid = torch.einsum("bkhw,hwd->bkd", weights, grid)
+    distance = (grid[None, None] - centroid[:, :, None, None, :]).pow(2).sum(dim=-1)  # (B, K, h, w)
+    return (weights * distance).sum(dim=(1, 2, 3)).mean()
+
+
 __all__ = [
     "MS_SSIM_WEIGHTS",
     "ImagePyramid",
+    "background_mask_loss",
     "discriminator_gan_loss",
     "equivariance_jacobian_loss",
     "equivariance_value_loss",
     "feature_matching_loss",
     "generator_gan_loss",
+    "mask_concentration_loss",
     "ms_ssim",
     "ms_ssim_loss",
     "ms_ssim_plan",

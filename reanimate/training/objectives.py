@@ -2,6 +2,10 @@
 batch, as modules so that :class:`~torch.nn.parallel.DistributedDataParallel` can wrap
 them (the reference code wraps its ``GeneratorFullModel`` the same way).
 
+With a background motion predictor in the generator, the driving frame is given to it
+(MRAA / MoTrans); the Motion Transformer's background losses on the dense motion masks
+(``loss_weights.bg_fg_mask``, ``fg_mask_concentration``) are added when weighted.
+
 Every loss value returned is already multiplied by its weight from
 :class:`~reanimate.training.config.LossWeights`; the step's loss is their sum.
 """
@@ -21,11 +25,13 @@ from ..motion import Keypoints
 from .config import TrainConfig
 from .losses import (
     ImagePyramid,
+    background_mask_loss,
     discriminator_gan_loss,
     equivariance_jacobian_loss,
     equivariance_value_loss,
     feature_matching_loss,
     generator_gan_loss,
+    mask_concentration_loss,
     ms_ssim_loss,
     perceptual_loss,
     transform_frame,
@@ -83,6 +89,8 @@ class GeneratorObjective(nn.Module):
         self.align_corners = align_corners
         if config.uses_gan and discriminator is None:
             raise ValueError("loss_weights.generator_gan is set but the model has no discriminator")
+        if config.uses_mask_losses and generator.dense_motion_network is None:
+            raise ValueError("loss_weights.bg_fg_mask / fg_mask_concentration need the dense motion network's masks")
 
     @property
     def discriminator(self) -> MultiScaleDiscriminator | None:
@@ -94,7 +102,9 @@ class GeneratorObjective(nn.Module):
         w = self.weights
         kp_source = self.kp_detector(source)
         kp_driving = self.kp_detector(driving)
-        output = self.generator(source, kp_driving=kp_driving, kp_source=kp_source, return_deformed=False)
+        output = self.generator(
+            source, kp_driving=kp_driving, kp_source=kp_source, return_deformed=False, driving=driving
+        )
         generated = GeneratedBatch(output, kp_source, kp_driving)
         losses: dict[str, torch.Tensor] = {}
 
@@ -106,6 +116,11 @@ class GeneratorObjective(nn.Module):
             losses["perceptual"] = perceptual_loss(features, pyramid_generated, pyramid_real, w.perceptual[:layers])
         if self.ms_ssim_weight:
             losses["ms_ssim"] = self.ms_ssim_weight * ms_ssim_loss(output.prediction, driving)
+
+        if w.bg_fg_mask != 0:
+            losses["bg_fg_mask"] = w.bg_fg_mask * background_mask_loss(output.mask)
+        if w.fg_mask_concentration != 0:
+            losses["fg_mask_concentration"] = w.fg_mask_concentration * mask_concentration_loss(output.mask)
 
         if w.generator_gan != 0:
             kp = kp_driving.detach()

@@ -1,0 +1,137 @@
+"""Background motion predictor (MRAA, Siarohin et al. CVPR 2021, Sec. 3.3; used by the
+Motion Transformer for TaiChiHD): one global transform of the background between the
+source and the driving frame, which replaces the identity motion of the background
+component (k = 0) in the dense motion network.
+
+Architecture (MRAA ``modules/bg_motion_predictor.py``, kept in the authors' MoTrans code
+``JialeTao/MTIA``): the two frames concatenated on channels ``[source, driving]``
+-> the hourglass encoder (``num_blocks`` conv3x3-BN-ReLU-avgpool blocks) -> global
+average pool -> ``Linear`` to the transform's parameters. The linear layer starts with
+zero weights and the identity as bias, so the predictor starts at the identity motion.
+
+``bg_type``:
+
+* ``zero``: no network, always the identity (FOMM's static background);
+* ``shift``: a translation only (2 parameters);
+* ``affine``: a full affine map (6 parameters), what MRAA and MTIA train with.
+
+MTIA adds ``translation_type: sigmoid`` (the affine's translation squashed to
+``4 sigmoid(t) - 2``, i.e. (-2, 2)); its configs keep the default ``none``. MRAA's
+``perspective`` type is not supported (the dense motion here takes affine maps).
+
+Convention: the transform maps driving-frame coordinates to source-frame coordinates
+(a backward motion like FOMM's sparse motions), in the normalised [-1, 1] grid, x first:
+``p_source = A p_driving + t`` with ``[A | t]`` the ``(B, 2, 3)`` output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..geometry import affine_grid_points
+from .blocks import HourglassEncoder, feature_width
+
+BACKGROUND_TYPES = ("zero", "shift", "affine")
+TRANSLATION_TYPES = ("none", "sigmoid")
+
+
+@dataclass
+class BackgroundMotionConfig:
+    """``model_params.bg_predictor_params`` (MRAA / MTIA keys) plus ``num_channels`` from
+    ``common_params``; defaults are those of MRAA's and MTIA's configs."""
+
+    num_channels: int = 3
+    block_expansion: int = 32
+    max_features: int = 1024
+    num_blocks: int = 5
+    bg_type: str = "affine"
+    translation_type: str = "none"
+
+    def __post_init__(self):
+        if self.bg_type not in BACKGROUND_TYPES:
+            raise ValueError(f"unknown bg_type {self.bg_type!r} (known: {', '.join(BACKGROUND_TYPES)})")
+        if self.translation_type not in TRANSLATION_TYPES:
+            raise ValueError(
+                f"unknown translation_type {self.translation_type!r} (known: {', '.join(TRANSLATION_TYPES)})"
+            )
+
+    @property
+    def num_parameters(self) -> int:
+        """Numbers the linear head predicts: 0, 2 or 6."""
+        return {"zero": 0, "shift": 2, "affine": 6}[self.bg_type]
+
+
+def identity_affine(batch: int, dtype=None, device=None) -> torch.Tensor:
+    """``(batch, 2, 3)`` identity maps ``[I | 0]``."""
+    eye = torch.eye(2, 3, dtype=dtype or torch.float32, device=device)
+    return eye.unsqueeze(0).expand(batch, 2, 3).clone()
+
+
+def affine_motion(grid: torch.Tensor, affine: torch.Tensor) -> torch.Tensor:
+    """A global affine motion on a grid.
+
+    Args:
+        grid: ``(h, w, 2)`` normalised driving-frame coordinates (:func:`coordinate_grid`).
+        affine: ``(B, 2, 3)`` maps ``[A | t]`` from driving to source coordinates.
+
+    Returns:
+        ``(B, h, w, 2)``: ``A p + t`` for every grid point ``p``.
+    """
+    b = affine.shape[0]
+    h, w, d = grid.shape
+    points = grid.reshape(1, h * w, d).expand(b, h * w, d)
+    return affine_grid_points(points, affine.to(grid.dtype)).view(b, h, w, d)
+
+
+class BackgroundMotionPredictor(nn.Module):
+    """``forward(source (B, C, H, W), driving (B, C, H, W)) -> (B, 2, 3)`` affine maps
+    from driving to source coordinates (see the module doc); the identity at init.
+
+    ``source`` may have batch size 1 and is broadcast. The deepest features are averaged
+    over space, so any H, W of at least ``2 ** num_blocks`` works.
+    """
+
+    def __init__(self, config: BackgroundMotionConfig):
+        super().__init__()
+        self.config = config
+        self.encoder = None
+        self.fc = None
+        n = config.num_parameters
+        if n == 0:
+            return
+        self.encoder = HourglassEncoder(
+            config.block_expansion, 2 * config.num_channels, config.num_blocks, config.max_features
+        )
+        self.fc = nn.Linear(feature_width(config.block_expansion, config.num_blocks, config.max_features), n)
+        with torch.no_grad():
+            self.fc.weight.zero_()
+            identity = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0] if n == 6 else [0.0, 0.0]
+            self.fc.bias.copy_(torch.tensor(identity))
+
+    def forward(self, source: torch.Tensor, driving: torch.Tensor) -> torch.Tensor:
+        if source.shape[0] != driving.shape[0]:
+            source = source.expand(driving.shape[0], *source.shape[1:])
+        b = driving.shape[0]
+        out = identity_affine(b, dtype=driving.dtype, device=driving.device)
+        if self.encoder is None:
+            return out
+        features = self.encoder(torch.cat([source, driving], dim=1))[-1]
+        params = self.fc(features.mean(dim=(2, 3)))
+        if self.config.bg_type == "shift":
+            return torch.cat([out[:, :, :2].to(params.dtype), params.view(b, 2, 1)], dim=2)
+        affine = params.view(b, 2, 3)
+        if self.config.translation_type == "sigmoid":
+            affine = torch.cat([affine[:, :, :2], 4 * torch.sigmoid(affine[:, :, 2:]) - 2], dim=2)
+        return affine
+
+
+__all__ = [
+    "BACKGROUND_TYPES",
+    "BackgroundMotionConfig",
+    "BackgroundMotionPredictor",
+    "affine_motion",
+    "identity_affine",
+]
