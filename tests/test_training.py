@@ -274,10 +274,13 @@ def test_tensorboard_scalars_and_images(dataset_root, tmp_path):
     assert grid.shape == (4 * SIZE, 5 * SIZE, 3)  # 4 samples x (source, driving, deformed, occlusion, prediction)
 
 
-def test_two_process_ddp_keeps_ranks_identical(dataset_root, tmp_path):
+@pytest.mark.parametrize("estimator", ["keypoint_detector", "transformer"])
+def test_two_process_ddp_keeps_ranks_identical(dataset_root, tmp_path, estimator):
     """torchrun with 2 CPU processes (gloo): 2 steps, then both ranks hold the same weights
-    (and, after the checkpoint averaged them, the same BatchNorm statistics)."""
-    config = config_file(tmp_path, tiny_doc(num_epochs=5))
+    (and, after the checkpoint averaged them, the same BatchNorm statistics); with FOMM's
+    detector and with the motion transformer."""
+    doc = tiny_doc(num_epochs=5) if estimator == "keypoint_detector" else transformer_doc(num_epochs=5)
+    config = config_file(tmp_path, doc)
     script = tmp_path / "ddp_run.py"
     script.write_text(textwrap.dedent(f"""
         import os, torch
@@ -302,7 +305,7 @@ def test_two_process_ddp_keeps_ranks_identical(dataset_root, tmp_path):
     assert proc.stdout.count("steps 2 batch 2") == 2
     a = torch.load(tmp_path / "rank0.pt", weights_only=True)
     b = torch.load(tmp_path / "rank1.pt", weights_only=True)
-    initial = build_model(ModelConfig.from_dict(tiny_doc()), seed=0).state_dict()
+    initial = build_model(ModelConfig.from_dict(doc), seed=0).state_dict()
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert any(not torch.equal(a[k], initial[k]) for k in initial if k in a)

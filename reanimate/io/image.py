@@ -257,7 +257,8 @@ def frames_to_tensor(frames: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
         raise ValueError(
             f"frames must be uint8 with shape (N, H, W, 3), got {batch.dtype} {batch.shape}"
         )
-    tensor = torch.from_numpy(np.ascontiguousarray(batch)).to(torch.float32).div_(255.0)
+    # np.require copies only what is not C-contiguous or not writable (decoded frames may be read-only).
+    tensor = torch.from_numpy(np.require(batch, requirements=("C", "W"))).to(torch.float32).div_(255.0)
     return tensor.permute(0, 3, 1, 2).contiguous()
 
 
