@@ -189,6 +189,9 @@ def _add_training_commands(sub) -> None:
     p.add_argument("--vgg-weights", metavar="FILE",
                    help="ImageNet VGG-19 in torchvision's format (vgg19-dcbb9e9d.pth) for the perceptual loss; "
                         "default: the torch hub cache, else a random-init VGG-19 (with a warning)")
+    p.add_argument("--backbone-weights", metavar="FILE",
+                   help="ImageNet HRNet classification checkpoint (hrnetv2_w32_imagenet_pretrained.pth) for the "
+                        "motion transformer's backbone, as the paper trains")
     p.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none", help="mixed precision (fp16: CUDA)")
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format (faster on CUDA)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -258,7 +261,8 @@ def _run_training_command(args: argparse.Namespace) -> int:
         options = TrainOptions(
             seed=args.seed, data_root=args.data, batch_size=args.batch_size, num_epochs=args.epochs,
             num_repeats=args.num_repeats, amp=None if args.amp == "none" else args.amp,
-            channels_last=args.channels_last, vgg_weights=args.vgg_weights, init=args.init, device=args.device,
+            channels_last=args.channels_last, vgg_weights=args.vgg_weights, init=args.init,
+            backbone_weights=args.backbone_weights, device=args.device,
             num_workers=args.workers, max_steps=args.max_steps, max_minutes=args.max_minutes,
             progress=not args.quiet, tensorboard=not args.no_tensorboard,
         )

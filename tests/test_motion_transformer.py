@@ -311,3 +311,33 @@ def test_attention_command_writes_maps_per_layer_and_token(tmp_path, capsys):
     assert main(["attention", str(image), "--checkpoint", str(fomm), "-o", str(tmp_path / "att2")]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "transformer" in err and not (tmp_path / "att2").exists()
+
+
+# --- ImageNet backbone weights ------------------------------------------------------------
+
+
+def test_imagenet_hrnet_checkpoint_loads_into_the_backbone_and_bad_files_fail(tmp_path):
+    from reanimate.errors import CheckpointError
+    from reanimate.models.hrnet import load_imagenet_backbone
+
+    source = HRNetBackbone(HRNetConfig(width=8))
+    state = dict(source.state_dict())
+    # What a classification checkpoint has beyond the backbone: the 4th stage, the head.
+    state["stage4.0.branches.0.0.conv1.weight"] = torch.zeros(8, 8, 3, 3)
+    state["classifier.weight"] = torch.zeros(1000, 2048)
+    state["classifier.bias"] = torch.zeros(1000)
+    path = tmp_path / "hrnetv2_w8_imagenet_pretrained.pth"
+    torch.save(state, path)
+    target = HRNetBackbone(HRNetConfig(width=8))
+    count = load_imagenet_backbone(target, path)
+    assert count == len(source.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(source.state_dict().values(), target.state_dict().values()))
+
+    del state["layer1.0.conv1.weight"]
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match="'layer1.0.conv1.weight' is missing"):
+        load_imagenet_backbone(target, path)
+    state["layer1.0.conv1.weight"] = torch.zeros(1, 1, 1, 1)
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match=r"has shape \(1, 1, 1, 1\)"):
+        load_imagenet_backbone(target, path)

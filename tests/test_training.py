@@ -423,3 +423,9 @@ def test_unknown_motion_estimator_is_a_config_error(tmp_path):
     doc["model_params"]["motion_estimator"] = "nonsense"
     with pytest.raises(ValueError, match="unknown motion_estimator 'nonsense'"):
         ModelConfig.from_dict(doc)
+
+
+def test_backbone_weights_need_the_transformer(dataset_root, tmp_path):
+    with pytest.raises(ReanimateError, match="motion_estimator: transformer"):
+        train(ModelConfig.from_dict(tiny_doc()), tmp_path / "run", options(dataset_root, max_steps=1,
+                                                                           backbone_weights="hrnet.pth"))

@@ -264,3 +264,26 @@ def build_backbone(name: str, in_channels: int = 3) -> StemBackbone:
         raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
     cls, config = BACKBONES[name]
     return cls(replace(config, in_channels=in_channels))
+
+
+#: File names of the official ImageNet HRNet classification checkpoints (HRNet-Image-Classification).
+IMAGENET_FILES = {"hrnet_w32": "hrnetv2_w32_imagenet_pretrained.pth", "hrnet_w48": "hrnetv2_w48_imagenet_pretrained.pth"}
+
+
+def load_imagenet_backbone(backbone: StemBackbone, path, name: str = "hrnet_w32") -> int:
+    """Load an official ImageNet HRNet classification checkpoint (``conv1``, ``layer1``,
+    ``transition1``, ``stage2`` … keys; the later stage, the classification head and the
+    fusions into lower-resolution branches that the backbone drops are ignored) into
+    ``backbone``. Every entry the backbone has must be in the file with its shape, else
+    a one-line :class:`~reanimate.errors.CheckpointError` names the first that is not.
+    Returns the number of tensors loaded."""
+    from ..weights import load_selected_state, read_state_dict_file, select_state
+
+    expected, optional = {}, {}
+    for key, value in backbone.state_dict().items():
+        (expected if value.is_floating_point() else optional)[key] = tuple(value.shape)
+    what = f"ImageNet HRNet checkpoint ({name})"
+    state = read_state_dict_file(path, what, IMAGENET_FILES.get(name, "the HRNet ImageNet checkpoint"))
+    selected = select_state(path, state, expected, what, optional=optional, ignore_prefixes=("",))
+    load_selected_state(backbone, selected)
+    return len(selected)

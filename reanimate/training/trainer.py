@@ -65,6 +65,7 @@ class TrainOptions:
     channels_last: bool = False
     vgg_weights: str | None = None
     init: str | None = None  # fine-tune from an official .pth.tar or own .safetensors
+    backbone_weights: str | None = None  # ImageNet HRNet file for the motion transformer's backbone
     # Not saved (may differ between a run and its resumption):
     device: str = "auto"
     num_workers: int | None = None
@@ -75,7 +76,7 @@ class TrainOptions:
 
 
 RUN_SETTINGS = ("seed", "data_root", "batch_size", "num_epochs", "num_repeats", "amp", "channels_last",
-                "vgg_weights", "init")
+                "vgg_weights", "init", "backbone_weights")
 
 
 @dataclass
@@ -152,6 +153,8 @@ class Trainer:
                                           f"make no batch of {tc.batch_size}; lower --batch-size or raise num_repeats")
 
         self.model = build_model(config, with_discriminator=tc.uses_gan, seed=options.seed)
+        if options.backbone_weights:
+            self._load_backbone(options.backbone_weights)
         if options.init:
             self._init_from(options.init)
         self.model.to(self.device)
@@ -203,6 +206,19 @@ class Trainer:
         if amp == "fp16" and self.device.type != "cuda":
             raise ReanimateError("--amp fp16 needs a CUDA device (use bf16 on CPU)")
         return AMP_DTYPES[amp]
+
+    def _load_backbone(self, path: str) -> None:
+        """ImageNet weights for the motion transformer's HRNet backbone (MoTrans Sec. 4)."""
+        from ..models.hrnet import load_imagenet_backbone
+        from ..models.motion_transformer import MotionTransformer
+
+        estimator = self.model.kp_detector
+        if not isinstance(estimator, MotionTransformer) or not estimator.config.backbone.startswith("hrnet"):
+            raise ReanimateError("--backbone-weights needs a config with motion_estimator: transformer and an "
+                                 "hrnet backbone")
+        count = load_imagenet_backbone(estimator.backbone, path, estimator.config.backbone)
+        if self.context.is_main:
+            log.info("motion transformer backbone: %d tensors from %s", count, path)
 
     def _init_from(self, path: str) -> None:
         """Fine-tuning: networks from a checkpoint, everything else fresh."""
@@ -395,7 +411,7 @@ def resume(run_dir: str | os.PathLike, options: TrainOptions | None = None) -> T
     except (ValueError, yaml.YAMLError) as exc:
         raise InputError(run_dir, f"unreadable run files ({exc.__class__.__name__})") from None
     options = dataclasses.replace(options or TrainOptions(), **{k: settings.get(k) for k in RUN_SETTINGS})
-    options.init = None  # the checkpoint replaces the initial weights
+    options.init = options.backbone_weights = None  # the checkpoint replaces the initial weights
     config = ModelConfig.from_dict(doc, name=Path(run_dir).name)
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is None:
