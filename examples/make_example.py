@@ -73,7 +73,7 @@ def make_driving(portrait: np.ndarray, path: Path) -> None:
     side = float(SIZE - 1)
 
     def driving(points: np.ndarray) -> DrivingFace:
-        return DrivingFace(animator.keypoints(points[None], (0, 0), side, source), points)
+        return DrivingFace(animator.keypoints(points[None], (0, 0), side), points)
 
     initial = driving(landmarks)
     t = np.arange(FPS * SECONDS) / FPS

@@ -62,7 +62,7 @@ def short_driving(tmp_path_factory):
 
 def drive(animator, source, landmarks, initial_landmarks, frame=None):
     side = float(SIZE - 1)
-    kp = animator.keypoints(np.stack([landmarks, initial_landmarks]), (0, 0), side, source)
+    kp = animator.keypoints(np.stack([landmarks, initial_landmarks]), (0, 0), side)
     return animator.animate(source, DrivingFace(kp[0], landmarks, frame), DrivingFace(kp[1], initial_landmarks))
 
 
@@ -131,7 +131,7 @@ def test_head_turn_does_not_fold_the_visible_face(crop, animator):
     skin = source.triangles[: source.mesh_count]
     for degrees in (-25, 25):
         driver = turn_head(landmarks, yaw=degrees)
-        kp = animator.keypoints(np.stack([driver, landmarks]), (0, 0), side, source)
+        kp = animator.keypoints(np.stack([driver, landmarks]), (0, 0), side)
         target, points = animator.transfer(source, DrivingFace(kp[0], driver), DrivingFace(kp[1], landmarks))
         nodes = animator.target_nodes(source, points, target.jacobian)
         # Relaxation only removes folds: never more flipped skin than the driver's own
@@ -266,7 +266,7 @@ def test_head_pose_is_transferred_in_the_source_head_frame(crop, animator):
     base = head_pose(source.landmarks)
     for yaw, pitch in ((15.0, 0.0), (0.0, 10.0)):
         driver = turn_head(landmarks, yaw=yaw, pitch=pitch)  # a frontal driver turns or nods
-        kp = animator.keypoints(np.stack([driver, landmarks]), (0, 0), side, source)
+        kp = animator.keypoints(np.stack([driver, landmarks]), (0, 0), side)
         _, points = animator.transfer(source, DrivingFace(kp[0], driver), DrivingFace(kp[1], landmarks))
         pose = head_pose(points)
         assert pose.yaw - base.yaw == pytest.approx(yaw, abs=1.5)
@@ -276,7 +276,7 @@ def test_head_pose_is_transferred_in_the_source_head_frame(crop, animator):
     # The plain 2-D rule copies the frontal driver's foreshortening: it under-turns.
     flat = LandmarkAnimator(LandmarkAnimatorConfig(size=SIZE, head_pose=False))
     driver = turn_head(landmarks, yaw=15.0)
-    kp = flat.keypoints(np.stack([driver, landmarks]), (0, 0), side, source)
+    kp = flat.keypoints(np.stack([driver, landmarks]), (0, 0), side)
     _, points = flat.transfer(source, DrivingFace(kp[0], driver), DrivingFace(kp[1], landmarks))
     assert head_pose(points).yaw - base.yaw < 13.5
 

@@ -196,7 +196,7 @@ class LandmarkAnimator:
 
     >>> animator = LandmarkAnimator()
     >>> source = animator.encode_source(crop, crop_landmarks)
-    >>> kp = animator.keypoints(driving_landmarks, origin, side, source)
+    >>> kp = animator.keypoints(driving_landmarks, origin, side)
     >>> frame = animator.animate(source, DrivingFace(kp[i], lm[i], frame_i), initial)
     """
 
@@ -209,12 +209,12 @@ class LandmarkAnimator:
 
     # -- keypoints -------------------------------------------------------------------
 
-    def keypoints(self, landmarks: np.ndarray, origin, side: float, source: LandmarkSource) -> Keypoints:
-        """Landmarks ``(B, 478, 2+)`` in pixels of a square box -> keypoints in [-1, 1]
-        with Jacobians fitted against the source (the shared reference frame)."""
-        value = to_normalized(np.asarray(landmarks), origin, side)
-        jacobian = fit_local_jacobians(source.keypoints.value, value, source.neighbours)
-        return Keypoints(value, jacobian)
+    def keypoints(self, landmarks: np.ndarray, origin, side: float) -> Keypoints:
+        """Landmarks ``(B, 478, 2+)`` in pixels of a square box -> keypoints in [-1, 1].
+
+        No Jacobians: :meth:`transfer` fits them once, on the target landmarks against
+        the source (the shared reference frame), after the eyes are retargeted."""
+        return Keypoints(to_normalized(np.asarray(landmarks), origin, side))
 
     def encode_source(self, image: np.ndarray, landmarks: np.ndarray) -> LandmarkSource:
         """``image`` ``(S, S, 3)`` uint8 face crop with ``config.size`` pixels a side and

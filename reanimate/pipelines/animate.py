@@ -325,7 +325,7 @@ class AnimationPipeline:
                     initial_landmarks = tracker.last = found[0].landmarks
                     drive_box = square_box(found[0].box, reference_frame.shape[:2], increase)
                 if self.uses_landmarks:
-                    initial = self._landmark_driving(source, initial_landmarks[None], [reference_frame], drive_box)[0]
+                    initial = self._landmark_driving(initial_landmarks[None], [reference_frame], drive_box)[0]
                 elif options.relative and kp_initial is None:
                     images = self._model_input([reference_frame], drive_box if crop else None, options.pad)[0]
                     kp_initial = self.detect(images)
@@ -350,7 +350,7 @@ class AnimationPipeline:
                                 landmarks = tracker.update(batch)
                         with timer("model"):
                             if self.uses_landmarks:
-                                driving = self._landmark_driving(source, landmarks, batch, drive_box)
+                                driving = self._landmark_driving(landmarks, batch, drive_box)
                                 kp_driving = Keypoints.cat([d.keypoints for d in driving])
                                 raw_jitter.update(kp_driving.value)
                                 if smoother is not None:
@@ -414,9 +414,9 @@ class AnimationPipeline:
         crops = np.stack([crop_face(f, box, self.size[0]) for f in frames])
         return frames_to_tensor(crops).to(self.device), []
 
-    def _landmark_driving(self, source, landmarks: np.ndarray, frames, box) -> list[DrivingFace]:
+    def _landmark_driving(self, landmarks: np.ndarray, frames, box) -> list[DrivingFace]:
         side = float(box[2] - box[0])
-        kp = self.model.keypoints(landmarks, box[:2], side, source)
+        kp = self.model.keypoints(landmarks, box[:2], side)
         return [DrivingFace(kp[i], landmarks[i], frames[i]) for i in range(len(frames))]
 
     def _visualize(self, source, batch, images, kp_driving: Keypoints, out, frames) -> np.ndarray:
