@@ -38,14 +38,12 @@ import cv2
 import numpy as np
 
 from reanimate.errors import ReanimateError
+from reanimate.io.image import LUMA_WEIGHTS
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["Augmentation"]
 
-#: Luma weights of ITU-R BT.601, as torchvision and PIL use for greyscale: contrast
-#: blends towards the mean grey level, saturation towards the grey image.
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 #: Default scale range of ``resize_param`` (torch_videovision's ``RandomResize``).
 _DEFAULT_RESIZE_RATIO = (3.0 / 4.0, 4.0 / 3.0)
 _INTERPOLATIONS = ("nearest", "bilinear")
@@ -253,7 +251,7 @@ def _random_crop(clip: np.ndarray, size: tuple[int, int], rng: np.random.Generat
 
 def _grey(clip: np.ndarray) -> np.ndarray:
     """Luma ``(T, H, W, 1)``."""
-    return (clip @ _LUMA)[..., None]
+    return (clip @ LUMA_WEIGHTS)[..., None]
 
 
 def _blend(clip: np.ndarray, other: np.ndarray, factor: np.float32) -> np.ndarray:

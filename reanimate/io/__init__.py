@@ -4,6 +4,7 @@ Frames are ``uint8`` numpy arrays ``(H, W, 3)`` in RGB order; model batches are 
 tensors ``(N, 3, H, W)`` in ``[0, 1]``. Bad input raises :class:`reanimate.errors.InputError`.
 """
 
+from reanimate.io.files import write_text_atomic
 from reanimate.io.image import fit_to_shape, frames_to_tensor, read_image, tensor_to_frames
 from reanimate.io.video import (
     IMAGE_EXTENSIONS,
@@ -31,4 +32,5 @@ __all__ = [
     "open_writer",
     "read_image",
     "tensor_to_frames",
+    "write_text_atomic",
 ]

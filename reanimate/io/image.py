@@ -26,7 +26,10 @@ from reanimate.errors import InputError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["read_image", "fit_to_shape", "frames_to_tensor", "tensor_to_frames"]
+__all__ = ["read_image", "fit_to_shape", "frames_to_tensor", "tensor_to_frames", "LUMA_WEIGHTS"]
+
+#: Luma weights of ITU-R BT.601 for RGB, as torchvision and PIL use for greyscale.
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 #: Modes that carry an alpha channel (or a transparency key) and are composited over white.
 _ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}

@@ -61,6 +61,7 @@ from ..geometry.mesh import (
     triangle_backward_maps,
 )
 from ..geometry import movement_scale, relative_pose_motion
+from ..io.image import LUMA_WEIGHTS
 from ..motion import Keypoints, relative_motion
 
 
@@ -642,10 +643,10 @@ def _eyeball(image: np.ndarray, landmarks: np.ndarray, eye: dict, iris_scale: fl
                                    if is_open.sum() >= 8 else patch.reshape(-1, 3))
     # The iris: the landmarks' disc, plus the dark pixels of the opening next to it (the
     # iris landmarks can sit a few pixels off the iris seen in the image).
-    luminance = patch.astype(np.float32) @ _LUMA
+    luminance = patch.astype(np.float32) @ LUMA_WEIGHTS
     seen = in_disc & is_open
     iris_colour = np.median(patch[seen], axis=0) if seen.sum() >= 4 else sclera_colour * 0.4
-    threshold = 0.5 * (float(sclera_colour @ _LUMA) + float(iris_colour @ _LUMA))
+    threshold = 0.5 * (float(sclera_colour @ LUMA_WEIGHTS) + float(iris_colour @ LUMA_WEIGHTS))
     near = cv2.dilate(in_disc.astype(np.uint8), cv2.getStructuringElement(
         cv2.MORPH_ELLIPSE, (2 * int(radius // 2) + 1,) * 2)).astype(bool)
     inside = in_disc | (near & is_open & (luminance < threshold))
@@ -668,13 +669,10 @@ def _eyeball(image: np.ndarray, landmarks: np.ndarray, eye: dict, iris_scale: fl
     return Eyeball(lo.astype(np.float32), sclera.astype(np.float32), iris.astype(np.float32), disc, soft)
 
 
-_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
-
-
 def _bright_colour(pixels: np.ndarray, share: float = 0.3) -> np.ndarray:
     """Mean colour of the brightest ``share`` of ``(N, 3)`` pixels: the white of an eye
     without the lashes and shadows at its rim."""
-    luminance = pixels.astype(np.float32) @ _LUMA
+    luminance = pixels.astype(np.float32) @ LUMA_WEIGHTS
     keep = luminance >= np.quantile(luminance, 1.0 - share)
     return pixels[keep].astype(np.float32).mean(0)
 

@@ -25,6 +25,7 @@ section gives their units and the models they use.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import math
@@ -42,8 +43,8 @@ from tqdm.auto import tqdm
 from ..data.pairs import read_pairs_csv
 from ..errors import InputError, ReanimateError
 from ..evaluation import metrics
-from ..evaluation.extract import FeatureCache, FeatureExtractor, VideoFeatures
-from ..io import is_image_path, is_video_path, open_frames, read_image
+from ..evaluation.extract import FeatureCache, FeatureExtractor, VideoFeatures, iterate_frames
+from ..io import is_image_path, is_video_path, open_frames, write_text_atomic
 from ..io.image import resize_area
 from .animate import AnimationOptions, AnimationPipeline
 
@@ -144,10 +145,13 @@ def pair_name(source: Path, driving: Path) -> str:
 
 def first_frame(path: Path) -> np.ndarray:
     """The image itself, or the first frame of a video or frame folder."""
-    if is_image_path(path) and not path.is_dir():
-        return read_image(path)
-    with open_frames(path) as reader:
-        return reader.read_frame(0)
+    frames = iterate_frames(path)
+    try:
+        return next(frames)
+    except StopIteration:
+        raise InputError(path, "no frames") from None
+    finally:
+        frames.close()
 
 
 def find_generated(directory: Path, name: str) -> Path:
@@ -450,22 +454,19 @@ def markdown_table(results: list[EvaluationResult]) -> str:
 
 def write_report(result: EvaluationResult, out: Path) -> None:
     """``metrics.json``, ``per_video.csv`` and ``report.md``, each written atomically."""
-    _atomic_text(out / "metrics.json", json.dumps(result.as_dict(), indent=1, default=_json_default))
+    write_text_atomic(out / "metrics.json", json.dumps(result.as_dict(), indent=1, default=_json_default))
     keys = ["name", "source", "driving", "frames"] + [k for k, _, _ in COLUMNS if k != "fid"]
-    rows = [",".join(keys)]
-    for video in result.per_video:
-        rows.append(",".join(_csv_cell(video.get(k)) for k in keys))
-    _atomic_text(out / "per_video.csv", "\n".join(rows) + "\n")
+    write_text_atomic(out / "per_video.csv", _csv_text([keys] + [[v.get(k) for k in keys] for v in result.per_video]))
     summary_keys = ["videos", "frames"] + [k for k, _, _ in COLUMNS]
-    _atomic_text(out / "summary.csv", ",".join(["run", "protocol"] + summary_keys) + "\n" + ",".join(
-        [_csv_cell(result.name), result.protocol] + [_csv_cell(result.metrics.get(k)) for k in summary_keys]) + "\n")
+    write_text_atomic(out / "summary.csv", _csv_text([["run", "protocol"] + summary_keys, [
+        result.name, result.protocol] + [result.metrics.get(k) for k in summary_keys]]))
     report = [f"# {result.name}: {result.protocol} ({result.kind})", "", markdown_table([result]), ""]
     if result.notes:
         report += ["Notes:", ""] + [f"- {n}" for n in result.notes] + [""]
     worst = sorted((v for v in result.per_video if v.get("akd") is not None), key=lambda v: -v["akd"])[:5]
     if worst:
         report += ["Videos with the largest AKD:", ""] + [f"- {v['name']}: {v['akd']:.3f} px" for v in worst]
-    _atomic_text(out / "report.md", "\n".join(report) + "\n")
+    write_text_atomic(out / "report.md", "\n".join(report) + "\n")
 
 
 def compare(paths: list[str | os.PathLike]) -> str:
@@ -473,25 +474,13 @@ def compare(paths: list[str | os.PathLike]) -> str:
     return markdown_table([EvaluationResult.load(p) for p in paths])
 
 
-def _csv_cell(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    text = str(value)
-    if any(c in text for c in ',"\n'):
-        buffer = []
-        csv.writer(_ListWriter(buffer)).writerow([text])
-        return buffer[0].rstrip("\r\n")
-    return text
-
-
-class _ListWriter:
-    def __init__(self, buffer: list):
-        self.buffer = buffer
-
-    def write(self, text: str) -> None:
-        self.buffer.append(text)
+def _csv_text(rows: list[list]) -> str:
+    """CSV of ``rows`` (quoted where needed): None as an empty cell, floats to 6 digits."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    for row in rows:
+        writer.writerow(["" if v is None else f"{v:.6g}" if isinstance(v, float) else v for v in row])
+    return buffer.getvalue()
 
 
 def _json_default(value):
@@ -500,12 +489,6 @@ def _json_default(value):
     if isinstance(value, Path):
         return str(value)
     raise TypeError(type(value))
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    temp = path.with_name(f".{path.name}.partial")
-    temp.write_text(text)
-    os.replace(temp, path)
 
 
 __all__ = ["EvaluationResult", "Networks", "compare", "evaluate", "markdown_table", "test_videos"]

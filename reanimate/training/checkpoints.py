@@ -33,6 +33,7 @@ from safetensors.torch import load_file, save_file
 
 from .. import checkpoint as model_checkpoint
 from ..errors import CheckpointError
+from ..io import write_text_atomic
 from ..models import FirstOrderModel
 
 LATEST = "latest.json"
@@ -56,16 +57,7 @@ def checkpoint_dir(run_dir: str | os.PathLike) -> Path:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, json.dumps(data, indent=1))
 
 
 def _split_optimizer(name: str, state: dict, tensors: dict[str, torch.Tensor]) -> dict:
