@@ -317,3 +317,44 @@ def test_gaze_slides_the_iris_and_leaves_the_rest(crop, animator):
         assert moved @ shift / (shift @ shift) > 0.6, f"the iris moved {moved}, the driver's {shift}"
         assert dark_centroid(still) == pytest.approx(dark_centroid(image), abs=0.3)
     assert not changed.any(), "the gaze changed pixels outside the eyes"
+
+
+def test_head_carried_out_of_the_crop_is_held_inside(crop, animator):
+    from reanimate.models.landmark_animator import FACE_OVAL, keep_head_inside
+
+    _, landmarks = crop
+    side, margin, ring = float(SIZE - 1), 20.0, 1.25
+
+    def ring_box(p):
+        oval = p[FACE_OVAL, :2]
+        r = oval.mean(0) + ring * (oval - oval.mean(0))
+        return r.min(0), r.max(0)
+
+    # A small move leaves the landmarks exactly as they are.
+    moved = landmarks + np.array([4.0, -6.0, 0.0])
+    assert np.array_equal(keep_head_inside(moved, landmarks, ring, margin, side), moved)
+    # Carried 250 px up: translated back until the ring's top is at the margin, nothing else.
+    moved = landmarks + np.array([0.0, -250.0, 0.0])
+    held = keep_head_inside(moved, landmarks, ring, margin, side)
+    lo, hi = ring_box(held)
+    assert lo[1] == pytest.approx(margin) and np.all(lo >= margin - 1e-9) and np.all(hi <= side - margin + 1e-9)
+    shift = held - moved
+    assert np.allclose(shift, shift[0]) and shift[0, 0] == 0 and shift[0, 1] > 0
+    # Grown 3x about its centre: shrunk about the ring's centre until it fits, then kept inside.
+    centre = landmarks[:, :2].mean(0)
+    grown = landmarks.copy()
+    grown[:, :2] = centre + 3.0 * (landmarks[:, :2] - centre)
+    held = keep_head_inside(grown, landmarks, ring, margin, side)
+    lo, hi = ring_box(held)
+    assert np.all(lo >= margin - 1e-6) and np.all(hi <= side - margin + 1e-6)
+    assert max(hi - lo) == pytest.approx(side - 2 * margin)
+    # Shape is kept: distances all scale by one factor.
+    d_before = np.linalg.norm(grown[1:, :2] - grown[0, :2], axis=1)
+    d_after = np.linalg.norm(held[1:, :2] - held[0, :2], axis=1)
+    assert np.allclose(d_after / d_before, d_after[0] / d_before[0])
+    # Through the animator: a driver whose face leaves upwards keeps the head in the crop.
+    source = animator.encode_source(crop[0], landmarks)
+    driver = landmarks + np.array([0.0, -250.0, 0.0])
+    kp = animator.keypoints(np.stack([driver, landmarks]), (0, 0), side)
+    _, points = animator.transfer(source, DrivingFace(kp[0], driver), DrivingFace(kp[1], landmarks))
+    assert ring_box(points)[0][1] >= animator.config.crop_margin * side - 1e-6

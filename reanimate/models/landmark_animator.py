@@ -24,7 +24,9 @@ How a frame is made (FOMM Sec. 3 with hand-made parts in place of the networks):
    a look aside slides the iris instead of stretching it into the white.
 4. **Anchors.** A ring that follows the face's outline at a fixed (head-rotated and
    scaled) offset (hair, ears, neck move with it), a second ring that follows half-way, and fixed points on the crop
-   border (so the flow is the identity there and paste-back has no seam).
+   border (so the flow is the identity there and paste-back has no seam). A head that
+   the driver would carry out of the crop (walking towards the camera, leaving its
+   frame) is held inside it by :func:`keep_head_inside` instead of being cut off.
 5. **Dense backward flow.** A triangulation of the source nodes is moved to the
    target nodes; each triangle's exact first-order map
    (:func:`reanimate.geometry.triangle_backward_maps`) gives the flow inside it.
@@ -78,6 +80,10 @@ class LandmarkAnimatorConfig:
     outer_ring: float = 1.8  # second ring, follows the head by `outer_follow`
     outer_follow: float = 0.5
     border_points: int = 9  # fixed anchors per crop side (identity flow at the border)
+    # The moved head's inner ring stays this far (fraction of the crop side) inside the
+    # crop: a driver that walks towards the camera or out of its frame would otherwise
+    # push the head against the fixed border, where it is cut off. None: no limit.
+    crop_margin: float | None = 0.04
     relax_iterations: int = 8  # passes of flip relaxation
     eyes: bool = True  # eyelids follow the driver's opening ratio (full blinks)
     gaze: bool = True  # irises follow the driver's gaze
@@ -103,6 +109,46 @@ FACE_OVAL = np.array(mesh.FACE_OVAL)
 # Points that move rigidly with the skull (oval, brows, nose bridge), for the head's similarity.
 RIGID = np.array(sorted(set(mesh.FACE_OVAL[:10] + mesh.FACE_OVAL[-9:] + mesh.MIDLINE[:10]
                             + mesh.RIGHT_EYE_CORNERS + mesh.LEFT_EYE_CORNERS)))
+
+
+def keep_head_inside(points: np.ndarray, source: np.ndarray, ring: float, margin: float, side: float) -> np.ndarray:
+    """Shift (and if need be shrink) moved landmarks so that their anchor ring stays in the crop.
+
+    The ring is the face oval scaled by ``ring`` about its centre (the inner anchor ring
+    of :class:`LandmarkAnimator`). Its bounding box must lie within ``[margin, side -
+    margin]`` on both axes, or within the source ring's own box where that already
+    reaches further out (a face at the image's edge). A box that is too large is first
+    scaled down about its centre, then the whole head is translated back inside: one
+    similarity, so expressions and the head's rotation are untouched. Landmarks whose
+    ring fits are returned unchanged.
+
+    Args:
+        points: ``(N, 2+)`` target landmarks in crop pixels (a third column, depth, is
+            scaled with x and y).
+        source: ``(N, 2+)`` the source's landmarks, same frame.
+
+    Returns:
+        ``(N, 2+)`` a new array.
+    """
+    def ring_box(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        oval = p[FACE_OVAL, :2]
+        centre = oval.mean(0)
+        r = centre + ring * (oval - centre)
+        return r.min(0), r.max(0)
+
+    src_lo, src_hi = ring_box(source)
+    lo = np.minimum(margin, src_lo)
+    hi = np.maximum(side - margin, src_hi)
+    box_lo, box_hi = ring_box(points)
+    out = np.array(points, dtype=np.float64, copy=True)
+    shrink = float(min(1.0, *((hi - lo) / np.maximum(box_hi - box_lo, 1e-9))))
+    if shrink < 1.0:
+        centre = (box_lo + box_hi) / 2
+        out[:, :2] = centre + shrink * (out[:, :2] - centre)
+        out[:, 2:] *= shrink
+        box_lo, box_hi = centre + shrink * (box_lo - centre), centre + shrink * (box_hi - centre)
+    out[:, :2] += np.maximum(lo - box_lo, 0.0) - np.maximum(box_hi - hi, 0.0)
+    return out
 
 
 def eye_openness(landmarks: np.ndarray) -> np.ndarray:
@@ -275,6 +321,9 @@ class LandmarkAnimator:
             points = self._pose_transfer(source, driving, initial)
         else:
             points = self._displacement_transfer(source, driving, initial)
+        if self.config.crop_margin is not None:
+            points = keep_head_inside(points, source.landmarks, self.config.inner_ring,
+                                      self.config.crop_margin * source.side, source.side)
         if self.config.eyes:
             self._retarget_eyes(source, points, driving.landmarks, initial.landmarks)
         value = to_normalized(points[None], (0, 0), source.side)
