@@ -237,6 +237,9 @@ def _add_training_commands(sub) -> None:
     p.add_argument("--test", type=int, default=20, help="test videos (default 20)")
     p.add_argument("--camera-motion-fraction", type=float, default=0.3, metavar="F",
                    help="fraction of videos whose camera moves too (default 0.3)")
+    p.add_argument("--preset", choices=("one-class", "mixed"), default="one-class",
+                   help="one-class (default): one puppet per video, all of one build and look, the training "
+                        "benchmark's set; mixed: one or two puppets of 2-4 limbs with random looks")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -280,9 +283,9 @@ def _run_training_command(args: argparse.Namespace) -> int:
     if args.command == "make-synthetic":
         from .data.synthetic import SyntheticConfig, make_synthetic
 
-        config = SyntheticConfig(size=args.size, num_frames=args.frames, num_train=args.train,
-                                 num_test=args.test, seed=args.seed,
-                                 camera_motion_fraction=args.camera_motion_fraction)
+        config = SyntheticConfig.preset(args.preset, size=args.size, num_frames=args.frames, num_train=args.train,
+                                        num_test=args.test, seed=args.seed,
+                                        camera_motion_fraction=args.camera_motion_fraction)
         out = make_synthetic(args.output, config, progress=not args.quiet, overwrite=args.overwrite)
         print(f"wrote {out}", file=sys.stderr)
         return 0

@@ -90,6 +90,24 @@ def test_predictor_learns_a_shift():
     assert errors[-1] < 0.5 * errors[0], errors
 
 
+def test_coordinate_channels_are_appended_and_start_at_the_identity():
+    predictor = BackgroundMotionPredictor(BackgroundMotionConfig(**TINY_BG, coordinates=True))
+    first = predictor.encoder.down_blocks[0].conv
+    assert first.in_channels == 8  # [source, driving, x, y]
+    seen = {}
+    first.register_forward_hook(lambda module, args, out: seen.update(inputs=args[0]))
+    source, driving = torch.rand(2, 3, 16, 24), torch.rand(2, 3, 16, 24)
+    assert torch.equal(predictor(source, driving), identity_affine(2))
+    inputs = seen["inputs"]
+    assert torch.equal(inputs[:, :3], source) and torch.equal(inputs[:, 3:6], driving)
+    grid = coordinate_grid((16, 24)).permute(2, 0, 1)
+    assert torch.equal(inputs[0, 6:], grid) and torch.equal(inputs[1, 6:], grid)
+    assert inputs[0, 6, 0, 0] == -1 and inputs[0, 6, 0, -1] == 1 and inputs[0, 7, -1, 0] == 1  # x right, y down
+    doc = motrans_doc()
+    doc["model_params"]["bg_predictor_params"]["coordinates"] = True
+    assert build_model(ModelConfig.from_dict(doc)).generator.bg_predictor.config.coordinates
+
+
 def test_config_keys_and_errors():
     doc = motrans_doc()
     config = ModelConfig.from_dict(doc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -165,6 +166,37 @@ def test_same_seed_gives_the_same_video_and_other_seeds_differ():
 def test_bad_config_is_a_one_line_error():
     with pytest.raises(ReanimateError, match="num_frames"):
         render_video(SyntheticConfig(num_frames=0), np.random.default_rng(0))
+    with pytest.raises(ReanimateError, match="part_palette"):
+        render_video(SyntheticConfig(part_palette="pastel"), np.random.default_rng(0))
+
+
+def _mean_hue(texture: np.ndarray) -> float:
+    """Circular mean hue (in turns) of an ``(n, n, 3)`` RGB texture, weighted by chroma."""
+    r, g, b = np.moveaxis(texture.astype(np.float64), -1, 0)
+    # Hue angle from the opponent-colour plane (the usual hexagon approximated by a circle).
+    a, c = r - (g + b) / 2, np.sqrt(3) / 2 * (g - b)
+    return float(np.angle(np.sum(a + 1j * c)) / (2 * np.pi) % 1.0)
+
+
+def _hue_spread(hues: list[float]) -> float:
+    """Largest circular distance (turns) of the hues from their circular mean."""
+    mean = np.angle(np.exp(2j * np.pi * np.array(hues)).mean()) / (2 * np.pi)
+    return float(np.max(np.abs((np.array(hues) - mean + 0.5) % 1.0 - 0.5)))
+
+
+def test_by_part_palette_gives_each_part_kind_one_look():
+    heads = [_mean_hue(synthetic._part_texture(np.random.default_rng(i), "head")) for i in range(8)]
+    torsos = [_mean_hue(synthetic._part_texture(np.random.default_rng(i), "torso")) for i in range(8)]
+    anything = [_mean_hue(synthetic._part_texture(np.random.default_rng(i))) for i in range(8)]
+    assert _hue_spread(heads) < 0.1 and _hue_spread(torsos) < 0.1
+    assert _hue_spread(anything) > 0.2
+    # Heads and torsos are told apart by colour.
+    assert abs((np.mean(heads) - np.mean(torsos) + 0.5) % 1.0 - 0.5) > 0.2
+    # Whole videos: the same seed renders the same, and "random" stays the default.
+    config = dataclasses.replace(SMALL, part_palette="by_part", puppets_per_video=(1, 1))
+    first = render_video(config, np.random.default_rng(5))
+    assert np.array_equal(first[0], render_video(config, np.random.default_rng(5))[0])
+    assert SyntheticConfig().part_palette == "random"
 
 
 # --- files --------------------------------------------------------------------------------
@@ -248,3 +280,18 @@ def test_flow_path_and_load_flow_errors(tmp_path):
     np.savez(tmp_path / "other.flow.npz", x=np.zeros(3))
     with pytest.raises(InputError, match="other.flow.npz: not a ground-truth flow file"):
         load_flow(tmp_path / "other")
+
+
+def test_make_synthetic_cli_presets(tmp_path, capsys):
+    from reanimate.cli import main
+
+    common = ["--size", "16", "--frames", "2", "--train", "1", "--test", "1", "-q"]
+    assert main(["make-synthetic", str(tmp_path / "a"), *common]) == 0
+    config = json.loads((tmp_path / "a" / synthetic.METADATA_NAME).read_text())["config"]
+    assert config["part_palette"] == "by_part" and config["puppets_per_video"] == [1, 1]
+    assert config["limbs_per_puppet"] == [5, 5] and config["size"] == 16
+    assert main(["make-synthetic", str(tmp_path / "b"), "--preset", "mixed", *common]) == 0
+    config = json.loads((tmp_path / "b" / synthetic.METADATA_NAME).read_text())["config"]
+    assert config == {**SyntheticConfig(size=16, num_frames=2, num_train=1, num_test=1).to_dict()}
+    with pytest.raises(ReanimateError, match="unknown preset 'nope'"):
+        SyntheticConfig.preset("nope")

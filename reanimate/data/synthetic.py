@@ -61,6 +61,7 @@ from reanimate.io.video import is_video_path
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "PRESETS",
     "SyntheticConfig",
     "flow_path",
     "load_flow",
@@ -135,6 +136,10 @@ class SyntheticConfig:
             motion parameter; each parameter is a sum of two of them with random phases,
             so motion is smooth and frame 0 is not a rest pose.
         flow_dtype: ``"float16"`` (about 0.02 px precision at 64 px) or ``"float32"``.
+        part_palette: ``"random"`` (every part its own random hues and pattern) or
+            ``"by_part"`` (torso, head, arms, forearms, legs and shins each keep one
+            look across videos, so that puppets form one object class like the faces
+            of a real dataset).
     """
 
     size: int = 64
@@ -157,6 +162,7 @@ class SyntheticConfig:
     camera_shear: float = 0.05
     motion_periods: tuple[float, float] = (24.0, 64.0)
     flow_dtype: str = "float16"
+    part_palette: str = "random"
 
     def __post_init__(self) -> None:
         self.puppets_per_video = tuple(self.puppets_per_video)
@@ -186,11 +192,20 @@ class SyntheticConfig:
         lo, hi = self.motion_periods
         if not 0 < lo <= hi:
             raise bad("motion_periods", "must be a range (min, max) of positive periods")
+        if self.part_palette not in ("random", "by_part"):
+            raise bad("part_palette", "must be 'random' or 'by_part'")
         if self.flow_dtype not in ("float16", "float32"):
             raise bad("flow_dtype", "must be 'float16' or 'float32'")
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> "SyntheticConfig":
+        """The named dataset of :data:`PRESETS`, with ``overrides`` of any field."""
+        if name not in PRESETS:
+            raise ReanimateError(f"synthetic dataset: unknown preset {name!r} (choose from {', '.join(PRESETS)})")
+        return cls(**{**PRESETS[name], **overrides})
 
     @classmethod
     def from_dict(cls, data: dict) -> "SyntheticConfig":
@@ -201,6 +216,23 @@ class SyntheticConfig:
 
 # ---------------------------------------------------------------------------------------
 # Affine transforms, (T, 3, 3) stacks acting on pixel coordinates (x, y, 1).
+
+
+#: Named datasets (``reanimate make-synthetic --preset``), as overrides of the
+#: :class:`SyntheticConfig` defaults:
+#:
+#: * ``one-class``: one puppet per video, always a torso, head, two arms and two legs of
+#:   two segments each, every part kind with its own look (``part_palette="by_part"``),
+#:   1.4x larger. The puppets form one object class, as the faces or bodies of a real
+#:   dataset do, so an unsupervised keypoint model can give its keypoints meanings
+#:   (this head, that forearm). The training benchmark's set.
+#: * ``mixed``: the defaults: one or two puppets with 2-4 limbs each and random looks
+#:   for every part; a harder set, where no two videos share a structure.
+PRESETS: dict[str, dict] = {
+    "one-class": dict(puppets_per_video=(1, 1), limbs_per_puppet=(5, 5), second_segment_probability=1.0,
+                      puppet_size=1.4, part_palette="by_part"),
+    "mixed": {},
+}
 
 
 def _translation(tx, ty) -> np.ndarray:
@@ -299,15 +331,36 @@ def _spots(rng: np.random.Generator, n: int, min_period: float, max_period: floa
     return 1 / (1 + np.exp(-4 * (noise - threshold)))
 
 
-def _part_texture(rng: np.random.Generator) -> np.ndarray:
+# Part kinds of a puppet with palette "by_part": (base hue, contrast hue offset, stripes?).
+# Every puppet then looks like a member of one class (as the faces or bodies of a real
+# dataset do); textures still vary in saturation, brightness, noise and pattern phase.
+_PART_LOOKS = {
+    "torso": (0.62, 0.5, True),
+    "head": (0.07, 0.45, False),
+    "arm": (0.33, 0.55, True),
+    "forearm": (0.45, 0.5, False),
+    "leg": (0.15, 0.5, True),
+    "shin": (0.85, 0.45, False),
+}
+# Hue jitter of a part kind's look.
+_PART_HUE_JITTER = 0.03
+
+
+def _part_texture(rng: np.random.Generator, kind: str | None = None) -> np.ndarray:
     """A bright, saturated colour with colour noise and stripes or spots of a contrasting
-    colour; ``(n, n, 3)`` float32 in [0, 1]."""
+    colour; ``(n, n, 3)`` float32 in [0, 1]. ``kind`` (a key of ``_PART_LOOKS``) fixes
+    the hues and the pattern type; None draws them at random."""
     n = _PART_TEXTURE_TEXELS
-    hue = rng.random()
+    if kind is None:
+        hue = rng.random()
+        contrast = rng.uniform(0.3, 0.7)
+    else:
+        hue, contrast, stripes = _PART_LOOKS[kind]
+        hue += rng.uniform(-_PART_HUE_JITTER, _PART_HUE_JITTER)
     base = _hsv(hue, rng.uniform(0.45, 0.9), rng.uniform(0.55, 0.95))
-    other = _hsv(hue + rng.uniform(0.3, 0.7), rng.uniform(0.3, 0.9), rng.uniform(0.15, 1.0))
+    other = _hsv(hue + contrast, rng.uniform(0.3, 0.9), rng.uniform(0.15, 1.0))
     texture = base + 0.1 * _band_noise(rng, n, 3, 6, 24)
-    if rng.random() < 0.5:
+    if (rng.random() < 0.5) if kind is None else stripes:
         pattern = _stripes(rng, n, rng.uniform(10, 18))
     else:
         pattern = _spots(rng, n, 8, 20, threshold=0.6)
@@ -484,7 +537,8 @@ def _puppet_layers(config: SyntheticConfig, rng: np.random.Generator, camera: np
     root = camera @ _translation(centre[0] + shift[0], centre[1] + shift[1]) @ _linear(angle, zoom)
 
     half_w, half_h = rng.uniform(*_TORSO_HALF_WIDTH) * unit, rng.uniform(*_TORSO_HALF_HEIGHT) * unit
-    torso = _Layer(_part_texture(rng), texel, root,
+    look = (lambda kind: kind) if config.part_palette == "by_part" else (lambda kind: None)  # noqa: E731
+    torso = _Layer(_part_texture(rng, look("torso")), texel, root,
                    (0.0, 0.0, half_w, half_h, rng.uniform(0.3, 0.8) * min(half_w, half_h)))
 
     def joint(parent: np.ndarray, anchor: tuple[float, float], rest: float, amplitude: float) -> np.ndarray:
@@ -501,19 +555,20 @@ def _puppet_layers(config: SyntheticConfig, rng: np.random.Generator, camera: np
         if kind == "head":
             radius = rng.uniform(*_HEAD_RADIUS) * unit
             transforms = joint(root, anchor, rest, config.joint_angle_deg / 2)
-            in_front.append(_Layer(_part_texture(rng), texel, transforms,
+            in_front.append(_Layer(_part_texture(rng, look("head")), texel, transforms,
                                    (0.8 * radius, 0.0, radius, radius, radius)))
             continue
         length, width = rng.uniform(*_LIMB_LENGTH) * unit, rng.uniform(*_LIMB_HALF_WIDTH) * unit
         transforms = joint(root, anchor, rest, config.joint_angle_deg)
         # A capsule from the joint to (length, 0): its round ends turn about the joints,
         # so parts stay joined whatever the angles.
-        segments = [_Layer(_part_texture(rng), texel, transforms,
+        segments = [_Layer(_part_texture(rng, look(kind)), texel, transforms,
                            (length / 2, 0.0, length / 2 + width, width, width))]
         if rng.random() < config.second_segment_probability:
             length2, width2 = length * rng.uniform(0.8, 1.0), width * rng.uniform(0.75, 0.95)
             transforms2 = joint(transforms, (length, 0.0), rng.uniform(-30, 30), config.joint_angle_deg)
-            segments.append(_Layer(_part_texture(rng), texel, transforms2,
+            second = {"arm": "forearm", "leg": "shin"}[kind]
+            segments.append(_Layer(_part_texture(rng, look(second)), texel, transforms2,
                                    (length2 / 2, 0.0, length2 / 2 + width2, width2, width2)))
         (behind if rng.random() < 0.5 else in_front).extend(segments)
     return behind + [torso] + in_front

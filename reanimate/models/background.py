@@ -15,6 +15,14 @@ zero weights and the identity as bias, so the predictor starts at the identity m
 * ``shift``: a translation only (2 parameters);
 * ``affine``: a full affine map (6 parameters), what MRAA and MTIA train with.
 
+``coordinates: true`` (this project's key, default false) also feeds the encoder the
+normalised x and y of every pixel (CoordConv, Liu et al. 2018). Average pooling of
+translation-equivariant features cannot weight what it sees by position, which
+rotation, scale and shear need (a turn moves the left and right edges in opposite
+directions); with the coordinates it can form such moments, as Lucas-Kanade's
+affine least squares does. It changes the first layer's shape, so MRAA / MTIA
+checkpoints need it off.
+
 MTIA adds ``translation_type: sigmoid`` (the affine's translation squashed to
 ``4 sigmoid(t) - 2``, i.e. (-2, 2)); its configs keep the default ``none``. MRAA's
 ``perspective`` type is not supported (the dense motion here takes affine maps).
@@ -31,7 +39,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..geometry import affine_grid_points
+from ..geometry import affine_grid_points, coordinate_grid
 from .blocks import HourglassEncoder, feature_width
 
 BACKGROUND_TYPES = ("zero", "shift", "affine")
@@ -49,6 +57,7 @@ class BackgroundMotionConfig:
     num_blocks: int = 5
     bg_type: str = "affine"
     translation_type: str = "none"
+    coordinates: bool = False  # append normalised x, y channels to the encoder input
 
     def __post_init__(self):
         if self.bg_type not in BACKGROUND_TYPES:
@@ -103,7 +112,8 @@ class BackgroundMotionPredictor(nn.Module):
         if n == 0:
             return
         self.encoder = HourglassEncoder(
-            config.block_expansion, 2 * config.num_channels, config.num_blocks, config.max_features
+            config.block_expansion, 2 * config.num_channels + 2 * config.coordinates, config.num_blocks,
+            config.max_features,
         )
         self.fc = nn.Linear(feature_width(config.block_expansion, config.num_blocks, config.max_features), n)
         with torch.no_grad():
@@ -118,7 +128,12 @@ class BackgroundMotionPredictor(nn.Module):
         out = identity_affine(b, dtype=driving.dtype, device=driving.device)
         if self.encoder is None:
             return out
-        features = self.encoder(torch.cat([source, driving], dim=1))[-1]
+        inputs = [source, driving]
+        if self.config.coordinates:
+            h, w = driving.shape[2:]
+            grid = coordinate_grid((h, w), dtype=driving.dtype, device=driving.device)
+            inputs.append(grid.permute(2, 0, 1).unsqueeze(0).expand(b, 2, h, w))
+        features = self.encoder(torch.cat(inputs, dim=1))[-1]
         params = self.fc(features.mean(dim=(2, 3)))
         if self.config.bg_type == "shift":
             return torch.cat([out[:, :, :2].to(params.dtype), params.view(b, 2, 1)], dim=2)
