@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Hand-run training benchmark with ground-truth motion (not part of the test suite).
 
-1. ``reanimate make-synthetic`` dataset (default: 200 train / 20 test videos of 32
-   frames at 64x64) in ``--data`` unless it is there already.
+1. ``reanimate make-synthetic`` dataset (the default ``one-class`` preset: 200 train /
+   20 test videos of 32 frames at 64x64) in ``WORKDIR/synthetic-64`` unless it is there
+   already.
 2. The reconstruction protocol (``reanimate reconstruct --gt-flow``) with the freshly
    initialised model (seed of the run): reconstruction L1 before training.
 3. ``reanimate train`` with the reduced ``synthetic-64`` config for ``--minutes``
@@ -16,14 +17,15 @@ equivariance error. Everything is measured in the same run.
 
 Usage::
 
-    python benchmarks/train_synthetic.py --workdir /tmp/syn       # about 16 minutes on 2 cores
-    python benchmarks/train_synthetic.py --workdir /tmp/syn --minutes 2 --config my.yaml
+    python benchmarks/train_synthetic.py --workdir WORKDIR --minutes 14   # about 16 minutes on 2 cores
+    python benchmarks/train_synthetic.py --workdir WORKDIR --minutes 2 --config my.yaml
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 import time
@@ -57,6 +59,9 @@ def main() -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--run", help="run folder name inside --workdir (default: run-<seed>)")
+    parser.add_argument("--train-args", default="--amp bf16 --channels-last",
+                        help="more options for reanimate train (default: %(default)s; bf16 is about 1.5x "
+                             "faster than fp32 on CPU)")
     args = parser.parse_args()
 
     data = args.workdir / "synthetic-64"
@@ -69,7 +74,7 @@ def main() -> int:
     start = time.perf_counter()
     run([sys.executable, "-m", "reanimate", "train", "--config", args.config, "--data", str(data), "-o",
          str(run_dir), "--max-minutes", str(args.minutes), "--seed", str(args.seed), "--device", args.device,
-         "--workers", str(args.workers), "-q"])
+         "--workers", str(args.workers), "-q", *shlex.split(args.train_args)])
     minutes = (time.perf_counter() - start) / 60
     last = json.loads((run_dir / "checkpoints" / "latest.json").read_text())["checkpoint"]
     model = ckpt.load(run_dir / "checkpoints" / last / "model.safetensors")
