@@ -112,6 +112,14 @@ RIGID = np.array(sorted(set(mesh.FACE_OVAL[:10] + mesh.FACE_OVAL[-9:] + mesh.MID
                             + mesh.RIGHT_EYE_CORNERS + mesh.LEFT_EYE_CORNERS)))
 
 
+def oval_ring(landmarks: np.ndarray, scale: float) -> np.ndarray:
+    """The face oval scaled by ``scale`` about its centre: ``(len(FACE_OVAL), 2)`` pixels
+    from ``(478, 2+)`` landmarks (the anchor rings of :class:`LandmarkAnimator`)."""
+    oval = landmarks[FACE_OVAL, :2]
+    centre = oval.mean(0)
+    return centre + scale * (oval - centre)
+
+
 def keep_head_inside(points: np.ndarray, source: np.ndarray, ring: float, margin: float, side: float) -> np.ndarray:
     """Shift (and if need be shrink) moved landmarks so that their anchor ring stays in the crop.
 
@@ -132,9 +140,7 @@ def keep_head_inside(points: np.ndarray, source: np.ndarray, ring: float, margin
         ``(N, 2+)`` a new array.
     """
     def ring_box(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        oval = p[FACE_OVAL, :2]
-        centre = oval.mean(0)
-        r = centre + ring * (oval - centre)
+        r = oval_ring(p, ring)
         return r.min(0), r.max(0)
 
     src_lo, src_hi = ring_box(source)
@@ -276,11 +282,9 @@ class LandmarkAnimator:
         neighbours = nearest_neighbours(value[0], cfg.neighbours)
         keypoints = Keypoints(value, torch.eye(2).expand(1, len(landmarks), 2, 2).clone())
 
-        centre = landmarks[FACE_OVAL, :2].mean(0)
-        oval = landmarks[FACE_OVAL, :2]
         rings, follows, owners = [], [], []
         for scale, follow in ((cfg.inner_ring, 1.0), (cfg.outer_ring, cfg.outer_follow)):
-            ring = centre + scale * (oval - centre)
+            ring = oval_ring(landmarks, scale)
             inside = np.all((ring > 2) & (ring < side - 2), axis=1)
             rings.append(ring[inside])
             follows.append(np.full(int(inside.sum()), follow))
