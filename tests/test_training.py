@@ -22,6 +22,7 @@ from reanimate.cli import main
 from reanimate.errors import InputError, ReanimateError
 from reanimate.geometry.tps import ThinPlateSpline
 from reanimate.models import ModelConfig, build_model
+from reanimate.training.batchnorm import recompute_batchnorm_statistics
 from reanimate.training.checkpoints import latest_checkpoint
 from reanimate.training.config import TrainConfig
 from reanimate.training.objectives import DiscriminatorObjective, GeneratorObjective
@@ -163,6 +164,60 @@ def test_zero_weights_switch_terms_off():
     with pytest.raises(ValueError, match="discriminator"):
         GeneratorObjective(model.kp_detector, model.generator, None,
                            TrainConfig.from_dict({"loss_weights": {"generator_gan": 1}}), None)
+
+
+def test_precise_batchnorm_statistics_are_the_batch_average():
+    """Hand-computed: batch means (1, 2) and (5, 4) average to (3, 3); unbiased batch
+    variances (2, 8) and (2, 32) to (2, 20). Momentum, the batch counter, the eval mode
+    and the parameters are put back; with no batch, or an error, nothing changes."""
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2)).eval()
+    with torch.no_grad():
+        net[0].weight.copy_(torch.eye(2))
+        net[0].bias.zero_()
+    norm = net[1]
+    norm.num_batches_tracked.fill_(7)
+    weight = net[0].weight.clone()
+    batches = [torch.tensor([[0.0, 0.0], [2.0, 4.0]]), torch.tensor([[4.0, 0.0], [6.0, 8.0]])]
+    seen = []
+
+    def forward(x):
+        seen.append(norm.training)
+        net(x)
+
+    assert recompute_batchnorm_statistics(net, forward, batches) == 2
+    assert seen == [True, True] and not net.training and not norm.training
+    assert torch.allclose(norm.running_mean, torch.tensor([3.0, 3.0]))
+    assert torch.allclose(norm.running_var, torch.tensor([2.0, 20.0]))
+    assert norm.momentum == 0.1 and norm.num_batches_tracked.item() == 7
+    assert torch.equal(net[0].weight, weight)
+
+    assert recompute_batchnorm_statistics(net, forward, []) == 0
+    assert torch.allclose(norm.running_var, torch.tensor([2.0, 20.0]))
+
+    def failing(x):
+        net(x)
+        raise RuntimeError("decode failed")
+
+    with pytest.raises(RuntimeError, match="decode failed"):
+        recompute_batchnorm_statistics(net, failing, batches)
+    assert torch.allclose(norm.running_mean, torch.tensor([3.0, 3.0])) and norm.momentum == 0.1
+    assert recompute_batchnorm_statistics(torch.nn.Linear(2, 2), forward, batches) == 0  # no BatchNorm
+
+
+def test_precise_batchnorm_leaves_training_unchanged(dataset_root, tmp_path):
+    """Recomputing the statistics at each checkpoint changes only the saved running
+    statistics: the same losses and parameters as a run that keeps the moving averages."""
+    runs = {}
+    for batches in (0, 2):
+        doc = tiny_doc(num_epochs=2, precise_bn_batches=batches)
+        runs[batches] = train(ModelConfig.from_dict(doc), tmp_path / f"run{batches}", options(dataset_root))
+    assert runs[0].losses == runs[2].losses
+    kept, precise = (load_file(str(latest_checkpoint(tmp_path / f"run{b}") / "model.safetensors")) for b in (0, 2))
+    stats = [k for k in kept if k.endswith(("running_mean", "running_var"))]
+    assert stats and all(torch.equal(kept[k], precise[k]) for k in kept if k not in stats)
+    assert any(not torch.equal(kept[k], precise[k]) for k in stats)
+    with pytest.raises(ValueError, match="precise_bn_batches"):
+        TrainConfig.from_dict({"precise_bn_batches": -1})
 
 
 def test_thirty_steps_lower_the_loss(dataset_root, tmp_path):

@@ -28,6 +28,12 @@ Additions of this project (all optional):
 ``checkpoint_freq`` (epochs, reference default 50); ``checkpoint_steps`` (default 0: off)
     also checkpoint every N steps.
 ``num_workers`` (default 4) data-loading processes per rank.
+``precise_bn_batches`` (default 100; 0: off)
+    Before each checkpoint is written, the BatchNorm running statistics are recomputed
+    from this many training batches (at most one epoch's) with the current weights, as
+    inference runs the networks (:mod:`~reanimate.training.batchnorm`). The reference
+    keeps the moving average of training, which can leave eval mode far from what was
+    trained with small batches. Parameters and the training stream are unchanged.
 """
 
 from __future__ import annotations
@@ -90,6 +96,7 @@ class TrainConfig:
     log_freq: int = 100
     image_freq: int = 1000
     num_workers: int = 4
+    precise_bn_batches: int = 100
     transform_params: TransformParams = field(default_factory=TransformParams)
     loss_weights: LossWeights = field(default_factory=LossWeights)
 
@@ -103,6 +110,8 @@ class TrainConfig:
         config.loss_weights = dataclass_from_dict(LossWeights, weights, "train_params.loss_weights")
         if config.batch_size < 1 or config.num_epochs < 1 or config.num_repeats < 1:
             raise ValueError("batch_size, num_epochs and num_repeats must be at least 1")
+        if config.precise_bn_batches < 0:
+            raise ValueError("precise_bn_batches must be 0 (off) or more")
         return config
 
     @property

@@ -16,6 +16,7 @@ would (on CPU; CUDA kernels may not be bitwise deterministic).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import os
@@ -28,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -38,6 +40,7 @@ from ..geometry.tps import ThinPlateSpline
 from ..models import ModelConfig, build_model, load_config
 from ..pipelines.animate import select_device
 from . import distributed
+from .batchnorm import recompute_batchnorm_statistics
 from .checkpoints import TrainingState, latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import ADAM_BETAS, LR_DECAY, TrainConfig
 from .logger import TrainLogger, image_grid
@@ -237,11 +240,40 @@ class Trainer:
 
     def save(self) -> Path | None:
         path = None
+        self.recompute_batchnorm()
         distributed.average_buffers(self.model, self.context)
         if self.context.is_main:
             path = save_checkpoint(self.run_dir, self.model, self.optimizers, self.schedulers, self.scaler, self.state)
         distributed.barrier(self.context)
         return path
+
+    def recompute_batchnorm(self) -> int:
+        """Precise BatchNorm statistics for the checkpoint (``train_params.precise_bn_batches``):
+        the networks run as at inference (keypoints of source and driving, then the
+        generator) on a fixed, seeded choice of training batches, drawn apart from the
+        training stream so that a resumed run still matches an uninterrupted one."""
+        count = min(self.train_config.precise_bn_batches, self.steps_per_epoch)
+        if count == 0:
+            return 0
+        salt = int(np.random.SeedSequence([self.options.seed, 0xB17C4]).generate_state(1)[0] >> 1)
+        sampler = SeededSampler(len(self.dataset), seed=salt, shuffle=True, rank=self.context.rank,
+                                world_size=self.context.world_size)
+        workers = self.options.num_workers if self.options.num_workers is not None else self.train_config.num_workers
+        loader = DataLoader(self.dataset, batch_size=self.batch_per_rank, sampler=sampler, drop_last=True,
+                            num_workers=workers, generator=torch.Generator().manual_seed(salt))
+        kp_detector, generator = self.model.kp_detector, self.model.generator
+
+        def forward(batch: dict) -> None:
+            source, driving = self._to_device(batch["source"]), self._to_device(batch["driving"])
+            with self._autocast():
+                generator(source, kp_driving=kp_detector(driving), kp_source=kp_detector(source),
+                          return_deformed=False, driving=driving)
+
+        used = recompute_batchnorm_statistics(nn.ModuleList([kp_detector, generator]), forward,
+                                              itertools.islice(loader, count))
+        if used and self.context.is_main:
+            log.info("BatchNorm statistics recomputed over %d batches", used)
+        return used
 
     def lrs(self) -> dict[str, float]:
         return {name: opt.param_groups[0]["lr"] for name, opt in self.optimizers.items()}
