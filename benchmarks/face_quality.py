@@ -49,6 +49,14 @@ Usage::
     python benchmarks/face_quality.py --run [--clips a.mp4,b.mp4] [--workdir DIR]
         [--animate-args "--smooth one-euro"] [--grid grids.png] [--json all.json]
     python benchmarks/face_quality.py --selftest [--driving D]
+    python benchmarks/face_quality.py --noise-floor [--clips a.mp4,b.mp4] [--workdir DIR]
+
+``--noise-floor`` measures how far the measures themselves can follow each clip: it
+compares every clip with a copy of itself that has no motion of its own, only what any
+animation's output goes through (each frame resampled bilinearly to 3/4 size and back,
+then H.264-encoded by reanimate's writer). Even this near-perfect "output" gives
+``r < 1``; where it is below 0.9, no animation can be shown to reach the target on that
+clip with these trackers.
 
 ``--run`` animates, for each clip, the portrait ``--portrait`` and the clip's own first
 frame (a same-identity source) with ``reanimate animate SOURCE CLIP -o OUT.mp4``, then
@@ -586,6 +594,35 @@ def run_batch(args) -> list[dict]:
     return results
 
 
+def resampled_copy(clip: Path, path: Path, scale: float = 0.75) -> Path:
+    """``clip`` with each frame resized to ``scale`` and back (bilinear), written by
+    reanimate's H.264 writer: the driver with no motion of its own."""
+    with open_frames(clip) as frames, open_writer(path, frames.fps) as writer:
+        for frame in frames:
+            h, w = frame.shape[:2]
+            small = resize(frame, (max(1, round(w * scale)), max(1, round(h * scale))))
+            writer.write(resize(small, (w, h)))
+    return path
+
+
+def noise_floor(args) -> list[dict]:
+    """``--noise-floor``: each clip against its resampled, re-encoded copy."""
+    clips = [Path(c) for c in args.clips.split(",")] if args.clips else DEFAULT_CLIPS
+    results = []
+    with contextlib.ExitStack() as stack:
+        workdir = Path(args.workdir) if args.workdir else Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        workdir.mkdir(parents=True, exist_ok=True)
+        for clip in clips:
+            copy = resampled_copy(clip, workdir / f"{clip.stem}_resampled.mp4")
+            row = {"clip": clip.name, "kind": "resampled copy", "animate_seconds": 0.0}
+            row.update(compare(clip, copy, max_frames=args.max_frames))
+            results.append(row)
+    print_table(results)
+    print("r of each clip against a copy of itself (3/4-size resampling and H.264): the most an animation "
+          "can show with these trackers.")
+    return results
+
+
 def print_table(results: list[dict]) -> None:
     header = ["clip", "source", "frames", "skip", "r head yaw", "r head roll", "r mouth", "r yaw img",
               "r roll img", "r eyeR", "r eyeL",
@@ -709,6 +746,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--run", action="store_true", help="animate the clips (--clips) and measure them")
     mode.add_argument("--selftest", action="store_true", help="check the measures on pairs with known answers")
+    mode.add_argument("--noise-floor", action="store_true",
+                      help="each clip (--clips) against its resampled, re-encoded copy: the measures' own limit")
     p.add_argument("--source", help="source image (for the identity distance, and the still-source L1)")
     p.add_argument("--driving", help="driving video (selftest: default d10.mp4)")
     p.add_argument("--output", help="output video of the animation")
@@ -722,13 +761,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--identity-every", type=int, default=10, help="identity of every k-th output frame (default 10)")
     p.add_argument("--max-frames", type=int, help="compare only the first N frames")
     p.add_argument("--native-log", action="store_true", help="keep MediaPipe's native log lines on stderr")
-    p.add_argument("--clips", help=f"--run: comma-separated driving clips (default {', '.join(c.name for c in DEFAULT_CLIPS)} "
+    p.add_argument("--clips", help=f"--run, --noise-floor: comma-separated driving clips (default {', '.join(c.name for c in DEFAULT_CLIPS)} "
                                    f"in {MEDIA})")
     p.add_argument("--portrait", default=str(DEFAULT_PORTRAIT), help="--run: the portrait source (default %(default)s)")
-    p.add_argument("--workdir", help="--run: keep the animations here (default: a temporary folder)")
+    p.add_argument("--workdir", help="--run, --noise-floor: keep the videos here (default: a temporary folder)")
     p.add_argument("--animate-args", help="--run: extra options for reanimate animate, e.g. \"--smooth one-euro\"")
     args = p.parse_args(argv)
-    if not (args.run or args.selftest) and not (args.driving and args.output):
+    if not (args.run or args.selftest or args.noise_floor) and not (args.driving and args.output):
         p.error("give --driving and --output (and usually --source), or --run, or --selftest")
     if args.same_identity and not args.source:
         p.error("--same-identity needs --source")
@@ -745,6 +784,8 @@ def main(argv=None) -> int:
         return selftest(args)
     if args.run:
         results = run_batch(args)
+    elif args.noise_floor:
+        results = noise_floor(args)
     else:
         results = compare(Path(args.driving), Path(args.output), Path(args.source) if args.source else None,
                           args.same_identity, args.identity_every, max_frames=args.max_frames)

@@ -358,3 +358,35 @@ def test_head_carried_out_of_the_crop_is_held_inside(crop, animator):
     kp = animator.keypoints(np.stack([driver, landmarks]), (0, 0), side)
     _, points = animator.transfer(source, DrivingFace(kp[0], driver), DrivingFace(kp[1], landmarks))
     assert ring_box(points)[0][1] >= animator.config.crop_margin * side - 1e-6
+
+
+def test_sliver_triangles_sample_inside_their_source_triangle(crop, animator):
+    """A skin triangle squashed to a sliver in the target (drawn in front) has a
+    near-singular backward map: cells its edges touch would sample far outside it
+    (dark specks). The flow holds them within a pixel of its source box."""
+    from reanimate.geometry.mesh import triangle_backward_maps
+
+    image, landmarks = crop
+    source = animator.encode_source(image, landmarks)
+    skin = np.arange(source.mesh_count)
+    t = int(skin[np.argmax(np.abs(source.areas[: source.mesh_count]))])
+    a, b, c = source.triangles[t]
+    nodes = source.nodes.copy()
+    edge = nodes[b] - nodes[a]
+    normal = np.array([-edge[1], edge[0]]) / np.linalg.norm(edge)
+    nodes[c] = 0.5 * (nodes[a] + nodes[b]) + 0.05 * normal  # 0.05 px from the opposite edge
+    depth = source.depth.copy()
+    depth[[a, b, c]] -= 1000.0  # nearest: drawn last
+    map_x, map_y, xs, ys, outside = animator.grid_flow(source, nodes, depth, SIZE)
+    cells = animator.rasterize(source, nodes, depth, SIZE) == t + 1
+    assert cells.any() and not outside.any()
+    # Unheld, the sliver's own map sends some of its cells far away.
+    m = triangle_backward_maps(source.nodes, nodes, source.triangles[[t]])[0]
+    yy, xx = np.nonzero(cells)
+    raw = np.stack([m[0, 0] * xs[0, xx] + m[0, 1] * ys[yy, 0] + m[0, 2],
+                    m[1, 0] * xs[0, xx] + m[1, 1] * ys[yy, 0] + m[1, 2]], axis=1)
+    corners = source.nodes[source.triangles[t]]
+    low, high = corners.min(0) - 1.0, corners.max(0) + 1.0
+    assert (np.maximum(low - raw, raw - high).max(1) > 5).any()
+    held = np.stack([map_x[cells], map_y[cells]], axis=1)
+    assert (held >= low - 1e-3).all() and (held <= high + 1e-3).all()

@@ -446,23 +446,14 @@ class LandmarkAnimator:
                source_nodes: np.ndarray | None = None, gaze: list[np.ndarray] | None = None) -> np.ndarray:
         """Backward-warp the source so that its nodes land on ``nodes``: ``(S, S, 3)``.
 
-        The piecewise-affine flow is rasterised at ``flow_scale`` of the crop and
-        upsampled (it is linear inside triangles, so little is lost). ``gaze``: per eye
-        the iris shift in source pixels (:meth:`gaze_shifts`), drawn inside each eye's
-        opening by the eyeball layer.
+        The piecewise-affine flow (:meth:`grid_flow`) is rasterised at ``flow_scale`` of
+        the crop and upsampled (it is linear inside triangles, so little is lost).
+        ``gaze``: per eye the iris shift in source pixels (:meth:`gaze_shifts`), drawn
+        inside each eye's opening by the eyeball layer.
         """
         s = source.image.shape[0]
         f = max(int(round(s * self.config.flow_scale)), 8)
-        k = f / s  # crop pixels -> flow-grid pixels (pixel centres at +0.5)
-        source_nodes = source.nodes if source_nodes is None else source_nodes
-        maps = triangle_backward_maps(source_nodes, nodes, source.triangles).astype(np.float32)
-        index = self.rasterize(source, nodes, depth, f)
-        coords = (np.arange(f, dtype=np.float32) + 0.5) / k - 0.5  # flow-grid centres in crop pixels
-        xs, ys = coords[None, :], coords[:, None]
-        m = maps[np.maximum(index - 1, 0)]  # (f, f, 2, 3)
-        map_x = m[..., 0, 0] * xs + m[..., 0, 1] * ys + m[..., 0, 2]
-        map_y = m[..., 1, 0] * xs + m[..., 1, 1] * ys + m[..., 1, 2]
-        outside = index == 0
+        map_x, map_y, xs, ys, outside = self.grid_flow(source, nodes, depth, f, source_nodes)
         # Upsample the displacement, not the coordinates: the identity stays exact
         # (also at the border, where resizing clamps).
         dx = np.where(outside, 0.0, map_x - xs).astype(np.float32)
@@ -482,6 +473,37 @@ class LandmarkAnimator:
             for eye, eyeball, shift in zip(EYES, source.eyeballs, gaze):
                 _draw_eyeball(out, eyeball, nodes[list(eye["loop"])], map_x, map_y, shift)
         return out
+
+    def grid_flow(self, source: LandmarkSource, nodes: np.ndarray, depth: np.ndarray, size: int,
+                  source_nodes: np.ndarray | None = None):
+        """The backward flow on a ``size``-pixel grid over the crop.
+
+        Returns:
+            ``map_x, map_y``: ``(size, size)`` source coordinates (crop pixels) of each
+            grid cell's centre; ``xs`` ``(1, size)`` and ``ys`` ``(size, 1)``: those
+            centres; ``outside``: ``(size, size)`` bool, cells no triangle covers.
+
+        A cell is drawn by a triangle whose edge passes near its centre, not only through
+        it; the affine map of a sliver (tiny in the target, not in the source) sends such
+        a cell far outside its source triangle (dark specks from lashes or the
+        background). So every sample is held within a pixel of its triangle's source
+        bounding box.
+        """
+        k = size / source.image.shape[0]  # crop pixels -> grid pixels (pixel centres at +0.5)
+        source_nodes = source.nodes if source_nodes is None else source_nodes
+        maps = triangle_backward_maps(source_nodes, nodes, source.triangles).astype(np.float32)
+        index = self.rasterize(source, nodes, depth, size)
+        coords = (np.arange(size, dtype=np.float32) + 0.5) / k - 0.5  # grid centres in crop pixels
+        xs, ys = coords[None, :], coords[:, None]
+        seen = np.maximum(index - 1, 0)
+        m = maps[seen]  # (size, size, 2, 3)
+        map_x = m[..., 0, 0] * xs + m[..., 0, 1] * ys + m[..., 0, 2]
+        map_y = m[..., 1, 0] * xs + m[..., 1, 1] * ys + m[..., 1, 2]
+        corners = source_nodes[source.triangles].astype(np.float32)  # (T, 3, 2)
+        low, high = corners.min(1)[seen] - 1.0, corners.max(1)[seen] + 1.0  # (size, size, 2)
+        map_x = np.clip(map_x, low[..., 0], high[..., 0])
+        map_y = np.clip(map_y, low[..., 1], high[..., 1])
+        return map_x, map_y, xs, ys, index == 0
 
     def rasterize(self, source: LandmarkSource, nodes: np.ndarray, depth: np.ndarray, size: int) -> np.ndarray:
         """``(size, size)`` int32 map of which triangle (index + 1; 0 = none) is seen at
