@@ -422,7 +422,8 @@ class LandmarkAnimator:
 
     def _relax_flips(self, source: LandmarkSource, nodes: np.ndarray, jacobian: np.ndarray):
         """Move landmarks of flipped skin triangles half-way towards the first-order
-        predictions of their mesh neighbours, ``p_k + J_k (s_i - s_k)``, until no skin
+        predictions of their mesh neighbours, ``p_k + J_k (s_i - s_k)`` (held inside the
+        bounding box of those neighbours' positions), until no skin
         triangle flips (or ``relax_iterations`` passes). Slivers (tiny in the source)
         are not checked: landmark noise alone turns them over."""
         mesh = source.triangles[: source.mesh_count]
@@ -440,6 +441,12 @@ class LandmarkAnimator:
             offsets = src[idx][:, None, :] - src[nb]  # (M, D, 2)
             predicted = nodes[nb] + np.einsum("mdij,mdj->mdi", jacobian[nb], offsets)
             predicted = (predicted * w[..., None]).sum(1) / w.sum(1, keepdims=True)
+            # Untangle, never extrapolate: where the face is stretched (the far cheek of a
+            # turned source coming into view) the neighbours' Jacobians are large and their
+            # predictions overshoot into spikes of skin. A vertex stays within the box of
+            # its neighbours.
+            around = nodes[nb]  # (M, D, 2); padding repeats the vertex itself
+            predicted = np.clip(predicted, around.min(1), around.max(1))
             nodes[idx] = 0.5 * (nodes[idx] + predicted)
 
     def render(self, source: LandmarkSource, nodes: np.ndarray, depth: np.ndarray,
@@ -453,7 +460,8 @@ class LandmarkAnimator:
         """
         s = source.image.shape[0]
         f = max(int(round(s * self.config.flow_scale)), 8)
-        map_x, map_y, xs, ys, outside = self.grid_flow(source, nodes, depth, f, source_nodes)
+        map_x, map_y, xs, ys, index = self.grid_flow(source, nodes, depth, f, source_nodes)
+        outside = index == 0
         # Upsample the displacement, not the coordinates: the identity stays exact
         # (also at the border, where resizing clamps).
         dx = np.where(outside, 0.0, map_x - xs).astype(np.float32)
@@ -481,7 +489,8 @@ class LandmarkAnimator:
         Returns:
             ``map_x, map_y``: ``(size, size)`` source coordinates (crop pixels) of each
             grid cell's centre; ``xs`` ``(1, size)`` and ``ys`` ``(size, 1)``: those
-            centres; ``outside``: ``(size, size)`` bool, cells no triangle covers.
+            centres; ``index``: ``(size, size)`` the triangle seen in each cell (index + 1;
+            0: none, see :meth:`rasterize`).
 
         A cell is drawn by a triangle whose edge passes near its centre, not only through
         it; the affine map of a sliver (tiny in the target, not in the source) sends such
@@ -503,7 +512,7 @@ class LandmarkAnimator:
         low, high = corners.min(1)[seen] - 1.0, corners.max(1)[seen] + 1.0  # (size, size, 2)
         map_x = np.clip(map_x, low[..., 0], high[..., 0])
         map_y = np.clip(map_y, low[..., 1], high[..., 1])
-        return map_x, map_y, xs, ys, index == 0
+        return map_x, map_y, xs, ys, index
 
     def rasterize(self, source: LandmarkSource, nodes: np.ndarray, depth: np.ndarray, size: int) -> np.ndarray:
         """``(size, size)`` int32 map of which triangle (index + 1; 0 = none) is seen at
