@@ -8,7 +8,8 @@
    initialised model (seed of the run): reconstruction L1 before training.
 3. ``reanimate train`` with the reduced ``synthetic-64`` config for ``--minutes``
    (default 15) on this machine's CPU (or ``--device cuda``).
-4. The same protocol with the trained model.
+4. The same protocol with the trained model (and with the weight average,
+   ``model_ema.safetensors``, when the config keeps one: ``train_params.ema_decay``).
 
 Printed: L1 before / after (target: after <= before / 2), flow end-point error of the
 dense motion against the ground truth next to the no-motion baseline (target: ratio
@@ -77,17 +78,21 @@ def main() -> int:
          "--workers", str(args.workers), "-q", *shlex.split(args.train_args)])
     minutes = (time.perf_counter() - start) / 60
     last = json.loads((run_dir / "checkpoints" / "latest.json").read_text())["checkpoint"]
-    model = ckpt.load(run_dir / "checkpoints" / last / "model.safetensors")
-    after = evaluate(model, data, f"trained ({last}, {minutes:.1f} min)")
-
-    print("\nsummary")
-    print(f"  reconstruction L1   {before.l1:.4f} -> {after.l1:.4f}   (x{before.l1 / after.l1:.2f} lower; "
-          f"target >= 2; no motion {after.no_motion_l1:.4f})")
-    print(f"  flow EPE            {after.flow_epe:.3f} px vs no motion {after.no_motion_epe:.3f} px   "
-          f"(x{after.no_motion_epe / after.flow_epe:.2f} lower; target >= 2)")
-    print(f"  flow EPE, visible   {after.flow_epe_visible:.3f} px vs no motion {after.no_motion_epe_visible:.3f} px "
-          f"(x{after.no_motion_epe_visible / after.flow_epe_visible:.2f})")
-    print(f"  kp equivariance     {before.keypoint_equivariance:.3f} -> {after.keypoint_equivariance:.3f} px")
+    folder = run_dir / "checkpoints" / last
+    results = {"weights": evaluate(ckpt.load(folder / "model.safetensors"), data,
+                                   f"trained ({last}, {minutes:.1f} min)")}
+    if (folder / "model_ema.safetensors").is_file():  # train_params.ema_decay
+        results["weight average"] = evaluate(ckpt.load(folder / "model_ema.safetensors"), data,
+                                             f"weight average ({last})")
+    for label, after in results.items():
+        print(f"\nsummary ({label})")
+        print(f"  reconstruction L1   {before.l1:.4f} -> {after.l1:.4f}   (x{before.l1 / after.l1:.2f} lower; "
+              f"target >= 2; no motion {after.no_motion_l1:.4f})")
+        print(f"  flow EPE            {after.flow_epe:.3f} px vs no motion {after.no_motion_epe:.3f} px   "
+              f"(x{after.no_motion_epe / after.flow_epe:.2f} lower; target >= 2)")
+        print(f"  flow EPE, visible   {after.flow_epe_visible:.3f} px vs no motion {after.no_motion_epe_visible:.3f} px "
+              f"(x{after.no_motion_epe_visible / after.flow_epe_visible:.2f})")
+        print(f"  kp equivariance     {before.keypoint_equivariance:.3f} -> {after.keypoint_equivariance:.3f} px")
     return 0
 
 

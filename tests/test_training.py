@@ -24,6 +24,7 @@ from reanimate.geometry.tps import ThinPlateSpline
 from reanimate.models import ModelConfig, build_model
 from reanimate.training.batchnorm import recompute_batchnorm_statistics
 from reanimate.training.checkpoints import latest_checkpoint
+from reanimate.training.ema import ema_decay_at, update_ema
 from reanimate.training.config import TrainConfig
 from reanimate.training.objectives import DiscriminatorObjective, GeneratorObjective
 from reanimate.training.trainer import TrainOptions, resume, train
@@ -204,6 +205,27 @@ def test_precise_batchnorm_statistics_are_the_batch_average():
     assert recompute_batchnorm_statistics(torch.nn.Linear(2, 2), forward, batches) == 0  # no BatchNorm
 
 
+def test_weight_average_update_and_warm_up():
+    """Hand-computed: 0 moves 1 - 0.9 of the way to 1 (0.1), then to 0.1 + 0.1 * 0.9 =
+    0.19; buffers are copied; the decay warms up as (1 + t) / (10 + t)."""
+    average, model = torch.nn.BatchNorm1d(2), torch.nn.BatchNorm1d(2)
+    with torch.no_grad():
+        average.weight.zero_()
+        model.weight.fill_(1.0)
+        model.running_mean.fill_(5.0)
+    update_ema(average, model, 0.9)
+    assert torch.allclose(average.weight, torch.full((2,), 0.1))
+    update_ema(average, model, 0.9)
+    assert torch.allclose(average.weight, torch.full((2,), 0.19))
+    assert torch.equal(average.running_mean, model.running_mean)
+    assert ema_decay_at(0.999, 0) == pytest.approx(0.1) and ema_decay_at(0.999, 90) == pytest.approx(0.91)
+    assert ema_decay_at(0.999, 10**6) == 0.999
+    with pytest.raises(ValueError):
+        update_ema(average, torch.nn.Linear(2, 2, bias=False), 0.9)
+    with pytest.raises(ValueError, match="ema_decay"):
+        TrainConfig.from_dict({"ema_decay": 1.0})
+
+
 def test_precise_batchnorm_leaves_training_unchanged(dataset_root, tmp_path):
     """Recomputing the statistics at each checkpoint changes only the saved running
     statistics: the same losses and parameters as a run that keeps the moving averages."""
@@ -237,7 +259,7 @@ def test_resume_gives_the_losses_of_an_uninterrupted_run(dataset_root, tmp_path)
     """Stopped after step 3 (mid-epoch: 2 batches per epoch) and resumed, a run computes
     exactly the losses of a run that never stopped, across the epoch boundary and the
     learning-rate milestone, with the GAN and its discriminator step."""
-    doc = tiny_doc(num_epochs=3, num_repeats=2, batch_size=4, loss_weights={"generator_gan": 1})
+    doc = tiny_doc(num_epochs=3, num_repeats=2, batch_size=4, loss_weights={"generator_gan": 1}, ema_decay=0.9)
     config = ModelConfig.from_dict(doc)
     full = train(config, tmp_path / "full", options(dataset_root))
     assert full.finished and full.state.step == 6 and full.state.epoch == 3
@@ -251,6 +273,11 @@ def test_resume_gives_the_losses_of_an_uninterrupted_run(dataset_root, tmp_path)
     final_split = load_file(str(latest_checkpoint(tmp_path / "split") / "model.safetensors"))
     assert final_full.keys() == final_split.keys()
     assert all(torch.equal(final_full[k], final_split[k]) for k in final_full)
+    # So are the averaged weights, restored from the stop's model_ema.safetensors.
+    ema_full, ema_split = (load_file(str(latest_checkpoint(tmp_path / run) / "model_ema.safetensors"))
+                           for run in ("full", "split"))
+    assert ema_full.keys() == ema_split.keys() and all(torch.equal(ema_full[k], ema_split[k]) for k in ema_full)
+    assert any(not torch.equal(ema_full[k], final_full[k]) for k in ema_full if k.endswith("weight"))
     # The learning rate was decayed at the milestone (epoch 1).
     state = json.loads((latest_checkpoint(tmp_path / "split") / "state.json").read_text())
     assert state["optimizers"]["generator"]["param_groups"][0]["lr"] == pytest.approx(2e-5)

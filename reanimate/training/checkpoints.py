@@ -5,6 +5,8 @@ Layout inside ``RUN_DIR/checkpoints/``::
     step-00001200/            one checkpoint
         model.safetensors     the networks, in the project's own format: ``reanimate
                               animate --checkpoint .../model.safetensors`` uses it as is
+        model_ema.safetensors with ``train_params.ema_decay``: the averaged networks,
+                              the same format
         state.safetensors     tensors of the training state: optimizer moments, RNG states
         state.json            the rest: epoch, step, batches done in the epoch, optimizer
                               param groups, scheduler and grad-scaler state, numpy and
@@ -37,6 +39,7 @@ from ..io import write_text_atomic
 from ..models import FirstOrderModel
 
 LATEST = "latest.json"
+EMA_FILE = "model_ema.safetensors"
 STATE_FORMAT = "reanimate.train_state"
 STATE_VERSION = 1
 
@@ -132,16 +135,20 @@ def save_checkpoint(
     schedulers: dict[str, Any],
     scaler: torch.amp.GradScaler | None,
     state: TrainingState,
+    ema: FirstOrderModel | None = None,
 ) -> Path:
-    """Write one checkpoint atomically and point ``latest.json`` at it."""
+    """Write one checkpoint atomically and point ``latest.json`` at it (``ema``: the
+    averaged networks, to ``model_ema.safetensors``)."""
     root = checkpoint_dir(run_dir)
     root.mkdir(parents=True, exist_ok=True)
     name = f"step-{state.step:08d}"
     final = root / name
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=root))
     try:
-        model_checkpoint.save(tmp / "model.safetensors", model,
-                              {"epoch": str(state.epoch), "step": str(state.step)})
+        stamp = {"epoch": str(state.epoch), "step": str(state.step)}
+        model_checkpoint.save(tmp / "model.safetensors", model, stamp)
+        if ema is not None:
+            model_checkpoint.save(tmp / EMA_FILE, ema, {**stamp, "ema": "true"})
         tensors: dict[str, torch.Tensor] = {}
         doc = {
             "format": STATE_FORMAT,

@@ -34,6 +34,11 @@ Additions of this project (all optional):
     inference runs the networks (:mod:`~reanimate.training.batchnorm`). The reference
     keeps the moving average of training, which can leave eval mode far from what was
     trained with small batches. Parameters and the training stream are unchanged.
+``ema_decay`` (default 0: off)
+    Keep an exponential moving average of the keypoint detector's and generator's
+    weights (:mod:`~reanimate.training.ema`, with timm's warm-up), written beside each
+    checkpoint's ``model.safetensors`` as ``model_ema.safetensors`` (an ordinary model
+    file) and restored by ``--resume``.
 """
 
 from __future__ import annotations
@@ -97,6 +102,7 @@ class TrainConfig:
     image_freq: int = 1000
     num_workers: int = 4
     precise_bn_batches: int = 100
+    ema_decay: float = 0.0
     transform_params: TransformParams = field(default_factory=TransformParams)
     loss_weights: LossWeights = field(default_factory=LossWeights)
 
@@ -112,6 +118,8 @@ class TrainConfig:
             raise ValueError("batch_size, num_epochs and num_repeats must be at least 1")
         if config.precise_bn_batches < 0:
             raise ValueError("precise_bn_batches must be 0 (off) or more")
+        if not 0.0 <= config.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1) (0: off), got {config.ema_decay}")
         return config
 
     @property

@@ -41,8 +41,9 @@ from ..models import ModelConfig, build_model, load_config
 from ..pipelines.animate import select_device
 from . import distributed
 from .batchnorm import recompute_batchnorm_statistics
-from .checkpoints import TrainingState, latest_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoints import EMA_FILE, TrainingState, latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import ADAM_BETAS, LR_DECAY, TrainConfig
+from .ema import ema_decay_at, update_ema
 from .logger import TrainLogger, image_grid
 from .objectives import DiscriminatorObjective, GeneratorObjective
 from .vgg import load_vgg19
@@ -166,6 +167,12 @@ class Trainer:
         kp_detector = distributed.sync_batchnorm(self.model.kp_detector, self.context)
         generator = distributed.sync_batchnorm(self.model.generator, self.context)
         self.model.kp_detector, self.model.generator = kp_detector, generator
+        self.ema = None  # the averaged networks (train_params.ema_decay)
+        if tc.ema_decay:
+            self.ema = build_model(config, seed=options.seed).to(self.device)
+            if options.channels_last:
+                self.ema.to(memory_format=torch.channels_last)
+            update_ema(self._networks(self.ema), self._networks(self.model), 0.0)
 
         vgg, self.vgg_source = (None, "not used")
         if any(w != 0 for w in tc.loss_weights.perceptual):
@@ -234,20 +241,35 @@ class Trainer:
             module.load_state_dict(source.state_dict())
 
     # -- state --------------------------------------------------------------------
+    @staticmethod
+    def _networks(model) -> nn.ModuleList:
+        """What is trained by the generator's optimisers: detector and generator."""
+        return nn.ModuleList([model.kp_detector, model.generator])
+
     def restore(self, path: Path) -> None:
         self.state = load_checkpoint(path, self.model, self.optimizers, self.schedulers, self.scaler)
+        if self.ema is not None:
+            if (path / EMA_FILE).is_file():
+                model_checkpoint.load_own_into(path / EMA_FILE, self.ema)
+            else:
+                log.warning("%s has no %s; the weight average starts again from the current weights", path, EMA_FILE)
+                update_ema(self._networks(self.ema), self._networks(self.model), 0.0)
         log.info("resumed from %s (epoch %d, step %d)", path, self.state.epoch, self.state.step)
 
     def save(self) -> Path | None:
         path = None
-        self.recompute_batchnorm()
+        self.recompute_batchnorm(self.model)
         distributed.average_buffers(self.model, self.context)
+        if self.ema is not None:
+            self.recompute_batchnorm(self.ema)
+            distributed.average_buffers(self.ema, self.context)
         if self.context.is_main:
-            path = save_checkpoint(self.run_dir, self.model, self.optimizers, self.schedulers, self.scaler, self.state)
+            path = save_checkpoint(self.run_dir, self.model, self.optimizers, self.schedulers, self.scaler, self.state,
+                                   self.ema)
         distributed.barrier(self.context)
         return path
 
-    def recompute_batchnorm(self) -> int:
+    def recompute_batchnorm(self, model) -> int:
         """Precise BatchNorm statistics for the checkpoint (``train_params.precise_bn_batches``):
         the networks run as at inference (keypoints of source and driving, then the
         generator) on a fixed, seeded choice of training batches, drawn apart from the
@@ -261,7 +283,7 @@ class Trainer:
         workers = self.options.num_workers if self.options.num_workers is not None else self.train_config.num_workers
         loader = DataLoader(self.dataset, batch_size=self.batch_per_rank, sampler=sampler, drop_last=True,
                             num_workers=workers, generator=torch.Generator().manual_seed(salt))
-        kp_detector, generator = self.model.kp_detector, self.model.generator
+        kp_detector, generator = model.kp_detector, model.generator
 
         def forward(batch: dict) -> None:
             source, driving = self._to_device(batch["source"]), self._to_device(batch["driving"])
@@ -269,8 +291,7 @@ class Trainer:
                 generator(source, kp_driving=kp_detector(driving), kp_source=kp_detector(source),
                           return_deformed=False, driving=driving)
 
-        used = recompute_batchnorm_statistics(nn.ModuleList([kp_detector, generator]), forward,
-                                              itertools.islice(loader, count))
+        used = recompute_batchnorm_statistics(self._networks(model), forward, itertools.islice(loader, count))
         if used and self.context.is_main:
             log.info("BatchNorm statistics recomputed over %d batches", used)
         return used
@@ -309,6 +330,9 @@ class Trainer:
             self._optimizer_step("kp_detector")
         for opt in self.optimizers.values():
             opt.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            update_ema(self._networks(self.ema), self._networks(self.model),
+                       ema_decay_at(tc.ema_decay, self.state.step))
         values = {k: float(v.detach()) for k, v in losses.items()}
         if self.discriminator_step is not None:
             with self._autocast():
