@@ -504,14 +504,12 @@ class LandmarkAnimator:
         index = self.rasterize(source, nodes, depth, size)
         coords = (np.arange(size, dtype=np.float32) + 0.5) / k - 0.5  # grid centres in crop pixels
         xs, ys = coords[None, :], coords[:, None]
-        seen = np.maximum(index - 1, 0)
-        m = maps[seen]  # (size, size, 2, 3)
-        map_x = m[..., 0, 0] * xs + m[..., 0, 1] * ys + m[..., 0, 2]
-        map_y = m[..., 1, 0] * xs + m[..., 1, 1] * ys + m[..., 1, 2]
         corners = source_nodes[source.triangles].astype(np.float32)  # (T, 3, 2)
-        low, high = corners.min(1)[seen] - 1.0, corners.max(1)[seen] + 1.0  # (size, size, 2)
-        map_x = np.clip(map_x, low[..., 0], high[..., 0])
-        map_y = np.clip(map_y, low[..., 1], high[..., 1])
+        # Per triangle: its map (6), then its source box less / plus a pixel (4).
+        table = np.concatenate([maps.reshape(-1, 6), corners.min(1) - 1.0, corners.max(1) + 1.0], axis=1)
+        m = np.take(table, np.maximum(index - 1, 0), axis=0)  # (size, size, 10)
+        map_x = np.clip(m[..., 0] * xs + m[..., 1] * ys + m[..., 2], m[..., 6], m[..., 8])
+        map_y = np.clip(m[..., 3] * xs + m[..., 4] * ys + m[..., 5], m[..., 7], m[..., 9])
         return map_x, map_y, xs, ys, index
 
     def rasterize(self, source: LandmarkSource, nodes: np.ndarray, depth: np.ndarray, size: int) -> np.ndarray:
