@@ -311,6 +311,41 @@ def test_objective_with_background_predictor_and_losses_lowers_the_loss():
     assert not TrainConfig.from_dict({}).uses_mask_losses  # off by default
 
 
+def test_background_equivariance_loss_recovers_known_affine_maps():
+    """At init the predictor gives the identity whatever it sees, so the loss is
+    mean |I - T| by hand; its gradient reaches the head; 30 steps on the same frames and
+    maps lower it; it needs a predictor."""
+    doc = motrans_doc(weight=0, loss_weights={"perceptual": [0, 0, 0, 0, 0], "equivariance_value": 0,
+                                              "equivariance_jacobian": 0, "bg_equivariance": 1})
+    model = build_model(ModelConfig.from_dict(doc), seed=0)
+    train_config = TrainConfig.from_dict(doc["train_params"])
+    objective = GeneratorObjective(model.kp_detector, model.generator, None, train_config, None)
+    torch.manual_seed(0)
+    source, driving = torch.rand(4, 3, SIZE, SIZE), torch.rand(4, 3, SIZE, SIZE)
+    maps = ThinPlateSpline.random(4, 0.1, generator=torch.Generator().manual_seed(1))
+    losses, _ = objective(source, driving, None, maps)
+    assert set(losses) == {"bg_equivariance"}
+    assert losses["bg_equivariance"].item() == pytest.approx((torch.eye(2, 3) - maps.affine).abs().mean().item(),
+                                                             rel=1e-5)
+    opt = torch.optim.Adam(model.generator.bg_predictor.parameters(), lr=1e-2)
+    first = None
+    for _ in range(30):
+        loss = objective(source, driving, None, maps)[0]["bg_equivariance"]
+        opt.zero_grad()
+        loss.backward()
+        assert model.generator.bg_predictor.fc.weight.grad.abs().sum() > 0
+        opt.step()
+        first = loss.item() if first is None else first
+    assert loss.item() < 0.5 * first
+    with pytest.raises(ValueError, match="bg_transform"):
+        objective(source, driving, None, None)
+    no_background = motrans_doc(background=False, weight=0, loss_weights={"bg_equivariance": 1})
+    plain = build_model(ModelConfig.from_dict(no_background), seed=0)
+    with pytest.raises(ValueError, match="background motion predictor"):
+        GeneratorObjective(plain.kp_detector, plain.generator, None,
+                           TrainConfig.from_dict(no_background["train_params"]), None)
+
+
 def test_training_run_and_checkpoint_round_trip(dataset_root, tmp_path):  # noqa: F811
     doc = motrans_doc(num_epochs=10, num_repeats=2, log_freq=1, image_freq=2,
                       loss_weights={"perceptual": [10, 10, 0, 0, 0]})

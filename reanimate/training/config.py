@@ -23,6 +23,13 @@ Additions of this project (all optional):
     :func:`~reanimate.training.losses.background_mask_loss` and
     :func:`~reanimate.training.losses.mask_concentration_loss`. The paper's Eq. 13 uses
     one ``lambda`` = 0.1 for both, on TaiChiHD only (``configs/motrans/taichi-256.yaml``).
+``loss_weights.bg_equivariance`` (default 0: off), ``transform_params.sigma_bg_affine`` (0.1)
+    Equivariance for the background motion predictor, in the spirit of FOMM's keypoint
+    equivariance: the driving frame warped by a random affine map ``T`` (entries
+    ``N(0, sigma_bg_affine)`` around the identity) must give back ``T``:
+    ``mean |bg_predictor(driving, T(driving)) - T|``. The reconstruction loss alone gives
+    its zero-initialised head no consistent direction on camera motions of several
+    pixels (see ``benchmarks/background_motion.py``).
 ``log_freq`` (steps, default 100), ``image_freq`` (steps, default 1000)
     TensorBoard scalars and image grids.
 ``checkpoint_freq`` (epochs, reference default 50); ``checkpoint_steps`` (default 0: off)
@@ -65,6 +72,7 @@ class TransformParams:
     sigma_affine: float = 0.05
     sigma_tps: float | None = 0.005
     points_tps: int | None = 5
+    sigma_bg_affine: float = 0.1  # random affine maps of loss_weights.bg_equivariance
 
 
 @dataclass
@@ -78,6 +86,7 @@ class LossWeights:
     ms_ssim: float | str = "auto"
     bg_fg_mask: float = 0.0  # Motion Transformer Eq. 11
     fg_mask_concentration: float = 0.0  # Motion Transformer Eq. 12
+    bg_equivariance: float = 0.0  # this project's: the background predictor recovers known affine maps
 
     def ms_ssim_weight(self, imagenet_vgg: bool) -> float:
         if self.ms_ssim == "auto":

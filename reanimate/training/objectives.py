@@ -89,6 +89,9 @@ class GeneratorObjective(nn.Module):
         self.align_corners = align_corners
         if config.uses_gan and discriminator is None:
             raise ValueError("loss_weights.generator_gan is set but the model has no discriminator")
+        if self.weights.bg_equivariance != 0 and (generator.bg_predictor is None or generator.bg_predictor.fc is None):
+            raise ValueError("loss_weights.bg_equivariance needs a background motion predictor (use_bg_predictor, "
+                             "bg_type shift or affine)")
         if config.uses_mask_losses and generator.dense_motion_network is None:
             raise ValueError("loss_weights.bg_fg_mask / fg_mask_concentration need the dense motion network's masks")
 
@@ -97,7 +100,8 @@ class GeneratorObjective(nn.Module):
         return self._discriminator[0]
 
     def forward(
-        self, source: torch.Tensor, driving: torch.Tensor, transform: ThinPlateSpline | None = None
+        self, source: torch.Tensor, driving: torch.Tensor, transform: ThinPlateSpline | None = None,
+        bg_transform: ThinPlateSpline | None = None,
     ) -> tuple[dict[str, torch.Tensor], GeneratedBatch]:
         w = self.weights
         kp_source = self.kp_detector(source)
@@ -129,6 +133,13 @@ class GeneratorObjective(nn.Module):
             if any(v != 0 for v in w.feature_matching):
                 real = self.discriminator(pyramid_real, kp)
                 losses["feature_matching"] = feature_matching_loss(real, fake, w.feature_matching)
+
+        if w.bg_equivariance != 0:
+            if bg_transform is None:
+                raise ValueError("loss_weights.bg_equivariance needs a bg_transform")
+            warped = transform_frame(driving, bg_transform, align_corners=self.align_corners)
+            predicted = self.generator.bg_predictor(driving, warped).float()
+            losses["bg_equivariance"] = w.bg_equivariance * (predicted - bg_transform.affine).abs().mean()
 
         if w.equivariance_value != 0 or w.equivariance_jacobian != 0:
             if transform is None:

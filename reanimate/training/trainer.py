@@ -318,8 +318,11 @@ class Trainer:
         t = tc.transform_params
         transform = ThinPlateSpline.random(source.shape[0], t.sigma_affine, t.sigma_tps, t.points_tps,
                                            generator=gen).to(self.device)
+        bg_transform = None
+        if tc.loss_weights.bg_equivariance != 0:  # drawn after the TPS: runs without it are unchanged
+            bg_transform = ThinPlateSpline.random(source.shape[0], t.sigma_bg_affine, generator=gen).to(self.device)
         with self.generator_objective.frozen_discriminator(), self._autocast():
-            losses, generated = self.generator_step(source, driving, transform)
+            losses, generated = self.generator_step(source, driving, transform, bg_transform)
         loss = sum(losses.values())
         if not torch.isfinite(loss):
             raise ReanimateError(f"the loss became {loss.item()} at step {self.state.step}; "
