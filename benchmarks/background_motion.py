@@ -54,9 +54,10 @@ def main() -> int:
         with torch.no_grad():
             affine = predictor(x[:1], x)
         h, w = frames.shape[1:3]
-        predicted = affine_motion(coordinate_grid((h, w)), affine).numpy()
+        grid = coordinate_grid((h, w))
+        predicted = affine_motion(grid, affine).numpy()
         scale = (np.array([w, h]) - 1) / 2  # normalised -> pixels (align_corners)
-        identity = coordinate_grid((h, w)).numpy()[None]
+        identity = grid.numpy()[None]
         error = np.linalg.norm((predicted - truth) * scale, axis=-1)[1:].mean()
         still = np.linalg.norm((identity - truth) * scale, axis=-1)[1:].mean()
         rows.append((error, still))

@@ -555,15 +555,25 @@ def first_frame_png(clip: Path, path: Path) -> Path:
     return path
 
 
+def _clips(args) -> list[Path]:
+    """``--clips``, or the default local clips."""
+    return [Path(c) for c in args.clips.split(",")] if args.clips else DEFAULT_CLIPS
+
+
+def _workdir(args, stack: contextlib.ExitStack) -> Path:
+    """``--workdir`` (made if need be), or a temporary folder that ``stack`` removes."""
+    workdir = Path(args.workdir) if args.workdir else Path(stack.enter_context(tempfile.TemporaryDirectory()))
+    workdir.mkdir(parents=True, exist_ok=True)
+    return workdir
+
+
 def run_batch(args) -> list[dict]:
-    clips = [Path(c) for c in args.clips.split(",")] if args.clips else DEFAULT_CLIPS
     extra = shlex.split(args.animate_args or "")
     identity = IdentityModel()
     with contextlib.ExitStack() as stack:
-        workdir = Path(args.workdir) if args.workdir else Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        workdir.mkdir(parents=True, exist_ok=True)
+        workdir = _workdir(args, stack)
         results = []
-        for clip in clips:
+        for clip in _clips(args):
             sources = [("portrait", Path(args.portrait), False),
                        ("self", first_frame_png(clip, workdir / f"{clip.stem}_first.png"), True)]
             for kind, source, same_identity in sources:
@@ -607,12 +617,10 @@ def resampled_copy(clip: Path, path: Path, scale: float = 0.75) -> Path:
 
 def noise_floor(args) -> list[dict]:
     """``--noise-floor``: each clip against its resampled, re-encoded copy."""
-    clips = [Path(c) for c in args.clips.split(",")] if args.clips else DEFAULT_CLIPS
     results = []
     with contextlib.ExitStack() as stack:
-        workdir = Path(args.workdir) if args.workdir else Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        workdir.mkdir(parents=True, exist_ok=True)
-        for clip in clips:
+        workdir = _workdir(args, stack)
+        for clip in _clips(args):
             copy = resampled_copy(clip, workdir / f"{clip.stem}_resampled.mp4")
             row = {"clip": clip.name, "kind": "resampled copy", "animate_seconds": 0.0}
             row.update(compare(clip, copy, max_frames=args.max_frames))

@@ -258,40 +258,40 @@ class Trainer:
 
     def save(self) -> Path | None:
         path = None
-        self.recompute_batchnorm(self.model)
-        distributed.average_buffers(self.model, self.context)
-        if self.ema is not None:
-            self.recompute_batchnorm(self.ema)
-            distributed.average_buffers(self.ema, self.context)
+        models = [self.model] if self.ema is None else [self.model, self.ema]
+        self.recompute_batchnorm(*models)
+        for model in models:
+            distributed.average_buffers(model, self.context)
         if self.context.is_main:
             path = save_checkpoint(self.run_dir, self.model, self.optimizers, self.schedulers, self.scaler, self.state,
                                    self.ema)
         distributed.barrier(self.context)
         return path
 
-    def recompute_batchnorm(self, model) -> int:
+    def recompute_batchnorm(self, *models) -> int:
         """Precise BatchNorm statistics for the checkpoint (``train_params.precise_bn_batches``):
-        the networks run as at inference (keypoints of source and driving, then the
-        generator) on a fixed, seeded choice of training batches, drawn apart from the
-        training stream so that a resumed run still matches an uninterrupted one."""
+        the networks of each of ``models`` (the trained one, the weight average) run as at
+        inference (keypoints of source and driving, then the generator) on one pass over a
+        fixed, seeded choice of training batches, drawn apart from the training stream so
+        that a resumed run still matches an uninterrupted one."""
         count = min(self.train_config.precise_bn_batches, self.steps_per_epoch)
         if count == 0:
             return 0
         salt = int(np.random.SeedSequence([self.options.seed, 0xB17C4]).generate_state(1)[0] >> 1)
         sampler = SeededSampler(len(self.dataset), seed=salt, shuffle=True, rank=self.context.rank,
                                 world_size=self.context.world_size)
-        workers = self.options.num_workers if self.options.num_workers is not None else self.train_config.num_workers
         loader = DataLoader(self.dataset, batch_size=self.batch_per_rank, sampler=sampler, drop_last=True,
-                            num_workers=workers, generator=torch.Generator().manual_seed(salt))
-        kp_detector, generator = model.kp_detector, model.generator
+                            num_workers=self._num_workers, generator=torch.Generator().manual_seed(salt))
 
         def forward(batch: dict) -> None:
             source, driving = self._to_device(batch["source"]), self._to_device(batch["driving"])
             with self._autocast():
-                generator(source, kp_driving=kp_detector(driving), kp_source=kp_detector(source),
-                          return_deformed=False, driving=driving)
+                for model in models:
+                    model.generator(source, kp_driving=model.kp_detector(driving),
+                                    kp_source=model.kp_detector(source), return_deformed=False, driving=driving)
 
-        used = recompute_batchnorm_statistics(self._networks(model), forward, itertools.islice(loader, count))
+        networks = nn.ModuleList([self._networks(model) for model in models])
+        used = recompute_batchnorm_statistics(networks, forward, itertools.islice(loader, count))
         if used and self.context.is_main:
             log.info("BatchNorm statistics recomputed over %d batches", used)
         return used
@@ -359,9 +359,13 @@ class Trainer:
 
     def _loader(self, epoch: int, skip_batches: int) -> DataLoader:
         self.sampler.set_epoch(epoch, skip=skip_batches * self.batch_per_rank)
-        workers = self.options.num_workers if self.options.num_workers is not None else self.train_config.num_workers
         return DataLoader(self.dataset, batch_size=self.batch_per_rank, sampler=self.sampler, drop_last=True,
-                          num_workers=workers, pin_memory=self.device.type == "cuda")
+                          num_workers=self._num_workers, pin_memory=self.device.type == "cuda")
+
+    @property
+    def _num_workers(self) -> int:
+        """Data-loading processes per rank: ``--workers``, else ``train_params.num_workers``."""
+        return self.options.num_workers if self.options.num_workers is not None else self.train_config.num_workers
 
     def fit(self) -> TrainResult:
         tc, opts, context = self.train_config, self.options, self.context
