@@ -39,10 +39,11 @@ def main() -> int:
 
     model = ckpt.load(args.checkpoint).eval()
     predictor = model.generator.bg_predictor
-    if predictor is None or predictor.fc is None:
+    if predictor is None or not predictor.predicts:
         print(f"{args.checkpoint}: the model has no background motion predictor")
         return 1
-    print(f"fc weights: largest |w| {predictor.fc.weight.abs().max().item():.4f}")
+    if predictor.fc is not None:
+        print(f"fc weights: largest |w| {predictor.fc.weight.abs().max().item():.4f}")
     videos = json.loads((args.data / "synthetic.json").read_text())["videos"][args.split]
     rows = []
     for video in (v for v in videos if v["camera_motion"]):

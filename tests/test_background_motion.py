@@ -15,7 +15,12 @@ from reanimate.errors import CheckpointError
 from reanimate.geometry import coordinate_grid
 from reanimate.geometry.tps import ThinPlateSpline
 from reanimate.models import ModelConfig, build_model, count_parameters, load_config
-from reanimate.models.background import BackgroundMotionConfig, BackgroundMotionPredictor, identity_affine
+from reanimate.models.background import (
+    BackgroundMotionConfig,
+    BackgroundMotionPredictor,
+    affine_motion,
+    identity_affine,
+)
 from reanimate.models.dense_motion import DenseMotion, DenseMotionConfig
 from reanimate.motion import Keypoints
 from reanimate.training.config import TrainConfig
@@ -108,6 +113,54 @@ def test_coordinate_channels_are_appended_and_start_at_the_identity():
     assert build_model(ModelConfig.from_dict(doc)).generator.bg_predictor.config.coordinates
 
 
+def affine_warp(image: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """The frame whose pixel p shows ``image`` at ``A p + t`` (a backward map, as predicted)."""
+    grid = F.affine_grid(matrix, list(image.shape), align_corners=True)
+    return F.grid_sample(image, grid, align_corners=True, padding_mode="reflection")
+
+
+def smooth_texture(batch: int, size: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return F.interpolate(torch.rand(batch, 3, size // 4, size // 4, generator=g), size=(size, size),
+                         mode="bicubic", align_corners=True).clamp(0, 1)
+
+
+def test_correlation_estimator_measures_a_known_camera_motion_untrained():
+    predictor = BackgroundMotionPredictor(BackgroundMotionConfig(bg_type="affine", estimator="correlation"))
+    assert predictor.predicts and predictor.encoder is None and predictor.fc is None
+    source = smooth_texture(2, 64, 0)
+    truth = torch.tensor([[[0.97, -0.08, 0.12], [0.08, 0.97, -0.06]],
+                          [[1.05, 0.0, -0.1], [0.0, 1.05, 0.08]]])  # 4.5-degree turn, shrink; zoom
+    driving = affine_warp(source, truth)
+    with torch.no_grad():
+        predicted = predictor(source, driving)
+        still = predictor(source, source)
+    grid = coordinate_grid((64, 64))
+    error = ((affine_motion(grid, predicted) - affine_motion(grid, truth)) * 31.5).norm(dim=-1).mean()
+    moved = ((grid[None] - affine_motion(grid, truth)) * 31.5).norm(dim=-1).mean()
+    assert moved > 3.5 and error < 0.5, (error, moved)  # pixels
+    assert torch.allclose(still, identity_affine(2), atol=2e-3)
+    shift = BackgroundMotionPredictor(BackgroundMotionConfig(bg_type="shift", estimator="correlation"))
+    moved_right = affine_warp(source, torch.tensor([[1.0, 0.0, 0.1], [0.0, 1.0, 0.0]]).expand(2, 2, 3))
+    with torch.no_grad():
+        out = shift(source, moved_right)
+    assert torch.allclose(out[:, :, :2], torch.eye(2).expand(2, 2, 2)) and torch.allclose(
+        out[:, :, 2], torch.tensor([0.1, 0.0]).expand(2, 2), atol=0.02)  # 0.6 px
+
+
+def test_correlation_estimator_has_no_weights_and_passes_gradients_to_its_inputs():
+    predictor = BackgroundMotionPredictor(BackgroundMotionConfig(bg_type="affine", estimator="correlation"))
+    assert list(predictor.parameters()) == [] and predictor.state_dict() == {}
+    source = smooth_texture(2, 32, 1)
+    target = torch.tensor([[1.0, 0.0, 0.1], [0.0, 1.0, 0.05]]).expand(2, 2, 3)
+    driving = affine_warp(source, target).requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # runs in float32 inside
+        out = predictor(source.to(memory_format=torch.channels_last), driving)
+    assert out.dtype == torch.float32 and (out - target).abs().max() < 0.03
+    (out - target).abs().sum().backward()
+    assert driving.grad.abs().sum() > 0
+
+
 def test_config_keys_and_errors():
     doc = motrans_doc()
     config = ModelConfig.from_dict(doc)
@@ -127,6 +180,15 @@ def test_config_keys_and_errors():
     bad["model_params"]["bg_predictor_params"]["bg_type"] = "perspective"
     with pytest.raises(ValueError, match="unknown bg_type 'perspective'"):
         ModelConfig.from_dict(bad)
+    with pytest.raises(ValueError, match="unknown estimator 'flow'"):
+        BackgroundMotionConfig(estimator="flow")
+    with pytest.raises(ValueError, match="regression only"):
+        BackgroundMotionConfig(estimator="correlation", coordinates=True)
+    matching = copy.deepcopy(doc)
+    matching["model_params"]["bg_predictor_params"] = {"bg_type": "affine", "estimator": "correlation",
+                                                       "correlation_size": 16}
+    predictor = build_model(ModelConfig.from_dict(matching)).generator.bg_predictor
+    assert predictor.matcher is not None and predictor.matcher.config.correlation_size == 16
     no_motion = copy.deepcopy(doc)
     del no_motion["model_params"]["generator_params"]["dense_motion_params"]
     with pytest.raises(ValueError, match="need dense_motion_params"):
