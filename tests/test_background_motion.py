@@ -406,6 +406,12 @@ def test_background_equivariance_loss_recovers_known_affine_maps():
     with pytest.raises(ValueError, match="background motion predictor"):
         GeneratorObjective(plain.kp_detector, plain.generator, None,
                            TrainConfig.from_dict(no_background["train_params"]), None)
+    matching = motrans_doc(weight=0, loss_weights={"bg_equivariance": 1})
+    matching["model_params"]["bg_predictor_params"] = {"bg_type": "affine", "estimator": "correlation"}
+    weightless = build_model(ModelConfig.from_dict(matching), seed=0)
+    with pytest.raises(ValueError, match="predictor with weights"):
+        GeneratorObjective(weightless.kp_detector, weightless.generator, None,
+                           TrainConfig.from_dict(matching["train_params"]), None)
 
 
 def test_training_run_and_checkpoint_round_trip(dataset_root, tmp_path):  # noqa: F811

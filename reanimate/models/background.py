@@ -54,9 +54,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
-
 import torch.nn.functional as F
+from torch import nn
 
 from ..geometry import affine_grid_points, coordinate_grid
 from ..geometry.correlation import fit_affine_robust, local_correlation, windowed_soft_argmax
@@ -168,7 +167,8 @@ class CorrelationMotionEstimator(nn.Module):
 
 class BackgroundMotionPredictor(nn.Module):
     """``forward(source (B, C, H, W), driving (B, C, H, W)) -> (B, 2, 3)`` affine maps
-    from driving to source coordinates (see the module doc); the identity at init.
+    from driving to source coordinates (see the module doc); the regression starts at
+    the identity, the matching estimator (``self.matcher``) measures from the start.
 
     ``source`` may have batch size 1 and is broadcast. The deepest features are averaged
     over space, so any H, W of at least ``2 ** num_blocks`` works.

@@ -89,9 +89,10 @@ class GeneratorObjective(nn.Module):
         self.align_corners = align_corners
         if config.uses_gan and discriminator is None:
             raise ValueError("loss_weights.generator_gan is set but the model has no discriminator")
-        if self.weights.bg_equivariance != 0 and (generator.bg_predictor is None or not generator.bg_predictor.predicts):
-            raise ValueError("loss_weights.bg_equivariance needs a background motion predictor (use_bg_predictor, "
-                             "bg_type shift or affine)")
+        if self.weights.bg_equivariance != 0 and (generator.bg_predictor is None
+                                                  or not any(True for _ in generator.bg_predictor.parameters())):
+            raise ValueError("loss_weights.bg_equivariance needs a background motion predictor with weights "
+                             "(use_bg_predictor, bg_type shift or affine, estimator regression)")
         if config.uses_mask_losses and generator.dense_motion_network is None:
             raise ValueError("loss_weights.bg_fg_mask / fg_mask_concentration need the dense motion network's masks")
 
