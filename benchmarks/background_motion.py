@@ -16,45 +16,30 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from reanimate import checkpoint as ckpt
+from _synthetic_set import load_model, parse_args, videos
 from reanimate.geometry import coordinate_grid
-from reanimate.io import open_frames
 from reanimate.models.background import affine_motion
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", required=True, type=Path)
-    parser.add_argument("--data", required=True, type=Path, help="a make-synthetic folder (synthetic.json)")
-    parser.add_argument("--split", default="test")
-    args = parser.parse_args()
-
-    model = ckpt.load(args.checkpoint).eval()
+    args = parse_args(__doc__.split("\n\n")[0])
+    model = load_model(args)
     predictor = model.generator.bg_predictor
     if predictor is None or not predictor.predicts:
         print(f"{args.checkpoint}: the model has no background motion predictor")
         return 1
     if predictor.fc is not None:
         print(f"fc weights: largest |w| {predictor.fc.weight.abs().max().item():.4f}")
-    videos = json.loads((args.data / "synthetic.json").read_text())["videos"][args.split]
     rows = []
-    for video in (v for v in videos if v["camera_motion"]):
-        folder = args.data / args.split / video["name"]
-        with open_frames(folder) as reader:
-            frames = np.stack(list(reader))
-        truth = np.load(f"{folder}.flow.npz")["flow"]  # (T, H, W, 2) source coordinates in [-1, 1]
-        x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
+    for video, x, truth, _ in videos(args, camera_only=True):  # truth: (T, H, W, 2) source coordinates in [-1, 1]
         with torch.no_grad():
             affine = predictor(x[:1], x)
-        h, w = frames.shape[1:3]
+        h, w = x.shape[2:]
         grid = coordinate_grid((h, w))
         predicted = affine_motion(grid, affine).numpy()
         scale = (np.array([w, h]) - 1) / 2  # normalised -> pixels (align_corners)
@@ -62,8 +47,8 @@ def main() -> int:
         error = np.linalg.norm((predicted - truth) * scale, axis=-1)[1:].mean()
         still = np.linalg.norm((identity - truth) * scale, axis=-1)[1:].mean()
         rows.append((error, still))
-        middle = affine[len(frames) // 2].double().numpy().round(3).tolist()
-        print(f"{video['name']}: predicted {error:.2f} px, no motion {still:.2f} px; affine at t={len(frames) // 2}: {middle}")
+        middle = affine[len(x) // 2].double().numpy().round(3).tolist()
+        print(f"{video['name']}: predicted {error:.2f} px, no motion {still:.2f} px; affine at t={len(x) // 2}: {middle}")
     if rows:
         error, still = np.mean(rows, axis=0)
         print(f"mean over {len(rows)} camera videos: predicted {error:.2f} px, no motion {still:.2f} px")
