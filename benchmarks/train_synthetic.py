@@ -86,12 +86,12 @@ def main() -> int:
                                              f"weight average ({last})")
     for label, after in results.items():
         print(f"\nsummary ({label})")
-        print(f"  reconstruction L1   {before.l1:.4f} -> {after.l1:.4f}   (x{before.l1 / after.l1:.2f} lower; "
+        print(f"  reconstruction L1   {before.l1:.4f} -> {after.l1:.4f}   (x{before.l1 / after.l1:.3f} lower; "
               f"target >= 2; no motion {after.no_motion_l1:.4f})")
         print(f"  flow EPE            {after.flow_epe:.3f} px vs no motion {after.no_motion_epe:.3f} px   "
-              f"(x{after.no_motion_epe / after.flow_epe:.2f} lower; target >= 2)")
+              f"(x{after.no_motion_epe / after.flow_epe:.3f} lower; target >= 2)")
         print(f"  flow EPE, visible   {after.flow_epe_visible:.3f} px vs no motion {after.no_motion_epe_visible:.3f} px "
-              f"(x{after.no_motion_epe_visible / after.flow_epe_visible:.2f})")
+              f"(x{after.no_motion_epe_visible / after.flow_epe_visible:.3f})")
         print(f"  kp equivariance     {before.keypoint_equivariance:.3f} -> {after.keypoint_equivariance:.3f} px")
     return 0
 
