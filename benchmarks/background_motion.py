@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from _synthetic_set import load_model, parse_args, videos
-from reanimate.geometry import coordinate_grid
+from reanimate.geometry import coordinate_grid, end_point_error, identity_flow
 from reanimate.models.background import affine_motion
 
 
@@ -40,12 +40,10 @@ def main() -> int:
         with torch.no_grad():
             affine = predictor(x[:1], x)
         h, w = x.shape[2:]
-        grid = coordinate_grid((h, w))
-        predicted = affine_motion(grid, affine).numpy()
-        scale = (np.array([w, h]) - 1) / 2  # normalised -> pixels (align_corners)
-        identity = grid.numpy()[None]
-        error = np.linalg.norm((predicted - truth) * scale, axis=-1)[1:].mean()
-        still = np.linalg.norm((identity - truth) * scale, axis=-1)[1:].mean()
+        truth = torch.from_numpy(truth)
+        predicted = affine_motion(coordinate_grid((h, w)), affine)
+        error = end_point_error(predicted[1:], truth[1:]).item()
+        still = end_point_error(identity_flow(len(truth) - 1, h, w), truth[1:]).item()
         rows.append((error, still))
         middle = affine[len(x) // 2].double().numpy().round(3).tolist()
         print(f"{video['name']}: predicted {error:.2f} px, no motion {still:.2f} px; affine at t={len(x) // 2}: {middle}")

@@ -30,7 +30,7 @@ import torch
 from scipy.ndimage import distance_transform_edt
 
 from _synthetic_set import load_model, parse_args, videos
-from reanimate.geometry import coordinate_grid, resize_flow, warp
+from reanimate.geometry import end_point_error, identity_flow, resize_flow, warp
 from reanimate.pipelines.animate import AnimationOptions, AnimationPipeline
 
 STATIC_PX = 0.25  # a pixel whose true motion is below this is static
@@ -51,9 +51,8 @@ def main() -> int:
             result = pipeline.generate(state, pipeline.detect(x), None, AnimationOptions(relative=False), driving=x)
         flow = resize_flow(result.deformation.float(), (h, w))
         truth = torch.from_numpy(truth_np)
-        scale = torch.tensor([(w - 1) / 2, (h - 1) / 2])
-        error = ((flow - truth) * scale).norm(dim=-1).numpy()
-        still = ((coordinate_grid((h, w)) - truth) * scale).norm(dim=-1).numpy()
+        error = end_point_error(flow, truth, reduction="none").numpy()
+        still = end_point_error(identity_flow(len(truth), h, w), truth, reduction="none").numpy()
         camera = "camera" if video["camera_motion"] else "still camera"
         parts = {f"{camera}, visible": visible, f"{camera}, hidden": ~visible}
         if not video["camera_motion"]:

@@ -33,7 +33,7 @@ def local_correlation(target: torch.Tensor, reference: torch.Tensor, radius: int
         ``<target[:, y, x], reference[:, y + dy_i, x + dx_i]>`` with ``(dx_i, dy_i)`` the
         ``i``-th row of :func:`displacements`; offsets that leave the reference get -1e4.
     """
-    b, c, h, w = target.shape
+    h, w = target.shape[2:]
     r = radius
     padded = F.pad(reference, (r, r, r, r))
     inside = F.pad(torch.ones(1, 1, h, w, dtype=target.dtype, device=target.device), (r, r, r, r))
@@ -92,6 +92,9 @@ def fit_affine_robust(points: torch.Tensor, targets: torch.Tensor, weights: torc
     """
     b = points.shape[0]
     eye = torch.eye(2, 3, dtype=points.dtype, device=points.device).expand(b, 2, 3)
+    design = torch.cat([points, torch.ones_like(points[..., :1])], dim=-1)  # (B, N, 3)
+    ridge_normal = ridge * torch.eye(3, dtype=points.dtype, device=points.device)
+    ridge_rhs = ridge * eye.transpose(1, 2)
     current = weights
     for step in range(max(iterations, 1)):
         if translation_only:
@@ -99,10 +102,9 @@ def fit_affine_robust(points: torch.Tensor, targets: torch.Tensor, weights: torc
             shift = ((targets - points) * current.unsqueeze(-1)).sum(1) / total
             matrix = torch.cat([eye[:, :, :2], shift.unsqueeze(-1)], dim=2)
         else:
-            design = torch.cat([points, torch.ones_like(points[..., :1])], dim=-1)  # (B, N, 3)
             weighted = design * current.unsqueeze(-1)
-            normal = design.transpose(1, 2) @ weighted + ridge * torch.eye(3, dtype=points.dtype, device=points.device)
-            rhs = weighted.transpose(1, 2) @ targets + ridge * eye.transpose(1, 2)
+            normal = design.transpose(1, 2) @ weighted + ridge_normal
+            rhs = weighted.transpose(1, 2) @ targets + ridge_rhs
             matrix = torch.linalg.solve(normal, rhs).transpose(1, 2)
         if step + 1 < iterations:
             residual = (points @ matrix[:, :, :2].transpose(1, 2) + matrix[:, None, :, 2] - targets).norm(dim=-1)

@@ -204,10 +204,10 @@ class BackgroundMotionPredictor(nn.Module):
     def forward(self, source: torch.Tensor, driving: torch.Tensor) -> torch.Tensor:
         if source.shape[0] != driving.shape[0]:
             source = source.expand(driving.shape[0], *source.shape[1:])
-        b = driving.shape[0]
-        out = identity_affine(b, dtype=driving.dtype, device=driving.device)
         if self.matcher is not None:
             return self.matcher(source, driving)
+        b = driving.shape[0]
+        out = identity_affine(b, dtype=driving.dtype, device=driving.device)
         if self.encoder is None:
             return out
         inputs = [source, driving]
