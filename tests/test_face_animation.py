@@ -96,6 +96,23 @@ def test_blink_closes_the_source_eyes(crop, animator):
     assert np.all(after < 0.5 * before), (before, after)
 
 
+def test_closed_lid_layer_changes_only_the_eyes(crop):
+    image, landmarks = crop
+    frames = {}
+    for fill in (False, True):
+        animator = LandmarkAnimator(LandmarkAnimatorConfig(size=SIZE, lid_fill=fill))
+        frames[fill] = drive(animator, animator.encode_source(image, landmarks), close_eyes(landmarks), landmarks)
+    changed = np.abs(frames[True].astype(int) - frames[False]).max(-1) > 2
+    near_eyes = np.zeros(changed.shape, bool)
+    for loop in (topology.RIGHT_EYE, topology.LEFT_EYE):
+        points = landmarks[list(loop), :2]
+        width = np.ptp(points[:, 0])
+        (x0, y0), (x1, y1) = np.floor(points.min(0) - width).astype(int), np.ceil(points.max(0) + width).astype(int)
+        near_eyes[max(y0, 0):y1, max(x0, 0):x1] = True
+    assert changed.sum() > 200  # the lids are redrawn
+    assert not changed[~near_eyes].any()
+
+
 def test_opened_mouth_follows_and_is_filled(crop, animator):
     image, landmarks = crop
     source = animator.encode_source(image, landmarks)

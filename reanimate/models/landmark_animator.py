@@ -21,7 +21,10 @@ How a frame is made (FOMM Sec. 3 with hand-made parts in place of the networks):
    driver's gaze in eye-corner coordinates. The eyeball is its own layer: the mesh
    carries the eye with its lids, and inside the opening the iris disc is drawn
    shifted by the gaze over the sclera (the source's, with the iris painted out), so
-   a look aside slides the iris instead of stretching it into the white.
+   a look aside slides the iris instead of stretching it into the white. A closing
+   lid is drawn from a second layer (:mod:`reanimate.faces.lids`): the opening and the
+   lid band above it painted over with skin, plus a lash line along the closed margin,
+   so that a closed eye reads as closed instead of a stretched band of lashes.
 4. **Anchors.** A ring that follows the face's outline at a fixed (head-rotated and
    scaled) offset (hair, ears, neck move with it), a second ring that follows half-way, and fixed points on the crop
    border (so the flow is the identity there and paste-back has no seam). A head that
@@ -52,6 +55,7 @@ import torch
 from scipy.spatial import Delaunay
 
 from ..faces import topology as mesh
+from ..faces.lids import LidLayer, draw_closed_lid, lid_layer
 from ..faces.pose import head_rotation
 from ..geometry import fit_similarity
 from ..geometry.relative import polygon_area
@@ -92,6 +96,18 @@ class LandmarkAnimatorConfig:
     iris_scale: float = 1.1  # iris layer: this times the iris landmarks' radius, plus the dark pixels next to it
     max_eye_ratio: float = 1.3  # eyes open at most this much wider than in the source
     lid_lift: float = 0.6  # a closed upper lid is sampled this many lid gaps above its margin
+    # A driver's closed eye still measures about this fraction of its open lid gap (the
+    # lashes' thickness): openings are rescaled so that it closes the source's eye fully.
+    closed_ratio: float = 0.1
+    # Closed lids (faces.lids): each eye's opening and this many lid gaps of lid above it
+    # are painted over with skin, drawn in as the eye closes (in proportion), with a lash
+    # line `lash_width` eye widths thick. The painted area is grown by `lid_grow` eye
+    # widths, as landmark contours can sit off the eye a photo shows.
+    lid_fill: bool = True
+    lid_band: float = 1.2
+    lid_grow: float = 0.15
+    lid_feather: float = 0.05  # blur of the painted area's edge, eye widths
+    lash_width: float = 0.045
     sliver_area: float = 0.05  # skin triangles smaller than this times the median are not checked for flips
     mouth_fill: bool = True  # fill a newly opened mouth from the driver's mouth
     mouth_feather: float = 1.5  # blur of the mouth mask, pixels
@@ -177,9 +193,16 @@ def eye_openness(landmarks: np.ndarray) -> np.ndarray:
     return np.stack(out, axis=-1)
 
 
-def eye_opening_ratio(landmarks: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """How open each eye is relative to a reference frame (1 = as open, 0 = closed): ``(2,)``."""
-    return eye_openness(landmarks) / np.maximum(eye_openness(reference), 1e-3)
+def eye_opening_ratio(landmarks: np.ndarray, reference: np.ndarray, closed: float = 0.0) -> np.ndarray:
+    """How open each eye is relative to a reference frame (1 = as open, 0 = closed): ``(2,)``.
+
+    ``closed``: the ratio that counts as fully closed; ratios below 1 are rescaled
+    linearly so that it maps to 0 (and 1 to 1), those above 1 are kept.
+    """
+    ratio = eye_openness(landmarks) / np.maximum(eye_openness(reference), 1e-3)
+    if closed > 0:
+        ratio = np.where(ratio < 1.0, np.maximum((ratio - closed) / (1.0 - closed), 0.0), ratio)
+    return ratio
 
 
 def mouth_openness(landmarks: np.ndarray) -> np.ndarray:
@@ -239,6 +262,7 @@ class LandmarkSource:
     mouth_area: float  # inner-lip polygon area in the source, pixels
     rotation: np.ndarray  # (3, 3) head orientation (faces.pose.head_rotation)
     eyeballs: list["Eyeball"]  # per eye (person's right, left): the gaze layer
+    lids: LidLayer | None  # what closed lids show (config.lid_fill)
 
     @property
     def side(self) -> float:
@@ -309,9 +333,23 @@ class LandmarkAnimator:
         mouth_area = polygon_area(landmarks[LIPS_INNER, :2])
         skin = _mesh_neighbours(triangles[:mesh_count], len(landmarks))
         eyeballs = [_eyeball(image, landmarks, eye, cfg.iris_scale) for eye in EYES]
+        lids = self._lid_layer(image, landmarks) if cfg.eyes and cfg.lid_fill else None
         return LandmarkSource(image, landmarks, keypoints, nodes, depth, triangles, areas, kinds, mesh_count, skin, ring,
                               np.concatenate(follows), np.concatenate(owners), neighbours, lips, mouth_area,
-                              head_rotation(landmarks), eyeballs)
+                              head_rotation(landmarks), eyeballs, lids)
+
+    def _lid_layer(self, image: np.ndarray, landmarks: np.ndarray) -> LidLayer:
+        """Each eye's opening and the ``lid_band`` above it, painted over with skin."""
+        openings, bands, margins, widths = [], [], [], []
+        for eye in EYES:
+            upper, lower = eye["pairs"][:, 0], eye["pairs"][:, 1]
+            top = landmarks[upper, :2] + self.config.lid_band * (landmarks[upper, :2] - landmarks[lower, :2])
+            openings.append(landmarks[list(eye["loop"]), :2])
+            bands.append(_lid_line(landmarks[:, :2], eye, top))
+            margins.append(landmarks[upper, :2])
+            widths.append(_eye_width(landmarks, eye))
+        width = float(np.mean(widths))
+        return lid_layer(image, openings, bands, margins, self.config.lid_grow * width, self.config.lid_feather * width)
 
     # -- motion transfer -------------------------------------------------------------
 
@@ -376,7 +414,7 @@ class LandmarkAnimator:
     def _retarget_eyes(self, source: LandmarkSource, points: np.ndarray, driving: np.ndarray, initial: np.ndarray):
         """In place: lids at the driver's opening ratio; iris points kept between them."""
         cfg = self.config
-        ratios = eye_opening_ratio(driving, initial)
+        ratios = eye_opening_ratio(driving, initial, cfg.closed_ratio)
         for eye, ratio in zip(EYES, ratios):
             a, b = eye["corners"]
             # Similarity taking the source eye's corners to the target's (2 points fix it).
@@ -450,13 +488,15 @@ class LandmarkAnimator:
             nodes[idx] = 0.5 * (nodes[idx] + predicted)
 
     def render(self, source: LandmarkSource, nodes: np.ndarray, depth: np.ndarray,
-               source_nodes: np.ndarray | None = None, gaze: list[np.ndarray] | None = None) -> np.ndarray:
+               source_nodes: np.ndarray | None = None, gaze: list[np.ndarray] | None = None,
+               closing: np.ndarray | None = None) -> np.ndarray:
         """Backward-warp the source so that its nodes land on ``nodes``: ``(S, S, 3)``.
 
         The piecewise-affine flow (:meth:`grid_flow`) is rasterised at ``flow_scale`` of
         the crop and upsampled (it is linear inside triangles, so little is lost).
         ``gaze``: per eye the iris shift in source pixels (:meth:`gaze_shifts`), drawn
-        inside each eye's opening by the eyeball layer.
+        inside each eye's opening by the eyeball layer. ``closing``: ``(2,)`` per eye how
+        far it has closed (0 open, 1 closed), to draw the closed-lid layer.
         """
         s = source.image.shape[0]
         f = max(int(round(s * self.config.flow_scale)), 8)
@@ -480,6 +520,13 @@ class LandmarkAnimator:
         if gaze is not None:
             for eye, eyeball, shift in zip(EYES, source.eyeballs, gaze):
                 _draw_eyeball(out, eyeball, nodes[list(eye["loop"])], map_x, map_y, shift)
+        if closing is not None and source.lids is not None:
+            for eye, amount in zip(EYES, closing):
+                width = _eye_width(nodes, eye)
+                draw_closed_lid(out, source.lids, map_x, map_y, nodes[list(eye["loop"])],
+                                _lid_line(nodes, eye, nodes[eye["pairs"][:, 0]]),
+                                float(np.clip(amount, 0.0, 1.0)),
+                                self.config.lash_width * width, int(np.ceil(width)))
         return out
 
     def grid_flow(self, source: LandmarkSource, nodes: np.ndarray, depth: np.ndarray, size: int,
@@ -532,12 +579,21 @@ class LandmarkAnimator:
         nodes = self.target_nodes(source, points, target.jacobian)
         depth = np.concatenate([points[:, 2], source.depth[len(points):]])
         gaze = self.gaze_shifts(source, driving.landmarks, initial.landmarks) if self.config.gaze else None
-        out = self.render(source, nodes, depth, self.lifted_lids(source, driving, initial), gaze)
+        closing = self.closing(driving, initial)
+        out = self.render(source, nodes, depth, self.lifted_lids(source, closing), gaze, closing)
         if self.config.mouth_fill:
             self._fill_mouth(source, out, nodes[: len(points)], driving)
         return out
 
-    def lifted_lids(self, source: LandmarkSource, driving: DrivingFace, initial: DrivingFace) -> np.ndarray:
+    def closing(self, driving: DrivingFace, initial: DrivingFace) -> np.ndarray:
+        """``(2,)`` per eye how far the driver has closed it since ``initial`` (0 open, 1
+        closed; 0 when ``config.eyes`` is off)."""
+        if not self.config.eyes:
+            return np.zeros(2)
+        ratio = eye_opening_ratio(driving.landmarks, initial.landmarks, self.config.closed_ratio)
+        return 1.0 - np.clip(ratio, 0.0, 1.0)
+
+    def lifted_lids(self, source: LandmarkSource, closing: np.ndarray) -> np.ndarray:
         """Source nodes with each upper lid margin lifted as the eye closes.
 
         The visible band of upper lid above the margin is thin and ends in lashes and
@@ -547,7 +603,6 @@ class LandmarkAnimator:
         """
         if not self.config.eyes or self.config.lid_lift <= 0:
             return source.nodes
-        closing = 1.0 - np.clip(eye_opening_ratio(driving.landmarks, initial.landmarks), 0.0, 1.0)
         nodes = source.nodes.copy()
         for eye, amount in zip(EYES, closing):
             if amount <= 0:
@@ -655,6 +710,19 @@ def _lip_colour(image: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, n
     if len(pixels) < 4:
         pixels = image.reshape(-1, 3).astype(np.float32)
     return pixels.mean(0), pixels.std(0) + 1e-3
+
+
+def _eye_width(points: np.ndarray, eye: dict) -> float:
+    a, b = eye["corners"]
+    return float(np.linalg.norm(points[a, :2] - points[b, :2]))
+
+
+def _lid_line(points: np.ndarray, eye: dict, lid: np.ndarray) -> np.ndarray:
+    """``(M + 2, 2)``: the eye's outer corner, the ``(M, 2)`` lid points ordered from it
+    towards the inner corner, and the inner corner (a lash line, or a cover's top)."""
+    a, b = eye["corners"]
+    order = np.argsort((lid - points[a, :2]) @ (points[b, :2] - points[a, :2]))
+    return np.concatenate([points[[a], :2], lid[order], points[[b], :2]])
 
 
 def _eye_frame(outer: np.ndarray, inner: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
