@@ -50,6 +50,7 @@ Usage::
         [--animate-args "--smooth one-euro"] [--grid grids.png] [--json all.json]
     python benchmarks/face_quality.py --selftest [--driving D]
     python benchmarks/face_quality.py --noise-floor [--clips a.mp4,b.mp4] [--workdir DIR]
+    python benchmarks/face_quality.py --tracker-agreement [--clips a.mp4,b.mp4]
 
 ``--noise-floor`` measures how far the measures themselves can follow each clip: it
 compares every clip with a copy of itself that has no motion of its own, only what any
@@ -57,6 +58,11 @@ animation's output goes through (each frame resampled bilinearly to 3/4 size and
 then H.264-encoded by reanimate's writer). Even this near-perfect "output" gives
 ``r < 1``; where it is below 0.9, no animation can be shown to reach the target on that
 clip with these trackers.
+
+``--tracker-agreement`` reads each clip twice, with MediaPipe's tracking mode (as the
+measures do) and with a fresh detection per frame (as ``reanimate animate`` reads driving
+frames), and compares the two series: the most an animation driven by per-frame
+landmarks can reach when it is measured by tracking.
 
 ``--run`` animates, for each clip, the portrait ``--portrait`` and the clip's own first
 frame (a same-identity source) with ``reanimate animate SOURCE CLIP -o OUT.mp4``, then
@@ -163,12 +169,15 @@ def silence_native_stderr() -> None:
 
 
 class LandmarkTracker:
-    """MediaPipe face mesh in video mode (tracking) for one video."""
+    """MediaPipe face mesh in video mode (tracking) for one video; ``per_frame=True``: a
+    fresh face detection on every frame instead (static-image mode, what
+    ``reanimate animate`` uses for driving frames)."""
 
-    def __init__(self):
+    def __init__(self, per_frame: bool = False):
         import mediapipe as mp
 
-        self._mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=False, refine_landmarks=True, max_num_faces=1)
+        self._mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=per_frame, refine_landmarks=True,
+                                                     max_num_faces=1)
 
     def __call__(self, frame: np.ndarray) -> np.ndarray | None:
         """``(478, 3)`` landmarks in pixels (z in the x scale), or None without a face."""
@@ -322,8 +331,10 @@ def compare(
     identity_every: int = 10,
     identity: IdentityModel | None = None,
     max_frames: int | None = None,
+    output_per_frame: bool = False,
 ) -> dict:
-    """Measure how ``output`` follows ``driving``; see the module docstring."""
+    """Measure how ``output`` follows ``driving``; see the module docstring.
+    ``output_per_frame``: read the output with per-frame detection instead of tracking."""
     if identity is None and source is not None:
         identity = IdentityModel()
     source_image = read_image(source) if source is not None else None
@@ -332,7 +343,7 @@ def compare(
         source_descriptor, _ = identity.descriptor(source_image, still_landmarks(source_image))
         if source_descriptor is None:
             log(f"{source}: no face found; no identity distance")
-    trackers = LandmarkTracker(), LandmarkTracker()
+    trackers = LandmarkTracker(), LandmarkTracker(per_frame=output_per_frame)
     frames_index, measures = [], {"driver": {k: [] for k in FRAME_SERIES}, "output": {k: [] for k in FRAME_SERIES}}
     rotations: dict[str, list[np.ndarray]] = {"driver": [], "output": []}
     no_face = {"driving": 0, "output": 0}
@@ -631,6 +642,20 @@ def noise_floor(args) -> list[dict]:
     return results
 
 
+def tracker_agreement(args) -> list[dict]:
+    """``--tracker-agreement``: each clip read by tracking against itself read by
+    per-frame detection: how far MediaPipe's two modes agree on the same video."""
+    results = []
+    for clip in _clips(args):
+        row = {"clip": clip.name, "kind": "per-frame", "animate_seconds": 0.0}
+        row.update(compare(clip, clip, max_frames=args.max_frames, output_per_frame=True))
+        results.append(row)
+    print_table(results)
+    print("r of each clip read by MediaPipe's tracking mode against the same clip read by per-frame detection "
+          "(what reanimate animate uses on driving frames).")
+    return results
+
+
 def print_table(results: list[dict]) -> None:
     header = ["clip", "source", "frames", "skip", "r head yaw", "r head roll", "r mouth", "r yaw img",
               "r roll img", "r eyeR", "r eyeL",
@@ -756,6 +781,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     mode.add_argument("--selftest", action="store_true", help="check the measures on pairs with known answers")
     mode.add_argument("--noise-floor", action="store_true",
                       help="each clip (--clips) against its resampled, re-encoded copy: the measures' own limit")
+    mode.add_argument("--tracker-agreement", action="store_true",
+                      help="each clip (--clips) read by tracking against per-frame detection")
     p.add_argument("--source", help="source image (for the identity distance, and the still-source L1)")
     p.add_argument("--driving", help="driving video (selftest: default d10.mp4)")
     p.add_argument("--output", help="output video of the animation")
@@ -775,7 +802,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--workdir", help="--run, --noise-floor: keep the videos here (default: a temporary folder)")
     p.add_argument("--animate-args", help="--run: extra options for reanimate animate, e.g. \"--smooth one-euro\"")
     args = p.parse_args(argv)
-    if not (args.run or args.selftest or args.noise_floor) and not (args.driving and args.output):
+    if not (args.run or args.selftest or args.noise_floor or args.tracker_agreement) and not (args.driving and args.output):
         p.error("give --driving and --output (and usually --source), or --run, or --selftest")
     if args.same_identity and not args.source:
         p.error("--same-identity needs --source")
@@ -794,6 +821,8 @@ def main(argv=None) -> int:
         results = run_batch(args)
     elif args.noise_floor:
         results = noise_floor(args)
+    elif args.tracker_agreement:
+        results = tracker_agreement(args)
     else:
         results = compare(Path(args.driving), Path(args.output), Path(args.source) if args.source else None,
                           args.same_identity, args.identity_every, max_frames=args.max_frames)
