@@ -18,6 +18,7 @@ from reanimate.models.landmark_animator import (  # noqa: E402
     LandmarkAnimator,
     LandmarkAnimatorConfig,
     eye_openness,
+    frontal_view,
     mouth_openness,
 )
 from reanimate.pipelines import animate  # noqa: E402
@@ -391,7 +392,8 @@ def test_sliver_triangles_sample_inside_their_source_triangle(crop, animator):
     nodes = source.nodes.copy()
     edge = nodes[b] - nodes[a]
     normal = np.array([-edge[1], edge[0]]) / np.linalg.norm(edge)
-    nodes[c] = 0.5 * (nodes[a] + nodes[b]) + 0.05 * normal  # 0.05 px from the opposite edge
+    side = np.sign(np.dot(nodes[c] - nodes[a], normal))  # keep its facing (back faces are not drawn)
+    nodes[c] = 0.5 * (nodes[a] + nodes[b]) + 0.05 * side * normal  # 0.05 px from the opposite edge
     depth = source.depth.copy()
     depth[[a, b, c]] -= 1000.0  # nearest: drawn last
     map_x, map_y, xs, ys, index = animator.grid_flow(source, nodes, depth, SIZE)
@@ -425,3 +427,31 @@ def test_turning_a_three_quarter_source_back_leaves_no_skin_spikes(crop, animato
     low, high = points[:, :2].min(0), points[:, :2].max(0)
     margin = 0.05 * (high - low)
     assert (nodes[:n] >= low - margin).all() and (nodes[:n] <= high + margin).all()
+
+
+def test_frontal_view_undoes_the_head_turn(crop):
+    """Each skin triangle's facing (the sign of its area seen from in front of the head)
+    is the same whichever way the head is turned."""
+    _, landmarks = crop
+    triangles = topology.mesh_triangles()
+    front = np.sign(signed_areas(frontal_view(landmarks), triangles))
+    for yaw, pitch, roll in ((40, 0, 0), (-30, 15, 10), (0, -20, -25)):
+        turned = np.sign(signed_areas(frontal_view(turn_head(landmarks, yaw, pitch, roll)), triangles))
+        assert (turned == front).mean() > 0.99
+
+
+def test_skin_facing_away_is_not_drawn(crop, animator):
+    """Back-face culling: a head turned far enough shows some skin triangles from behind
+    (the far temple and cheek fold over the face in projection); none of them is seen."""
+    image, landmarks = crop
+    source = animator.encode_source(image, landmarks)
+    n = len(landmarks)
+    turned = turn_head(landmarks, yaw=50)
+    nodes = source.nodes.copy()
+    nodes[:n] = turned[:, :2]
+    depth = np.concatenate([turned[:, 2], source.depth[n:]])
+    back = signed_areas(nodes, source.triangles[: source.mesh_count]) * source.front < 0
+    assert back.sum() > 20
+    seen = animator.rasterize(source, nodes, depth, SIZE) - 1
+    skin_seen = np.unique(seen[(seen >= 0) & (seen < source.mesh_count)])
+    assert len(skin_seen) > 0.5 * source.mesh_count and not back[skin_seen].any()

@@ -35,8 +35,8 @@ How a frame is made (FOMM Sec. 3 with hand-made parts in place of the networks):
    (:func:`reanimate.geometry.triangle_backward_maps`) gives the flow inside it.
    Triangles that would flip (the far cheek in a large head turn) are relaxed towards
    the first-order prediction of their neighbours' Jacobians, and triangles are drawn
-   far-to-near by landmark depth so that what remains folded is hidden like in a
-   renderer instead of tearing.
+   far-to-near by landmark depth, skin facing away from the camera culled, so that
+   what remains folded is hidden like in a renderer instead of tearing.
 6. **Mouth interior.** When the driver opens a mouth that the source keeps closed, the
    revealed interior is filled from the driver's mouth (warped into place and
    colour-matched to the source's lips) instead of stretching lip texture.
@@ -174,6 +174,15 @@ def keep_head_inside(points: np.ndarray, source: np.ndarray, ring: float, margin
     return out
 
 
+def frontal_view(landmarks: np.ndarray) -> np.ndarray:
+    """``(478, 3)`` landmarks -> ``(478, 2)``: their x and y seen from straight in front
+    of the head (turned by the inverse of :func:`~reanimate.faces.head_rotation`), where
+    every skin triangle faces the camera."""
+    points = np.asarray(landmarks, np.float64)
+    head = (points - points.mean(0)) @ head_rotation(points)
+    return head[:, :2]
+
+
 def eye_openness(landmarks: np.ndarray) -> np.ndarray:
     """Mean lid gap over eye width for each eye.
 
@@ -251,6 +260,7 @@ class LandmarkSource:
     depth: np.ndarray  # (N,) z of each node (anchors far behind)
     triangles: np.ndarray  # (T, 3): the face mesh (incl. mouth and eyes) first, then the surroundings
     areas: np.ndarray  # (T,) signed doubled areas in the source
+    front: np.ndarray  # (mesh_count,) +-1: the sign of each skin triangle's area when it faces the camera
     kinds: np.ndarray  # (T,) SKIN, HOLE (mouth, eyes) or SURROUNDING
     mesh_count: int  # how many triangles are skin (they come first and must not flip)
     skin_neighbours: tuple[np.ndarray, np.ndarray]  # (478, D) mesh neighbours, padded; (478, D) 0/1 weights
@@ -329,12 +339,13 @@ class LandmarkAnimator:
         triangles, kinds, areas = triangles[keep], kinds[keep], areas[keep]
         mesh_count = int((kinds == SKIN).sum())
 
+        front = np.sign(signed_areas(frontal_view(landmarks), triangles[:mesh_count]))
         lips = _lip_colour(image, landmarks)
         mouth_area = polygon_area(landmarks[LIPS_INNER, :2])
         skin = _mesh_neighbours(triangles[:mesh_count], len(landmarks))
         eyeballs = [_eyeball(image, landmarks, eye, cfg.iris_scale) for eye in EYES]
         lids = self._lid_layer(image, landmarks) if cfg.eyes and cfg.lid_fill else None
-        return LandmarkSource(image, landmarks, keypoints, nodes, depth, triangles, areas, kinds, mesh_count, skin, ring,
+        return LandmarkSource(image, landmarks, keypoints, nodes, depth, triangles, areas, front, kinds, mesh_count, skin, ring,
                               np.concatenate(follows), np.concatenate(owners), neighbours, lips, mouth_area,
                               head_rotation(landmarks), eyeballs, lids)
 
@@ -564,9 +575,14 @@ class LandmarkAnimator:
         each pixel of a ``size``-pixel grid over the crop (painter's algorithm)."""
         k = size / source.image.shape[0]
         # Drawing order: surroundings, then the mouth and eye holes, then the skin far
-        # to near (lids and lips cover what is behind them, even when collapsed).
+        # to near (lids and lips cover what is behind them, even when collapsed). Skin
+        # that faces away from the camera is not drawn (back-face culling): on a turned
+        # head, the temple and far cheek fold behind the face in the projected mesh, and
+        # drawn they would cover the eye or cheek in front with texture from elsewhere.
         key = np.where(source.kinds == SKIN, depth[source.triangles].mean(1), np.inf)
         order = np.lexsort((-key, -source.kinds))
+        back = signed_areas(nodes, source.triangles[: source.mesh_count]) * source.front < 0
+        order = order[(order >= source.mesh_count) | ~back[np.minimum(order, source.mesh_count - 1)]]
         index = np.zeros((size, size), np.int32)
         fixed = np.round(((nodes + 0.5) * k - 0.5) * 16).astype(np.int32)
         for t in order:
