@@ -29,9 +29,11 @@ and prints:
   Only where the driver blinks (its minimum below 70% of its open level);
 * the identity distance (dlib's 128-D face descriptor) between the source image's face
   and every ``--identity-every``-th output frame's face (same person: about 0.5 or less).
-  dlib's frontal face detector misses turned heads; there the face mesh's bounding box
+  dlib's frontal face detector misses turned heads; there a box like the detector's,
+  made from the face mesh (``reanimate.evaluation.extract.dlib_box_from_landmarks``),
   is given to dlib's shape predictor instead (counted; on faces both find, the two
-  boxes give descriptors 0.03-0.15 apart);
+  boxes give descriptors 0.06 apart on average; the mesh's own bounding box, used
+  before, gave 0.16 and up to 0.65, and turned a few frames' misses into jumps of 0.3);
 * with ``--same-identity`` (the source is a frame of the driving video): the mean
   ``|output - driving|`` in [0, 1], and the same for a still video of the source, which
   the animation should beat.
@@ -277,9 +279,9 @@ class IdentityModel:
         """128-D descriptor of the face of an RGB ``uint8`` image (the detection that
         overlaps the face mesh's box when ``landmarks`` (pixels) are given), and whether
         the box came from the landmarks. ``(None, False)`` without a face."""
-        box = None
-        if landmarks is not None:
-            box = np.concatenate([landmarks[:, :2].min(axis=0), landmarks[:, :2].max(axis=0)])
+        from reanimate.evaluation.extract import dlib_box_from_landmarks
+
+        box = None if landmarks is None else dlib_box_from_landmarks(landmarks)
         found = self._dlib.measure(image, box)
         if found is None:
             return None, False

@@ -27,6 +27,7 @@ from reanimate.evaluation.extract import (  # noqa: E402
     FeatureCache,
     FeatureExtractor,
     VideoFeatures,
+    dlib_box_from_landmarks,
     file_digest,
 )
 
@@ -303,3 +304,40 @@ def test_an_unreadable_file_is_a_one_line_input_error(tmp_path, name, problem):
         FeatureCache(tmp_path / "cache").get(path, CountingExtractor())
     assert name in str(excinfo.value) and "\n" not in str(excinfo.value)
     assert not (tmp_path / "cache").exists()  # nothing stored
+
+
+def test_dlib_box_from_landmarks_hand_computed():
+    # All landmarks at (100, 200) except the outer eye corners, placed symmetrically
+    # 20 px apart in 3-D (so the mean stays put): offsets times 20.
+    landmarks = np.tile([100.0, 200.0, 5.0], (478, 1))
+    landmarks[33] = (90.0, 200.0, 5.0)
+    landmarks[263] = (110.0, 200.0, 5.0)
+    np.testing.assert_allclose(dlib_box_from_landmarks(landmarks),
+                               (100 - 0.759 * 20, 200 - 0.672 * 20, 100 + 0.681 * 20, 200 + 0.759 * 20))
+    landmarks[263, 2] = 5.0 + 10.0 * np.sqrt(3.0)  # a turned head: the 3-D distance counts (40 px)
+    landmarks[33, 2] = 5.0 - 10.0 * np.sqrt(3.0)
+    box = dlib_box_from_landmarks(landmarks)
+    np.testing.assert_allclose(box[2] - box[0], (0.681 + 0.759) * 40)
+
+
+def test_made_box_gives_dlib_nearly_the_detections_descriptor(portrait, extractor):
+    """Where dlib's detector misses a face, the box made from the face mesh stands in
+    for its detection: the descriptor is close to the detection's."""
+    needs_dlib(extractor)
+    from reanimate.faces import FaceMesh
+
+    dlib = DlibFace()
+    with FaceMesh() as mesh:
+        landmarks = mesh.detect(portrait)[0].landmarks
+    detected = dlib.measure(portrait)
+    made = dlib.measure(portrait, dlib_box_from_landmarks(landmarks), detect=False)
+    assert detected is not None and not detected.from_mesh and made.from_mesh
+    iou = box_overlap(detected.box, dlib_box_from_landmarks(landmarks))
+    assert iou > 0.6, iou
+    assert np.linalg.norm(made.descriptor - detected.descriptor) < 0.15  # same person: dlib says < 0.6
+
+
+def box_overlap(a, b) -> float:
+    from reanimate.faces import box_iou
+
+    return float(box_iou(np.asarray(a, float), np.asarray(b, float)[None])[0, 0])

@@ -39,7 +39,7 @@ from PIL import Image
 from reanimate.errors import InputError, ReanimateError
 from reanimate.faces._optional import require_face_mesh
 from reanimate.faces.mesh import Face, FaceMesh, _quiet_native_stderr
-from reanimate.faces.topology import NUM_LANDMARKS
+from reanimate.faces.topology import LEFT_EYE_CORNERS, NUM_LANDMARKS, RIGHT_EYE_CORNERS
 from reanimate.faces.tracking import box_iou
 from reanimate.io import is_image_path, natural_sort_key, open_frames, read_image
 
@@ -81,6 +81,14 @@ DLIB_UPSAMPLE = 1
 DLIB_INSTALL_HINT = "pip install dlib-bin face_recognition_models"
 DLIB_SHAPE_MODEL = "shape_predictor_68_face_landmarks.dat"
 DLIB_DESCRIPTOR_MODEL = "dlib_face_recognition_resnet_model_v1.dat"
+#: The box dlib's frontal detector draws around a face, from its MediaPipe landmarks:
+#: (x0, y0, x1, y1) offsets from the landmarks' mean, in units of the 3-D distance between
+#: the outer eye corners. Medians over the bundled example's driving clip (frames where
+#: dlib finds the face; ``python benchmarks/dlib_box_fit.py``). dlib's shape predictor
+#: and descriptor were trained on its detector's boxes: on real clips the descriptor from
+#: this box is 0.06 from the detection's on average, from the landmarks' own bounding box
+#: 0.16 (up to 0.65).
+DLIB_BOX_FROM_MESH = (-0.759, -0.672, 0.681, 0.759)
 _HASH_CHUNK = 1 << 20
 _EMPTY_SIZE = (0, 0)
 
@@ -240,8 +248,8 @@ class DlibFace:
     Everything runs on the image shrunk to at most :data:`DLIB_MAX_SIDE` pixels (longest
     side); boxes and landmarks are given back in pixels of the image passed in. dlib's
     detector misses turned heads, which MediaPipe's face mesh still finds: a
-    ``mesh_box`` given to :meth:`measure` is used then (on faces both find, the two boxes
-    give descriptors about 0.03-0.15 apart).
+    ``mesh_box`` given to :meth:`measure` is used then; :func:`dlib_box_from_landmarks`
+    makes one like the detector's (descriptors about 0.06 from the detection's).
 
     Raises:
         DlibUnavailable: dlib is not installed or a model file is missing (one line, with
@@ -270,16 +278,19 @@ class DlibFace:
         return self._detect_shrunk(*_shrink(image))
 
     def measure(self, image: np.ndarray, mesh_box: np.ndarray | None = None,
-                descriptor: bool = True) -> DlibMeasurement | None:
+                descriptor: bool = True, detect: bool = True) -> DlibMeasurement | None:
         """68 landmarks (and the descriptor) of one face of an RGB ``uint8 (H, W, 3)`` image.
 
         The face is dlib's detection that overlaps ``mesh_box`` (``(4,)`` pixels, e.g.
-        :attr:`reanimate.faces.Face.box`) most, or ``mesh_box`` itself when no detection
+        :func:`dlib_box_from_landmarks`) most, or ``mesh_box`` itself when no detection
         overlaps it; without ``mesh_box``, the largest detection. None when there is no
-        face.
+        face. ``detect=False``: ``mesh_box`` is used as given (the detector is not run).
         """
         small, scale = _shrink(image)
-        box, from_mesh = _choose_box(self._detect_shrunk(small, scale), mesh_box)
+        if detect or mesh_box is None:
+            box, from_mesh = _choose_box(self._detect_shrunk(small, scale), mesh_box)
+        else:
+            box, from_mesh = np.asarray(mesh_box, dtype=np.float64), True
         if box is None:
             return None
         x0, y0, x1, y1 = np.rint(box * np.tile(scale, 2)).astype(int).tolist()
@@ -296,6 +307,16 @@ class DlibFace:
         boxes = np.array([[r.left(), r.top(), r.right(), r.bottom()] for r in rectangles],
                          dtype=np.float64).reshape(-1, 4) / np.tile(scale, 2)
         return boxes[np.argsort(-_box_areas(boxes), kind="stable")]
+
+
+def dlib_box_from_landmarks(landmarks: np.ndarray) -> np.ndarray:
+    """``(478, 3)`` MediaPipe landmarks (pixels) -> ``(4,)`` the box dlib's detector
+    would draw around that face (:data:`DLIB_BOX_FROM_MESH`): what :meth:`DlibFace.measure`
+    should be given where the detector misses the face."""
+    points = np.asarray(landmarks, dtype=np.float64)
+    centre = points[:, :2].mean(axis=0)
+    size = float(np.linalg.norm(points[RIGHT_EYE_CORNERS[0]] - points[LEFT_EYE_CORNERS[0]]))
+    return np.tile(centre, 2) + size * np.asarray(DLIB_BOX_FROM_MESH)
 
 
 def _choose_box(detections: np.ndarray, mesh_box: np.ndarray | None) -> tuple[np.ndarray | None, bool]:
@@ -457,7 +478,8 @@ class FeatureExtractor:
         want_identity = self.identity and index % self.identity_every == 0
         if not (self.landmarks68 or want_identity):
             return row
-        found = self._dlib.measure(frame, None if face is None else face.box, descriptor=want_identity)
+        box = None if face is None else dlib_box_from_landmarks(face.landmarks)
+        found = self._dlib.measure(frame, box, descriptor=want_identity)
         if found is None:
             return row
         return row._replace(keypoints68=found.landmarks68,
