@@ -455,3 +455,14 @@ def test_skin_facing_away_is_not_drawn(crop, animator):
     seen = animator.rasterize(source, nodes, depth, SIZE) - 1
     skin_seen = np.unique(seen[(seen >= 0) & (seen < source.mesh_count)])
     assert len(skin_seen) > 0.5 * source.mesh_count and not back[skin_seen].any()
+
+
+def test_closed_lid_layer_keeps_the_brows(crop):
+    """The painted lid band stops half-way to the brow: the brows are the source's."""
+    image, landmarks = crop
+    source = LandmarkAnimator(LandmarkAnimatorConfig(size=SIZE, lid_band=5.0)).encode_source(image, landmarks)
+    changed = np.abs(source.lids.image.astype(int) - image).max(-1) > 0
+    assert changed.sum() > 200
+    for brow in (topology.RIGHT_EYEBROW, topology.LEFT_EYEBROW):
+        x, y = np.round(landmarks[list(brow), :2]).astype(int).T
+        assert not changed[y, x].any()

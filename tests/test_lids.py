@@ -114,3 +114,11 @@ def test_eye_opening_ratio_rescales_so_that_closed_reads_zero(gap, expected):
     np.testing.assert_allclose(eye_openness(reference), [0.25, 0.25])
     np.testing.assert_allclose(eye_opening_ratio(_eyes(gap), reference, closed=0.1), [expected] * 2, atol=1e-9)
     np.testing.assert_allclose(eye_opening_ratio(_eyes(gap), reference), [gap / 10.0] * 2, atol=1e-9)
+
+
+def test_distance_to_polyline_hand_computed():
+    from reanimate.models.landmark_animator import _distance_to_polyline
+
+    line = np.array([[0.0, 0.0], [10.0, 0.0], [10.0, 10.0]])
+    points = np.array([[5.0, 3.0], [-4.0, 3.0], [13.0, 5.0], [12.0, 14.0]])
+    np.testing.assert_allclose(_distance_to_polyline(points, line), [3.0, 5.0, 3.0, np.hypot(2.0, 4.0)])

@@ -51,6 +51,8 @@ LEFT_EYE_MID_LIDS = (386, 374)
 
 RIGHT_EYEBROW = (46, 53, 52, 65, 55, 70, 63, 105, 66, 107)
 LEFT_EYEBROW = (276, 283, 282, 295, 285, 300, 293, 334, 296, 336)
+RIGHT_EYEBROW_LOWER = RIGHT_EYEBROW[:5]  # the brow's lower edge, outer to inner
+LEFT_EYEBROW_LOWER = LEFT_EYEBROW[:5]
 
 MOUTH_CORNERS = (61, 291)  # person's right, left
 INNER_LIP_MIDDLE = (13, 14)  # upper, lower

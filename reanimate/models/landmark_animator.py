@@ -105,6 +105,7 @@ class LandmarkAnimatorConfig:
     # widths, as landmark contours can sit off the eye a photo shows.
     lid_fill: bool = True
     lid_band: float = 1.2
+    lid_brow: float = 0.5  # ... but at most this share of the way to the brow (brows stay)
     lid_grow: float = 0.15
     lid_feather: float = 0.05  # blur of the painted area's edge, eye widths
     lash_width: float = 0.045
@@ -115,8 +116,10 @@ class LandmarkAnimatorConfig:
 
 EYES = (
     dict(corners=mesh.RIGHT_EYE_CORNERS, pairs=np.array(mesh.RIGHT_EYE_LID_PAIRS), loop=mesh.RIGHT_EYE,
+         brow=np.array(mesh.RIGHT_EYEBROW_LOWER),
          lower=np.array(mesh.RIGHT_EYE_LOWER_LID), iris=np.array((mesh.RIGHT_IRIS_CENTER, *mesh.RIGHT_IRIS))),
     dict(corners=mesh.LEFT_EYE_CORNERS, pairs=np.array(mesh.LEFT_EYE_LID_PAIRS), loop=mesh.LEFT_EYE,
+         brow=np.array(mesh.LEFT_EYEBROW_LOWER),
          lower=np.array(mesh.LEFT_EYE_LOWER_LID), iris=np.array((mesh.LEFT_IRIS_CENTER, *mesh.LEFT_IRIS))),
 )
 SKIN, HOLE, SURROUNDING = 0, 1, 2  # triangle kinds, in reverse drawing order
@@ -354,7 +357,11 @@ class LandmarkAnimator:
         openings, bands, margins, widths = [], [], [], []
         for eye in EYES:
             upper, lower = eye["pairs"][:, 0], eye["pairs"][:, 1]
-            top = landmarks[upper, :2] + self.config.lid_band * (landmarks[upper, :2] - landmarks[lower, :2])
+            gap = landmarks[upper, :2] - landmarks[lower, :2]
+            length = np.maximum(np.linalg.norm(gap, axis=1), 1e-9)
+            to_brow = _distance_to_polyline(landmarks[upper, :2], landmarks[eye["brow"], :2])
+            reach = np.minimum(self.config.lid_band * length, self.config.lid_brow * to_brow)
+            top = landmarks[upper, :2] + (reach / length)[:, None] * gap
             openings.append(landmarks[list(eye["loop"]), :2])
             bands.append(_lid_line(landmarks[:, :2], eye, top))
             margins.append(landmarks[upper, :2])
@@ -726,6 +733,15 @@ def _lip_colour(image: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, n
     if len(pixels) < 4:
         pixels = image.reshape(-1, 3).astype(np.float32)
     return pixels.mean(0), pixels.std(0) + 1e-3
+
+
+def _distance_to_polyline(points: np.ndarray, polyline: np.ndarray) -> np.ndarray:
+    """``(N,)`` distance of each of ``points`` ``(N, 2)`` to the open ``polyline`` ``(M, 2)``."""
+    a, b = polyline[:-1], polyline[1:]  # (S, 2) segments
+    ab = b - a
+    t = np.einsum("nsk,sk->ns", points[:, None, :] - a[None], ab) / np.maximum((ab * ab).sum(1), 1e-12)
+    nearest = a[None] + np.clip(t, 0.0, 1.0)[..., None] * ab[None]  # (N, S, 2)
+    return np.linalg.norm(points[:, None, :] - nearest, axis=2).min(1)
 
 
 def _eye_width(points: np.ndarray, eye: dict) -> float:
