@@ -432,8 +432,7 @@ class LandmarkAnimator:
     def _retarget_eyes(self, source: LandmarkSource, points: np.ndarray, driving: np.ndarray, initial: np.ndarray):
         """In place: lids at the driver's opening ratio; iris points kept between them."""
         cfg = self.config
-        ratios = eye_opening_ratio(driving, initial, cfg.closed_ratio)
-        for eye, ratio in zip(EYES, ratios):
+        for eye, ratio in zip(EYES, self.opening(driving, initial)):
             a, b = eye["corners"]
             # Similarity taking the source eye's corners to the target's (2 points fix it).
             src_frame = _eye_frame(source.landmarks[a, :2], source.landmarks[b, :2])
@@ -608,13 +607,17 @@ class LandmarkAnimator:
             self._fill_mouth(source, out, nodes[: len(points)], driving)
         return out
 
+    def opening(self, driving: np.ndarray, initial: np.ndarray) -> np.ndarray:
+        """``(2,)`` per eye the driver's opening since its ``initial`` landmarks, with
+        ``config.closed_ratio`` counted as closed (:func:`eye_opening_ratio`)."""
+        return eye_opening_ratio(driving, initial, self.config.closed_ratio)
+
     def closing(self, driving: DrivingFace, initial: DrivingFace) -> np.ndarray:
         """``(2,)`` per eye how far the driver has closed it since ``initial`` (0 open, 1
         closed; 0 when ``config.eyes`` is off)."""
         if not self.config.eyes:
             return np.zeros(2)
-        ratio = eye_opening_ratio(driving.landmarks, initial.landmarks, self.config.closed_ratio)
-        return 1.0 - np.clip(ratio, 0.0, 1.0)
+        return 1.0 - np.clip(self.opening(driving.landmarks, initial.landmarks), 0.0, 1.0)
 
     def lifted_lids(self, source: LandmarkSource, closing: np.ndarray) -> np.ndarray:
         """Source nodes with each upper lid margin lifted as the eye closes.
