@@ -26,8 +26,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import face_quality as fq  # noqa: E402
 
-from reanimate.evaluation.extract import DLIB_BOX_FROM_MESH, DlibFace, dlib_box_from_landmarks  # noqa: E402
-from reanimate.faces.topology import LEFT_EYE_CORNERS, RIGHT_EYE_CORNERS  # noqa: E402
+from reanimate.evaluation.extract import (  # noqa: E402
+    DLIB_BOX_FROM_MESH,
+    DlibFace,
+    dlib_box_from_landmarks,
+    landmark_box_frame,
+)
 from reanimate.io import open_frames  # noqa: E402
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "driving.mp4"
@@ -51,8 +55,8 @@ def frames_with_both(dlib: DlibFace, path: Path, every: int):
 
 def offsets(landmarks: np.ndarray, box: np.ndarray) -> np.ndarray:
     """``box`` relative to the landmarks' mean, in outer-eye-corner distances."""
-    size = np.linalg.norm(landmarks[RIGHT_EYE_CORNERS[0]] - landmarks[LEFT_EYE_CORNERS[0]])
-    return (box - np.tile(landmarks[:, :2].mean(0), 2)) / size
+    centre, size = landmark_box_frame(landmarks)
+    return (box - np.tile(centre, 2)) / size
 
 
 def descriptor(dlib: DlibFace, frame: np.ndarray, box: np.ndarray) -> np.ndarray:

@@ -48,12 +48,6 @@ def source_crop(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return crop, landmarks
 
 
-def eye_line_angle(points: np.ndarray) -> float:
-    """Image angle (degrees) of the line from the right eye's outer corner to the left's."""
-    dx, dy = points[263, :2] - points[33, :2]
-    return float(np.degrees(np.arctan2(dy, dx)))
-
-
 def readout(image: np.ndarray) -> tuple[float, float, np.ndarray]:
     landmarks = fq.still_landmarks(image)
     if landmarks is None:
@@ -95,7 +89,7 @@ def main(argv=None) -> int:
             pixels = ""
             if kind == "roll":
                 # The same turn of the eye line, as a rotation of the pixels.
-                turn = eye_line_angle(target) - eye_line_angle(landmarks)
+                turn = fq.face_measures(target)["roll"] - fq.face_measures(landmarks)["roll"]
                 matrix = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), -turn, 1.0)
                 rotated = cv2.warpAffine(crop, matrix, (SIZE, SIZE), borderMode=cv2.BORDER_REPLICATE)
                 pixels = f"{readout(rotated)[0] - roll0:+9.2f}"

@@ -309,13 +309,19 @@ class DlibFace:
         return boxes[np.argsort(-_box_areas(boxes), kind="stable")]
 
 
+def landmark_box_frame(landmarks: np.ndarray) -> tuple[np.ndarray, float]:
+    """The frame :data:`DLIB_BOX_FROM_MESH` is given in: ``(2,)`` the mean of ``(478, 3)``
+    landmarks (pixels) and the 3-D distance of the outer eye corners."""
+    points = np.asarray(landmarks, dtype=np.float64)
+    size = float(np.linalg.norm(points[RIGHT_EYE_CORNERS[0]] - points[LEFT_EYE_CORNERS[0]]))
+    return points[:, :2].mean(axis=0), size
+
+
 def dlib_box_from_landmarks(landmarks: np.ndarray) -> np.ndarray:
     """``(478, 3)`` MediaPipe landmarks (pixels) -> ``(4,)`` the box dlib's detector
     would draw around that face (:data:`DLIB_BOX_FROM_MESH`): what :meth:`DlibFace.measure`
     should be given where the detector misses the face."""
-    points = np.asarray(landmarks, dtype=np.float64)
-    centre = points[:, :2].mean(axis=0)
-    size = float(np.linalg.norm(points[RIGHT_EYE_CORNERS[0]] - points[LEFT_EYE_CORNERS[0]]))
+    centre, size = landmark_box_frame(landmarks)
     return np.tile(centre, 2) + size * np.asarray(DLIB_BOX_FROM_MESH)
 
 

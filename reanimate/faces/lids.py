@@ -39,10 +39,12 @@ def smooth_fill(image: np.ndarray, known: np.ndarray, iterations: int = 0) -> np
     Returns:
         ``(H, W, C)`` float32, equal to ``image`` where ``known`` is 1.
     """
-    filled = _push_pull(np.asarray(image, np.float32), np.clip(np.asarray(known, np.float32), 0.0, 1.0))
+    image = np.asarray(image, np.float32)
+    known = np.clip(np.asarray(known, np.float32), 0.0, 1.0)
+    filled = _push_pull(image, known)
     if iterations > 0:
-        fixed = np.clip(np.asarray(known, np.float32), 0.0, 1.0)[..., None]
-        base = np.asarray(image, np.float32) * fixed
+        fixed = known[..., None]
+        base = image * fixed
         kernel = np.array([[0, 0.25, 0], [0.25, 0, 0.25], [0, 0.25, 0]], np.float32)
         for _ in range(iterations):
             mean = cv2.filter2D(filled, -1, kernel, borderType=cv2.BORDER_REPLICATE).reshape(filled.shape)
@@ -128,7 +130,7 @@ def lid_layer(image: np.ndarray, openings: list[np.ndarray], bands: list[np.ndar
     # Black parts of a band stay, unless they reach into an opening (the top of an iris
     # or lashes the contour cuts through): frames, dark hair and brows do not.
     black_parts = (luminance < black * reference) & (opening | band)
-    count, labels = cv2.connectedComponents(black_parts.astype(np.uint8), connectivity=8)
+    _, labels = cv2.connectedComponents(black_parts.astype(np.uint8), connectivity=8)
     of_eye = np.unique(labels[black_parts & inner.astype(bool)])
     keep = black_parts & ~opening & ~np.isin(labels, of_eye)
     hole = (opening | band) & ~keep

@@ -753,11 +753,11 @@ def _eye_width(points: np.ndarray, eye: dict) -> float:
 
 
 def _lid_line(points: np.ndarray, eye: dict, lid: np.ndarray) -> np.ndarray:
-    """``(M + 2, 2)``: the eye's outer corner, the ``(M, 2)`` lid points ordered from it
-    towards the inner corner, and the inner corner (a lash line, or a cover's top)."""
+    """``(M + 2, 2)``: the eye's outer corner, the ``(M, 2)`` lid points (one per lid
+    pair, in ``eye["pairs"]`` order: inner to outer) from the outer corner to the inner,
+    and the inner corner (a lash line, or a cover's top)."""
     a, b = eye["corners"]
-    order = np.argsort((lid - points[a, :2]) @ (points[b, :2] - points[a, :2]))
-    return np.concatenate([points[[a], :2], lid[order], points[[b], :2]])
+    return np.concatenate([points[[a], :2], lid[::-1], points[[b], :2]])
 
 
 def _eye_frame(outer: np.ndarray, inner: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
