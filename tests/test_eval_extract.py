@@ -313,11 +313,11 @@ def test_dlib_box_from_landmarks_hand_computed():
     landmarks[33] = (90.0, 200.0, 5.0)
     landmarks[263] = (110.0, 200.0, 5.0)
     np.testing.assert_allclose(dlib_box_from_landmarks(landmarks),
-                               (100 - 0.759 * 20, 200 - 0.672 * 20, 100 + 0.681 * 20, 200 + 0.759 * 20))
+                               (100 - 0.758 * 20, 200 - 0.675 * 20, 100 + 0.679 * 20, 200 + 0.755 * 20))
     landmarks[263, 2] = 5.0 + 10.0 * np.sqrt(3.0)  # a turned head: the 3-D distance counts (40 px)
     landmarks[33, 2] = 5.0 - 10.0 * np.sqrt(3.0)
     box = dlib_box_from_landmarks(landmarks)
-    np.testing.assert_allclose(box[2] - box[0], (0.681 + 0.759) * 40)
+    np.testing.assert_allclose(box[2] - box[0], (0.679 + 0.758) * 40)
 
 
 def test_made_box_gives_dlib_nearly_the_detections_descriptor(portrait, extractor):

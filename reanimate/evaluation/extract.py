@@ -88,7 +88,7 @@ DLIB_DESCRIPTOR_MODEL = "dlib_face_recognition_resnet_model_v1.dat"
 #: and descriptor were trained on its detector's boxes: on real clips the descriptor from
 #: this box is 0.06 from the detection's on average, from the landmarks' own bounding box
 #: 0.16 (up to 0.65).
-DLIB_BOX_FROM_MESH = (-0.759, -0.672, 0.681, 0.759)
+DLIB_BOX_FROM_MESH = (-0.758, -0.675, 0.679, 0.755)
 _HASH_CHUNK = 1 << 20
 _EMPTY_SIZE = (0, 0)
 
