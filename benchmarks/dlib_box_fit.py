@@ -3,7 +3,7 @@
 dlib's shape predictor and face descriptor expect the boxes of dlib's own frontal
 detector. Where the detector misses a face (turned heads, paintings), the evaluation
 and ``face_quality.py`` give dlib a box made from MediaPipe's landmarks instead
-(``reanimate.evaluation.extract.dlib_box_from_landmarks``): the landmarks' mean plus
+(``reanimate.evaluation.dlib_face.dlib_box_from_landmarks``): the landmarks' mean plus
 fixed offsets in units of the 3-D outer-eye-corner distance. This script measures those
 offsets (medians over the frames of ``--fit`` videos where the detector finds the face)
 and checks them on ``--check`` videos: the descriptor computed from the made box against
@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import face_quality as fq  # noqa: E402
 
-from reanimate.evaluation.extract import (  # noqa: E402
+from reanimate.evaluation.dlib_face import (  # noqa: E402
     DLIB_BOX_FROM_MESH,
     DlibFace,
     dlib_box_from_landmarks,

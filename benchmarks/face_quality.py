@@ -30,7 +30,7 @@ and prints:
 * the identity distance (dlib's 128-D face descriptor) between the source image's face
   and every ``--identity-every``-th output frame's face (same person: about 0.5 or less).
   dlib's frontal face detector misses turned heads; there a box like the detector's,
-  made from the face mesh (``reanimate.evaluation.extract.dlib_box_from_landmarks``),
+  made from the face mesh (``reanimate.evaluation.dlib_face.dlib_box_from_landmarks``),
   is given to dlib's shape predictor instead (counted; on faces both find, the two
   boxes give descriptors 0.06 apart on average; the mesh's own bounding box, used
   before, gave 0.16 and up to 0.65, and turned a few frames' misses into jumps of 0.3);
@@ -263,12 +263,12 @@ def relative_head_angles(rotations: np.ndarray) -> np.ndarray:
 
 
 class IdentityModel:
-    """dlib's 128-D face descriptor (:class:`reanimate.evaluation.extract.DlibFace`), boxed
+    """dlib's 128-D face descriptor (:class:`reanimate.evaluation.dlib_face.DlibFace`), boxed
     by the face mesh where dlib's frontal detector misses a turned head."""
 
     def __init__(self):
         from reanimate.errors import ReanimateError
-        from reanimate.evaluation.extract import DlibFace
+        from reanimate.evaluation.dlib_face import DlibFace
 
         try:
             self._dlib = DlibFace()
@@ -279,7 +279,7 @@ class IdentityModel:
         """128-D descriptor of the face of an RGB ``uint8`` image (the detection that
         overlaps the face mesh's box when ``landmarks`` (pixels) are given), and whether
         the box came from the landmarks. ``(None, False)`` without a face."""
-        from reanimate.evaluation.extract import dlib_box_from_landmarks
+        from reanimate.evaluation.dlib_face import dlib_box_from_landmarks
 
         box = None if landmarks is None else dlib_box_from_landmarks(landmarks)
         found = self._dlib.measure(image, box)

@@ -31,7 +31,8 @@ from scipy.ndimage import distance_transform_edt
 
 from _synthetic_set import load_model, parse_args, videos
 from reanimate.geometry import end_point_error, identity_flow, resize_flow, warp
-from reanimate.pipelines.animate import AnimationOptions, AnimationPipeline
+from reanimate.animators.base import Transfer
+from reanimate.animators.fomm import FommAnimator
 
 STATIC_PX = 0.25  # a pixel whose true motion is below this is static
 DISTANCE_BANDS = ((0, 2), (2, 4), (4, 8), (8, None))
@@ -39,7 +40,7 @@ DISTANCE_BANDS = ((0, 2), (2, 4), (4, 8), (8, None))
 
 def main() -> int:
     args = parse_args(__doc__.split("\n\n")[0])
-    pipeline = AnimationPipeline(load_model(args), device="cpu")
+    pipeline = FommAnimator(load_model(args), device="cpu")
     count = 0
     epe = defaultdict(list)  # part -> [(model, no motion, share)] per video
     l1 = defaultdict(list)  # (what, visible?) -> [L1] per video
@@ -47,8 +48,8 @@ def main() -> int:
         count += 1
         h, w = x.shape[2:]
         with torch.no_grad():
-            state = pipeline.encode_source(x[:1])
-            result = pipeline.generate(state, pipeline.detect(x), None, AnimationOptions(relative=False), driving=x)
+            state = pipeline.encode(x[:1])
+            result = pipeline.generate(state, pipeline.detect(x), None, Transfer(relative=False), driving=x)
         flow = resize_flow(result.deformation.float(), (h, w))
         truth = torch.from_numpy(truth_np)
         error = end_point_error(flow, truth, reduction="none").numpy()

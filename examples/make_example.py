@@ -24,7 +24,7 @@ from PIL import Image
 from reanimate.faces import FaceMesh, crop_face, square_box
 from reanimate.faces.edit import close_eyes, open_mouth, turn_head
 from reanimate.io import open_writer
-from reanimate.models.landmark_animator import DrivingFace, LandmarkAnimator, LandmarkAnimatorConfig
+from reanimate.animators.landmarks import DrivingFace, LandmarkAnimator, LandmarkAnimatorConfig
 
 HERE = Path(__file__).resolve().parent
 FPS = 25

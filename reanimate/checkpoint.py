@@ -12,16 +12,20 @@ model.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import tempfile
+import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+import yaml
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from .errors import CheckpointError, InputError
+from .io.files import atomic_path
 from .models import FirstOrderModel, ModelConfig, build_model
 
 FORMAT = "reanimate.fomm"
@@ -114,15 +118,20 @@ def save(path: str | os.PathLike, model: FirstOrderModel, extra: dict[str, str] 
             tensors[f"{name}.{key}"] = value.detach().cpu().contiguous()
     metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": model.config.to_yaml()}
     metadata.update(extra or {})
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, follow_umask(tmp):
+        save_file(tensors, str(tmp), metadata=metadata)
     return path
+
+
+@contextlib.contextmanager
+def follow_umask(path: Path) -> Iterator[Path]:
+    """Around ``safetensors`` ``save_file(..., path)``: afterwards ``path`` has the mode
+    of any new output (0666 less the umask), not the 0600 of the private temporary that
+    safetensors writes through and renames (since 0.6). ``path`` must not exist."""
+    path.touch(exist_ok=False)  # created as open() creates files: the mode to keep
+    mode = stat.S_IMODE(path.stat().st_mode)
+    yield path
+    os.chmod(path, mode)
 
 
 def read_own_metadata(path: str | os.PathLike) -> dict[str, str]:
@@ -186,20 +195,88 @@ def load(
     config: ModelConfig | None = None,
     with_discriminator: bool = False,
     align_corners: bool | None = None,
+    notes: list[str] | None = None,
 ) -> FirstOrderModel:
-    """Load either format. The reference format needs ``config``; ``align_corners``
-    overrides the config's value (the embedded one for the own format)."""
-    if align_corners is not None:
-        if config is None and is_own_format(path):
-            config = read_own_config(path)
-        if config is not None:
-            config = config.with_align_corners(align_corners)
+    """Load either format. A reference ``.pth.tar`` without ``config`` loads when its
+    tensors identify one shipped config (:func:`identify_config`; a note saying which is
+    appended to ``notes``). ``align_corners`` overrides the config's value (the embedded
+    one for the own format)."""
     if is_own_format(path):
+        if align_corners is not None:
+            config = (config or read_own_config(path)).with_align_corners(align_corners)
         return load_own(path, config, with_discriminator)
+    data = read_official(path)
     if config is None:
-        raise CheckpointError(path, "a reference .pth.tar checkpoint needs --config (e.g. --config vox-256)")
-    model, _ = load_official(path, config, with_discriminator)
-    return model
+        config = identify_config(path, data)
+        if notes is not None:
+            notes.append(f"{Path(path).name}: its tensors match the shipped config {config.name} "
+                         "(give --config to choose another)")
+    if align_corners is not None:
+        config = config.with_align_corners(align_corners)
+    model = build_model(config, with_discriminator=with_discriminator and "discriminator" in data)
+    _load_networks(path, model, data)
+    return model.eval()
+
+
+def _matches(state: dict, module: torch.nn.Module) -> bool:
+    expected = module.state_dict()
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    keys = {k for k in expected if not k.endswith("num_batches_tracked")}
+    given = {k for k in state if not k.endswith("num_batches_tracked")}
+    return keys == given and all(tuple(state[k].shape) == tuple(expected[k].shape) for k in keys)
+
+
+def identify_config(path: str | os.PathLike, data: dict | None = None) -> ModelConfig:
+    """The shipped config whose networks have exactly the tensors (names and shapes) of a
+    reference checkpoint. Configs that differ only in settings the weights do not show
+    (training schedule, discriminator) and build the same animation networks count as one.
+    Raises :class:`CheckpointError` naming ``--config`` when none or several differ."""
+    from .models.config import builtin_configs, load_config
+
+    data = read_official(path) if data is None else data
+    found: dict[str, ModelConfig] = {}
+    for name, file in builtin_configs().items():
+        if "/" not in name:
+            continue
+        config = load_config(file)
+        with torch.device("meta"):
+            model = build_model(config, with_discriminator="discriminator" in data)
+        parts = model.parts()
+        if all(_matches(data[part], module) for part, module in parts.items() if part in data) and all(
+                part in data for part in ("kp_detector", "generator")):
+            found[name] = config
+    if not found:
+        raise CheckpointError(path, "its tensors match no shipped config: give the one it was trained with "
+                                    "(--config FILE.yaml)")
+    distinct = {_animation_params(c) for c in found.values()}
+    if len(distinct) > 1:
+        raise CheckpointError(path, f"its tensors match several shipped configs ({', '.join(found)}): "
+                                    "choose one with --config")
+    return next(iter(found.values()))
+
+
+def _animation_params(config: ModelConfig) -> str:
+    """The settings that change what the animation networks compute (not training)."""
+    params = {k: v for k, v in config.raw["model_params"].items() if k != "discriminator_params"}
+    return json.dumps(params, sort_keys=True, default=str)
+
+
+def checkpoint_family(path: str | os.PathLike) -> str | None:
+    """The model family an own-format checkpoint's embedded config names (None for other
+    files: official checkpoints belong to the default family). A missing file is an error."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(path, "no such checkpoint file")
+    if not is_own_format(path):
+        return None
+    meta = read_own_metadata(path)
+    try:
+        doc = yaml.safe_load(meta.get("config", "")) or {}
+        family = (doc.get("model_params") or {}).get("family")
+    except (yaml.YAMLError, AttributeError):
+        return None
+    return family if isinstance(family, str) else None
 
 
 def convert(source: str | os.PathLike, config: ModelConfig, output: str | os.PathLike) -> Path:

@@ -24,3 +24,9 @@ class InputError(ReanimateError):
 
 class CheckpointError(InputError):
     """A checkpoint does not match the model configuration or is not a checkpoint."""
+
+
+class OutputError(InputError):
+    """An output path given by the user cannot be written: its folder is missing or
+    read-only, it is in the way (an existing folder, a non-empty frame folder), or writing
+    failed (disk full). A subclass of :class:`InputError`, which earlier versions raised."""

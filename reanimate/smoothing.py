@@ -259,7 +259,7 @@ def make_smoother(name: str | None, fps: float, **params) -> KeypointSmoother | 
     return KeypointSmoother(name, fps=fps, **params)
 
 
-def _second_differences(values: torch.Tensor) -> torch.Tensor:
+def second_differences(values: torch.Tensor) -> torch.Tensor:
     """``(T, K, D) -> (T - 2, K)``: ``||x[t+1] - 2 x[t] + x[t-1]||``."""
     return (values[2:] - 2 * values[1:-1] + values[:-2]).norm(dim=-1)
 
@@ -282,7 +282,7 @@ def jitter_score(values) -> float:
     values = _as_trajectory(values)
     if values.shape[0] < 3:
         return float("nan")
-    return _second_differences(values).mean().item()
+    return second_differences(values).mean().item()
 
 
 class JitterMeter:
@@ -306,7 +306,7 @@ class JitterMeter:
             )
             values = torch.cat([self._tail, values])
         if values.shape[0] >= 3:
-            accel = _second_differences(values)
+            accel = second_differences(values)
             self.total += accel.sum().item()
             self.count += accel.numel()
         self._tail = values[-2:]
@@ -323,4 +323,5 @@ __all__ = [
     "OneEuroFilter",
     "jitter_score",
     "make_smoother",
+    "second_differences",
 ]

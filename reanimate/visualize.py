@@ -40,3 +40,28 @@ def mask_to_image(mask: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
 def side_by_side(panels: list[np.ndarray]) -> np.ndarray:
     """Concatenate equally tall uint8 panels horizontally."""
     return np.concatenate(panels, axis=1)
+
+
+def visualize_batch(source, batch, motion, rendered, frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``--visualize`` panels for N frames, each ``size = (H, W)``: the source with its
+    keypoints | the driving crop with its keypoints | the result (the output frame fitted
+    to ``size``) | the occlusion map where the model has one.
+
+    ``source``, ``batch``, ``motion`` and ``rendered`` are the pipeline's
+    :class:`~reanimate.animators.base.Source`, ``DrivingBatch``, ``Motion`` and ``Rendered``;
+    ``frames`` the output frames (pasted back or not). Returns ``(N, H, 3W or 4W, 3)``."""
+    from .io import fit_to_shape
+
+    def radius(num_kp: int) -> int:
+        return 3 if num_kp <= 50 else 1  # dense landmarks would cover the face
+
+    src = draw_keypoints(source.image, source.keypoints.value[0].cpu(), radius(source.keypoints.num_kp))
+    crops = batch.crops()
+    panels = []
+    for i, result in enumerate(frames):
+        kp = motion.keypoints.value[i].cpu()
+        row = [src, draw_keypoints(crops[i], kp, radius(len(kp))), fit_to_shape(result, size, mode="pad")[0]]
+        if rendered.occlusion is not None:
+            row.append(mask_to_image(rendered.occlusion[i], size))
+        panels.append(side_by_side(row))
+    return np.stack(panels)

@@ -77,3 +77,16 @@ def driving_video(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def source_image(tmp_path_factory) -> Path:
     return make_image(tmp_path_factory.mktemp("media") / "source.png", size=(72, 64))
+
+
+def example_clip(path: Path, num_frames: int) -> Path:
+    """The first ``num_frames`` frames of the bundled driving clip, written to ``path``."""
+    from reanimate.io import open_frames, open_writer
+
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    with open_frames(examples / "driving.mp4") as reader, open_writer(path, reader.fps) as writer:
+        for i, frame in enumerate(reader):
+            if i == num_frames:
+                break
+            writer.write(frame[None])
+    return path

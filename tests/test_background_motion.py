@@ -477,17 +477,18 @@ def test_motion_transformer_configs():
 
 
 def test_reconstruction_uses_the_background_predictor_and_animation_does_not():
-    from reanimate.pipelines.animate import AnimationOptions, AnimationPipeline
+    from reanimate.animators.base import Transfer
+    from reanimate.animators.fomm import FommAnimator
 
     model = build_model(ModelConfig.from_dict(motrans_doc()), seed=0)
     with torch.no_grad():  # the predictor now says: the background moved by (0.2, 0)
         model.generator.bg_predictor.fc.bias.copy_(torch.tensor([1.0, 0.0, 0.2, 0.0, 1.0, 0.0]))
-    pipeline = AnimationPipeline(model, device="cpu")
+    pipeline = FommAnimator(model, device="cpu")
     gen = torch.Generator().manual_seed(0)
     source, driving = torch.rand(1, 3, SIZE, SIZE, generator=gen), torch.rand(2, 3, SIZE, SIZE, generator=gen)
-    state = pipeline.encode_source(source)
+    state = pipeline.encode(source)
     kp = pipeline.detect(driving)
-    absolute = AnimationOptions(relative=False)
+    absolute = Transfer(relative=False)
     with_background = pipeline.generate(state, kp, None, absolute, driving=driving)
     assert torch.allclose(with_background.background[:, 0, 2], torch.tensor([0.2, 0.2]))
     assert pipeline.generate(state, kp, None, absolute).background is None

@@ -1,7 +1,9 @@
 """Checkpoints: the reference layout, the own format, conversion, mismatch errors."""
 
 import copy
+import os
 import pickle
+import stat
 
 import pytest
 import torch
@@ -119,7 +121,31 @@ def test_own_format_round_trip(tmp_path, tiny_model):
     assert torch.equal(outputs(model), outputs(tiny_model))
     tensors = load_file(str(path))
     assert any(k.startswith("discriminator.") for k in tensors)
-    assert not list(tmp_path.glob(".*partial"))
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]  # no temporary left
+
+
+@pytest.fixture
+def umask_027():
+    """The process umask set to 027 (group: no write; others: nothing) for one test."""
+    previous = os.umask(0o027)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def test_checkpoints_follow_the_umask(tmp_path, tiny_model, umask_027):
+    """Checkpoints are outputs like any other: their modes come from the umask, not
+    from the private temporary they are written under (which used to give 0600/0700)."""
+    from reanimate.training.checkpoints import TrainingState, save_checkpoint
+
+    path = ckpt.save(tmp_path / "m.safetensors", tiny_model)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    folder = save_checkpoint(tmp_path / "run", tiny_model, {}, {}, None, TrainingState(step=3))
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o750
+    files = sorted(folder.iterdir()) + [folder.parent / "latest.json"]
+    assert [(f.name, stat.S_IMODE(f.stat().st_mode)) for f in files] == [(f.name, 0o640) for f in files]
+    assert not [p for p in (tmp_path / "run" / "checkpoints").iterdir() if p.name.startswith(".")]
 
 
 def test_convert_official_to_own(tmp_path, tiny_model, tiny_config):
@@ -129,9 +155,9 @@ def test_convert_official_to_own(tmp_path, tiny_model, tiny_config):
     assert torch.equal(outputs(ckpt.load(out)), outputs(tiny_model))
 
 
-def test_reference_checkpoint_needs_a_config(tmp_path, tiny_model):
+def test_reference_checkpoint_of_no_shipped_config_needs_a_config(tmp_path, tiny_model):
     path = save_official(tmp_path / "m.pth.tar", tiny_model)
-    with pytest.raises(CheckpointError, match="needs --config"):
+    with pytest.raises(CheckpointError, match="match no shipped config.*--config"):
         ckpt.load(path)
 
 

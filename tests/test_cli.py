@@ -13,6 +13,7 @@ from PIL import Image
 from media import make_video
 from reanimate.cli import main
 from reanimate.io import open_frames
+from reanimate.animators.fomm import FommAnimator
 from reanimate.pipelines import AnimationOptions, AnimationPipeline, animate
 
 from test_checkpoint import save_official
@@ -214,15 +215,15 @@ def test_mixed_precision_path_matches_float32(tmp_path, source_image, driving_vi
     from reanimate import checkpoint
 
     model = checkpoint.load(tiny_checkpoint)
-    full = AnimationPipeline(model, device="cpu").animate(source_image, driving_video, tmp_path / "a", progress=False)
-    half = AnimationPipeline(model, device="cpu", autocast_dtype=torch.bfloat16).animate(
+    full = AnimationPipeline(FommAnimator(model, device="cpu")).animate(source_image, driving_video, tmp_path / "a", progress=False)
+    half = AnimationPipeline(FommAnimator(model, device="cpu", autocast_dtype=torch.bfloat16)).animate(
         source_image, driving_video, tmp_path / "b", progress=False
     )
     a = np.stack([np.asarray(Image.open(p)) for p in sorted(full.output.iterdir())]).astype(float)
     b = np.stack([np.asarray(Image.open(p)) for p in sorted(half.output.iterdir())]).astype(float)
     assert a.shape == b.shape and np.abs(a - b).mean() < 3.0
     with pytest.raises(Exception, match="CUDA"):
-        AnimationPipeline(model, device="cpu", fp16=True)
+        FommAnimator(model, device="cpu", fp16=True)
 
 
 def test_found_best_frame_animates_like_giving_that_frame(tmp_path, source_image, driving_video, tiny_checkpoint):

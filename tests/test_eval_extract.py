@@ -19,17 +19,16 @@ from reanimate.io import read_image
 cv2 = pytest.importorskip("cv2")
 pytest.importorskip("mediapipe", reason="evaluation measurements need mediapipe")
 
-from reanimate.evaluation.extract import (  # noqa: E402
-    BODY_KEYPOINTS,
+from reanimate.evaluation.body_pose import BODY_KEYPOINTS  # noqa: E402
+from reanimate.evaluation.cache import FeatureCache, file_digest  # noqa: E402
+from reanimate.evaluation.dlib_face import (  # noqa: E402
     DLIB_INSTALL_HINT,
     DlibFace,
     DlibUnavailable,
-    FeatureCache,
-    FeatureExtractor,
-    VideoFeatures,
     dlib_box_from_landmarks,
-    file_digest,
 )
+from reanimate.evaluation.extractor import FeatureExtractor  # noqa: E402
+from reanimate.evaluation.features import VideoFeatures  # noqa: E402
 
 PORTRAIT = Path(__file__).resolve().parents[1] / "examples" / "source.png"
 FRAME_SIZE = (256, 300)  # (width, height) of the portrait frames
@@ -159,7 +158,7 @@ def test_missing_dlib_is_reported_with_the_install_hint(monkeypatch, portrait):
 
 
 def test_missing_dlib_model_files_are_one_line_errors(tmp_path):
-    pytest.importorskip("dlib")
+    pytest.importorskip("dlib", reason="dlib is optional (pip install dlib-bin face_recognition_models)")
     with pytest.raises(DlibUnavailable, match="pip install dlib-bin face_recognition_models") as excinfo:
         DlibFace(models=tmp_path)
     assert "\n" not in str(excinfo.value)
@@ -168,8 +167,10 @@ def test_missing_dlib_model_files_are_one_line_errors(tmp_path):
 def test_the_version_names_what_is_extracted(extractor):
     with FeatureExtractor("face", identity=False, landmarks68=False) as mesh_only, FeatureExtractor("body") as body:
         assert mesh_only.missing == [] and body.missing == []
-        assert len({mesh_only.version, body.version, extractor.version}) == 3
-        assert "face" in mesh_only.version and "body" in body.version
+        assert "face" in mesh_only.version and "body" in body.version and mesh_only.version != body.version
+        # With dlib the full face extractor measures more than the face mesh alone and
+        # says so; without dlib both measure the same and share a version (cache entries).
+        assert (extractor.version != mesh_only.version) == (not extractor.missing)
 
 
 def test_frames_of_different_sizes_and_bad_options_are_refused(portrait):

@@ -139,7 +139,7 @@ def test_ssim_matches_a_direct_implementation_of_the_formula():
 
 
 def test_ssim_matches_scikit_image():
-    metrics = pytest.importorskip("skimage.metrics")
+    metrics = pytest.importorskip("skimage.metrics", reason="the reference is scikit-image (the test extra)")
     x = random_video(frames=1)[0]
     y = np.clip(x + np.random.default_rng(2).normal(0, 0.1, x.shape), 0, 1)
     expected = metrics.structural_similarity(

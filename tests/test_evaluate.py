@@ -52,8 +52,8 @@ def test_identical_videos_score_perfectly(dataset, tmp_path):
 
 
 def test_identical_videos_have_the_same_identity(dataset, tmp_path):
-    from reanimate.evaluation.extract import DlibFace
     from reanimate.errors import ReanimateError
+    from reanimate.evaluation.dlib_face import DlibFace
 
     try:
         DlibFace()

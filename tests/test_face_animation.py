@@ -13,7 +13,7 @@ from reanimate.faces import FaceMesh, crop_face, square_box, topology  # noqa: E
 from reanimate.faces.edit import close_eyes, open_mouth, turn_head  # noqa: E402
 from reanimate.geometry.mesh import signed_areas  # noqa: E402
 from reanimate.io import open_frames, open_writer, read_image  # noqa: E402
-from reanimate.models.landmark_animator import (  # noqa: E402
+from reanimate.animators.landmarks import (  # noqa: E402
     DrivingFace,
     LandmarkAnimator,
     LandmarkAnimatorConfig,
@@ -257,11 +257,13 @@ def test_fomm_face_model_crops_and_pastes_back(tmp_path, short_driving):
     from conftest import TINY_CONFIG
 
     from reanimate.models import ModelConfig, build_model
+    from reanimate.animators.fomm import FommAnimator
     from reanimate.pipelines import AnimationPipeline
 
-    model = build_model(ModelConfig.from_yaml_text(TINY_CONFIG, name="vox-tiny"), seed=0)
-    pipeline = AnimationPipeline(model, device="cpu")
-    assert pipeline.is_face_model
+    face_config = TINY_CONFIG.replace("model_params:\n", "model_params:\n  face: true\n")
+    model = build_model(ModelConfig.from_yaml_text(face_config, name="tiny"), seed=0)
+    pipeline = AnimationPipeline(FommAnimator(model, device="cpu"))
+    assert pipeline.requirements.face
     out = tmp_path / "out"
     result = pipeline.animate(EXAMPLES / "source.png", short_driving, out, progress=False)
     frames = sorted(out.glob("*.png"))
@@ -338,7 +340,7 @@ def test_gaze_slides_the_iris_and_leaves_the_rest(crop, animator):
 
 
 def test_head_carried_out_of_the_crop_is_held_inside(crop, animator):
-    from reanimate.models.landmark_animator import FACE_OVAL, keep_head_inside
+    from reanimate.animators.landmarks import FACE_OVAL, keep_head_inside
 
     _, landmarks = crop
     side, margin, ring = float(SIZE - 1), 20.0, 1.25

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from reanimate.faces.lids import draw_closed_lid, lid_layer, smooth_fill
-from reanimate.models.landmark_animator import eye_opening_ratio, eye_openness
+from reanimate.animators.landmarks import eye_opening_ratio, eye_openness
+from reanimate.faces.lids import distance_to_polyline, draw_closed_lid, lid_layer, smooth_fill
 
 SKIN = np.array([200.0, 150.0, 130.0])
 
@@ -117,8 +117,6 @@ def test_eye_opening_ratio_rescales_so_that_closed_reads_zero(gap, expected):
 
 
 def test_distance_to_polyline_hand_computed():
-    from reanimate.models.landmark_animator import _distance_to_polyline
-
     line = np.array([[0.0, 0.0], [10.0, 0.0], [10.0, 10.0]])
     points = np.array([[5.0, 3.0], [-4.0, 3.0], [13.0, 5.0], [12.0, 14.0]])
-    np.testing.assert_allclose(_distance_to_polyline(points, line), [3.0, 5.0, 3.0, np.hypot(2.0, 4.0)])
+    np.testing.assert_allclose(distance_to_polyline(points, line), [3.0, 5.0, 3.0, np.hypot(2.0, 4.0)])

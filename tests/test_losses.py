@@ -262,7 +262,7 @@ def test_ms_ssim_identity_and_noise_order(size):
 
 def test_ms_ssim_matches_reference_single_scale():
     """At one scale MS-SSIM is SSIM; compare with scikit-image's Gaussian-window SSIM."""
-    metrics = pytest.importorskip("skimage.metrics")
+    metrics = pytest.importorskip("skimage.metrics", reason="the reference is scikit-image (the test extra)")
     g = torch.Generator().manual_seed(3)
     x = torch.rand(1, 1, 20, 18, generator=g, dtype=torch.float64)
     y = (x + 0.2 * torch.randn(x.shape, generator=g, dtype=torch.float64)).clamp(0, 1)

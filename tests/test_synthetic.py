@@ -13,10 +13,13 @@ import torch
 from reanimate.data import synthetic
 from reanimate.data.synthetic import (
     SyntheticConfig,
+    dataset,
     flow_path,
     load_flow,
     make_synthetic,
+    render,
     render_video,
+    textures,
 )
 from reanimate.errors import InputError, ReanimateError
 from reanimate.geometry.flow import end_point_error, identity_flow, resize_flow, warp
@@ -95,12 +98,12 @@ def _square_scene(shift: tuple[float, float]):
     moved = still.copy()
     moved[0, :2, 2] = (10.0, 10.0)
     moved[1, :2, 2] = (10.0 + shift[0], 10.0 + shift[1])
-    return [synthetic._Layer(flat, 1.0, still),
-            synthetic._Layer(flat * 0 + 1, 1.0, moved, (0.0, 0.0, 4.0, 4.0, 0.0))]
+    return [render._Layer(flat, 1.0, still),
+            render._Layer(flat * 0 + 1, 1.0, moved, (0.0, 0.0, 4.0, 4.0, 0.0))]
 
 
 def test_hand_built_scene_has_the_exact_flow_and_visibility():
-    _, source, visible = synthetic._render_layers(_square_scene((3.0, -2.0)), 24)
+    _, source, visible = render._render_layers(_square_scene((3.0, -2.0)), 24)
     ys, xs = np.mgrid[0:24, 0:24]
     pixels = np.stack([xs, ys], axis=-1).astype(float)
     in_square = lambda x, y, cx, cy: (np.abs(x - cx) <= 4) & (np.abs(y - cy) <= 4)  # noqa: E731
@@ -185,9 +188,9 @@ def _hue_spread(hues: list[float]) -> float:
 
 
 def test_by_part_palette_gives_each_part_kind_one_look():
-    heads = [_mean_hue(synthetic._part_texture(np.random.default_rng(i), "head")) for i in range(8)]
-    torsos = [_mean_hue(synthetic._part_texture(np.random.default_rng(i), "torso")) for i in range(8)]
-    anything = [_mean_hue(synthetic._part_texture(np.random.default_rng(i))) for i in range(8)]
+    heads = [_mean_hue(textures.part_texture(np.random.default_rng(i), "head")) for i in range(8)]
+    torsos = [_mean_hue(textures.part_texture(np.random.default_rng(i), "torso")) for i in range(8)]
+    anything = [_mean_hue(textures.part_texture(np.random.default_rng(i))) for i in range(8)]
     assert _hue_spread(heads) < 0.1 and _hue_spread(torsos) < 0.1
     assert _hue_spread(anything) > 0.2
     # Heads and torsos are told apart by colour.
@@ -239,7 +242,7 @@ def test_same_seed_writes_identical_files(tmp_path):
 
 def test_interrupted_run_leaves_nothing(tmp_path, monkeypatch):
     calls = []
-    real = synthetic._write_video
+    real = dataset._write_video
 
     def failing(folder, video, dtype):
         calls.append(folder)
@@ -247,7 +250,7 @@ def test_interrupted_run_leaves_nothing(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         real(folder, video, dtype)
 
-    monkeypatch.setattr(synthetic, "_write_video", failing)
+    monkeypatch.setattr(dataset, "_write_video", failing)
     with pytest.raises(KeyboardInterrupt):
         make_synthetic(tmp_path / "data", TINY, progress=False)
     assert list(tmp_path.iterdir()) == []

@@ -29,25 +29,28 @@ import logging
 import math
 import operator
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset, Sampler
 
 from reanimate.data.augmentation import Augmentation
 from reanimate.errors import InputError, ReanimateError
-from reanimate.io import (
-    VIDEO_EXTENSIONS,
-    is_image_path,
-    is_video_path,
-    natural_sort_key,
-    open_frames,
-    read_image,
+from reanimate.io import is_image_path, is_video_path, natural_sort_key
+# The readers of one video live in reanimate.io.clips; re-exported here, where they were.
+from reanimate.io.clips import (
+    FileClip,
+    FrameShape,
+    ShortVideoError,
+    check_frame_shape,
+    count_frames,
+    frames_to_batch,
+    iter_frames,
+    open_clip,
+    read_frames,
 )
-from reanimate.io.image import resize_area
 
 logger = logging.getLogger(__name__)
 
@@ -69,225 +72,8 @@ ID_SEPARATOR = "#"
 #: Keys of a config's ``dataset_params`` that the datasets use.
 DATASET_KEYS = ("root_dir", "frame_shape", "id_sampling", "pairs_list", "augmentation_params")
 
-FrameShape = Sequence[int]
 #: Exceptions meaning "this video cannot be used"; training skips such videos.
 _UNREADABLE = (InputError, OSError)
-
-
-# --------------------------------------------------------------------------------------
-# Reading the frames of one video
-# --------------------------------------------------------------------------------------
-
-
-def count_frames(path: str | os.PathLike, frame_shape: FrameShape = (256, 256, 3)) -> int:
-    """Number of frames of a video (folder, video file or side-by-side image).
-
-    For a video file this is the count its container declares (decoding it to count
-    when it declares none). ``frame_shape`` (``(H, W)`` or ``(H, W, 3)``) is needed for a
-    side-by-side image, whose frames are ``frame_shape[1]`` wide.
-
-    Raises:
-        InputError: the path is missing, not a video, unreadable or has no frames.
-    """
-    return _open_video(Path(path), _check_shape(frame_shape)).num_frames
-
-
-def read_frames(path: str | os.PathLike, indices: Sequence[int],
-                frame_shape: FrameShape = (256, 256, 3)) -> np.ndarray:
-    """The frames ``indices`` (0-based, any order, repeats allowed) of a video.
-
-    Reads only what it needs: the listed files of a folder; a video file decoded from the
-    start up to the largest index. Frames of another size than ``frame_shape[:2]`` are
-    resized (area averaging when shrinking, bilinear when enlarging).
-
-    Returns:
-        float32 ``(len(indices), H, W, 3)`` in ``[0, 1]``, in the order of ``indices``.
-
-    Raises:
-        InputError: the video is unreadable or an index is out of range.
-    """
-    return _open_video(Path(path), _check_shape(frame_shape)).read(indices)
-
-
-def iter_frames(path: str | os.PathLike,
-                frame_shape: FrameShape = (256, 256, 3)) -> Iterator[np.ndarray]:
-    """Stream every frame of a video as float32 ``(H, W, 3)`` in ``[0, 1]``, resized to
-    ``frame_shape[:2]``. Holds one frame at a time (a side-by-side image: that image).
-
-    Raises (when iterated):
-        InputError: the video is unreadable.
-    """
-    shape = _check_shape(frame_shape)
-    yield from _open_video(Path(path), shape).iterate()
-
-
-def _check_shape(frame_shape: FrameShape) -> tuple[int, int]:
-    """``(H, W)`` from ``(H, W)`` or ``(H, W, 3)``."""
-    shape = tuple(frame_shape)
-    if (len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] != 3)
-            or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0
-                       for s in shape)):
-        raise ReanimateError(f"frame_shape must be [height, width, 3] with positive sizes, "
-                             f"got {list(frame_shape)}")
-    return int(shape[0]), int(shape[1])
-
-
-def frames_to_batch(frames: Sequence[np.ndarray] | np.ndarray) -> torch.Tensor:
-    """float32 frames ``(H, W, 3)`` (from :func:`read_frames` / :func:`iter_frames`)
-    -> a contiguous ``(N, 3, H, W)`` tensor."""
-    return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).contiguous()
-
-
-def _to_float(frame: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """uint8 ``(h, w, 3)`` -> float32 ``(H, W, 3)`` in ``[0, 1]``, resized to ``shape``."""
-    image = frame.astype(np.float32) / np.float32(255.0)
-    if image.shape[:2] == tuple(shape):
-        return image
-    return np.clip(resize_area(image, *shape), 0.0, 1.0)
-
-
-def _open_video(path: Path, shape: tuple[int, int],
-                known_count: int | None = None) -> "_FolderVideo | _FileVideo | _StackedVideo":
-    """The reader for ``path``'s kind of video."""
-    if not path.exists():
-        raise InputError(path, "not found")
-    if path.is_dir():
-        return _FolderVideo(path, shape)
-    if is_video_path(path):
-        return _FileVideo(path, shape, known_count)
-    if is_image_path(path):
-        return _StackedVideo(path, shape)
-    raise InputError(path, "not a video: expected a folder of frames, a video file "
-                     f"({', '.join(sorted(VIDEO_EXTENSIONS))}) or an image of frames side by side")
-
-
-class _ShortVideo(InputError):
-    """A video file ended before a requested frame: it has fewer frames than it declares."""
-
-    def __init__(self, path: Path, index: int, available: int):
-        super().__init__(path, f"frame {index} is out of range (the video ends after "
-                         f"{available} frames)")
-        self.available = available
-
-
-class _FolderVideo:
-    """A folder of frame images, in natural name order; hidden and non-image files ignored."""
-
-    def __init__(self, folder: Path, shape: tuple[int, int]):
-        self.path = folder
-        self.shape = shape
-        try:
-            entries = list(folder.iterdir())
-        except OSError as exc:
-            raise InputError(folder, f"cannot list folder ({exc.strerror or exc})") from None
-        self.files = sorted((p for p in entries if is_image_path(p) and not p.name.startswith(".")
-                             and p.is_file()), key=lambda p: natural_sort_key(p.name))
-        if not self.files:
-            raise InputError(folder, "folder contains no frame images")
-
-    @property
-    def num_frames(self) -> int:
-        return len(self.files)
-
-    def read(self, indices: Sequence[int]) -> np.ndarray:
-        indices = _check_indices(self.path, indices, len(self.files))
-        loaded = {index: self._frame(index) for index in sorted(set(indices))}
-        return _stack([loaded[index] for index in indices], self.shape)
-
-    def iterate(self) -> Iterator[np.ndarray]:
-        for index in range(len(self.files)):
-            yield self._frame(index)
-
-    def _frame(self, index: int) -> np.ndarray:
-        return _to_float(read_image(self.files[index]), self.shape)
-
-
-class _FileVideo:
-    """A video file, decoded from its start with :func:`reanimate.io.open_frames`."""
-
-    def __init__(self, path: Path, shape: tuple[int, int], known_count: int | None = None):
-        self.path = path
-        self.shape = shape
-        self._count = known_count
-
-    @property
-    def num_frames(self) -> int:
-        if self._count is None:
-            with open_frames(self.path) as reader:
-                count = reader.frame_count
-                if count is None:  # the container does not say: decode to count
-                    count = sum(1 for _ in reader)
-            self._count = count
-        return self._count
-
-    def read(self, indices: Sequence[int]) -> np.ndarray:
-        indices = _check_indices(self.path, indices, None)
-        wanted = set(indices)
-        last = max(wanted, default=-1)
-        loaded: dict[int, np.ndarray] = {}
-        position = -1
-        if last >= 0:
-            with open_frames(self.path) as reader:
-                for position, frame in enumerate(reader):
-                    if position in wanted:
-                        loaded[position] = _to_float(frame, self.shape)
-                    if position == last:
-                        break  # no need to decode further
-            if last not in loaded:
-                raise _ShortVideo(self.path, last, position + 1)
-        return _stack([loaded[index] for index in indices], self.shape)
-
-    def iterate(self) -> Iterator[np.ndarray]:
-        with open_frames(self.path) as reader:
-            for frame in reader:
-                yield _to_float(frame, self.shape)
-
-
-class _StackedVideo:
-    """One image holding the frames side by side, each ``shape[1]`` pixels wide."""
-
-    def __init__(self, path: Path, shape: tuple[int, int]):
-        self.path = path
-        self.shape = shape
-        self.image = read_image(path)
-        width = self.image.shape[1]
-        if width % shape[1]:
-            raise InputError(path, f"is {width} pixels wide, not a multiple of the frame width "
-                             f"{shape[1]} (an image of frames side by side needs frame_shape "
-                             "[height, width, 3] of one frame)")
-
-    @property
-    def num_frames(self) -> int:
-        return self.image.shape[1] // self.shape[1]
-
-    def read(self, indices: Sequence[int]) -> np.ndarray:
-        indices = _check_indices(self.path, indices, self.num_frames)
-        return _stack([self._frame(index) for index in indices], self.shape)
-
-    def iterate(self) -> Iterator[np.ndarray]:
-        for index in range(self.num_frames):
-            yield self._frame(index)
-
-    def _frame(self, index: int) -> np.ndarray:
-        width = self.shape[1]
-        return _to_float(self.image[:, index * width:(index + 1) * width], self.shape)
-
-
-def _check_indices(path: Path, indices: Sequence[int], count: int | None) -> list[int]:
-    """``indices`` as ints, each in ``[0, count)`` (only ``>= 0`` when count is unknown)."""
-    checked = [operator.index(i) for i in np.asarray(indices).reshape(-1).tolist()]
-    for index in checked:
-        if index < 0:
-            raise InputError(path, f"frame {index} is out of range (indices start at 0)")
-        if count is not None and index >= count:
-            raise InputError(path, f"frame {index} is out of range (the video has {count} frames)")
-    return checked
-
-
-def _stack(frames: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
-    if not frames:
-        return np.zeros((0, *shape, 3), dtype=np.float32)
-    return np.stack(frames)
 
 
 # --------------------------------------------------------------------------------------
@@ -377,7 +163,7 @@ class FramesDataset(Dataset):
                  pairs_list: str | os.PathLike | None = None,
                  augmentation_params: Mapping[str, Any] | None = None):
         self.root_dir = Path(root_dir)
-        self.frame_shape = (*_check_shape(frame_shape), 3)
+        self.frame_shape = (*check_frame_shape(frame_shape), 3)
         self.is_train = bool(is_train)
         self.id_sampling = bool(id_sampling) and self.is_train
         self.pairs_list = None if pairs_list is None else Path(pairs_list)
@@ -481,19 +267,19 @@ class FramesDataset(Dataset):
         return self.root / name
 
     def _open(self, path: Path):
-        return _open_video(path, self.frame_shape[:2], self._frame_counts.get(path))
+        return open_clip(path, self.frame_shape[:2], self._frame_counts.get(path))
 
     def _sample(self, path: Path, rng: np.random.Generator) -> dict[str, Any]:
         """Two frames drawn uniformly with replacement, in time order, then augmented."""
         video = self._open(path)
         count = video.num_frames
-        if isinstance(video, _FileVideo):
+        if isinstance(video, FileClip):
             self._frame_counts[path] = count
         indices = np.sort(rng.integers(0, count, size=2))
         try:
             frames = video.read(indices)
-        except _ShortVideo as exc:  # declared more frames than it has: draw again
-            self._frame_counts[path] = video._count = exc.available
+        except ShortVideoError as exc:  # declared more frames than it has: draw again
+            self._frame_counts[path] = exc.available
             if exc.available == 0:
                 raise InputError(path, "video contains no frames") from None
             indices = np.sort(rng.integers(0, exc.available, size=2))

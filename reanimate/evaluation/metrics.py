@@ -31,17 +31,17 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from ..smoothing import _second_differences
-from ..training.losses import (
+from ..imageops import (
     SSIM_K1,
     SSIM_K2,
     SSIM_SIGMA,
     SSIM_WINDOW,
-    _gaussian_window,
-    _ssim_components,
+    gaussian_window,
     ms_ssim,
     ms_ssim_plan,
+    ssim_components,
 )
+from ..smoothing import second_differences
 
 __all__ = [
     "PoseDifference",
@@ -208,10 +208,10 @@ def ssim(generated, real, data_range: float = 1.0, *, reduction: str = "mean") -
     Border convention: the *valid* region only, i.e. the SSIM map is averaged over the
     window positions that lie entirely inside the image (``(H - 10) x (W - 10)`` values),
     no padding. This is the convention of the project's MS-SSIM
-    (:func:`reanimate.training.losses.ms_ssim`, whose building blocks are used here), and
+    (:func:`reanimate.imageops.ms_ssim`, whose building blocks are used here), and
     gives the same values as scikit-image's ``structural_similarity`` with
     ``gaussian_weights=True, sigma=1.5, use_sample_covariance=False``. Images with a side
-    under 11 px use the smaller window of :func:`~reanimate.training.losses.ms_ssim_plan`
+    under 11 px use the smaller window of :func:`~reanimate.imageops.ms_ssim_plan`
     (largest odd size that fits, sigma scaled in proportion); so for images under 21 px,
     where MS-SSIM has a single scale, :func:`ms_ssim_score` equals this SSIM (clamped to a
     tiny positive floor).
@@ -229,8 +229,8 @@ def ssim(generated, real, data_range: float = 1.0, *, reduction: str = "mean") -
     def frame_ssim(g: np.ndarray, r: np.ndarray) -> np.ndarray:
         _check_ssim_size(g, "ssim")
         _, window_size, sigma = ms_ssim_plan(g.shape[1], g.shape[2], SSIM_WINDOW, SSIM_SIGMA, max_scales=1)
-        window = _gaussian_window(window_size, sigma, torch.float64, "cpu")
-        ssim_per_channel, _ = _ssim_components(_nchw(g), _nchw(r), window, c1, c2)
+        window = gaussian_window(window_size, sigma, torch.float64, "cpu")
+        ssim_per_channel, _ = ssim_components(_nchw(g), _nchw(r), window, c1, c2)
         return ssim_per_channel.mean(dim=1).numpy()
 
     return _reduce_frames(_per_frame(generated, real, "ssim", frame_ssim, data_range), reduction)
@@ -238,10 +238,10 @@ def ssim(generated, real, data_range: float = 1.0, *, reduction: str = "mean") -
 
 def ms_ssim_score(generated, real, data_range: float = 1.0, *, reduction: str = "mean") -> float | np.ndarray:
     """Multi-scale SSIM (Wang, Simoncelli & Bovik 2003) per frame, through the project's
-    :func:`reanimate.training.losses.ms_ssim` (the same function as the training loss).
+    :func:`reanimate.imageops.ms_ssim` (the same function as the training loss).
 
     Five scales at 161 px and more; smaller images use fewer scales (see
-    :func:`~reanimate.training.losses.ms_ssim_plan`), so compare scores only between
+    :func:`~reanimate.imageops.ms_ssim_plan`), so compare scores only between
     images of the same size. Dimensionless, 1 for identical images.
 
     Args:
@@ -495,5 +495,5 @@ def jitter(landmarks, visible=None) -> float:
     if values.shape[0] < 3:
         return float("nan")
     values = np.where(present[..., None], values, np.nan)
-    acceleration = _second_differences(torch.from_numpy(values)).numpy()  # NaN where a frame is missing
+    acceleration = second_differences(torch.from_numpy(values)).numpy()  # NaN where a frame is missing
     return float(_masked_mean(acceleration, np.isfinite(acceleration)))

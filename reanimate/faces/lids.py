@@ -155,6 +155,16 @@ def lid_layer(image: np.ndarray, openings: list[np.ndarray], bands: list[np.ndar
     return LidLayer(layer, weight, lash.astype(np.float32))
 
 
+def distance_to_polyline(points: np.ndarray, polyline: np.ndarray) -> np.ndarray:
+    """``(N,)`` distance of each of ``points`` ``(N, 2)`` to the open ``polyline`` ``(M, 2)``
+    (how far a lid's margin is from its brow, which bounds the lid band)."""
+    a, b = polyline[:-1], polyline[1:]  # (S, 2) segments
+    ab = b - a
+    t = np.einsum("nsk,sk->ns", points[:, None, :] - a[None], ab) / np.maximum((ab * ab).sum(1), 1e-12)
+    nearest = a[None] + np.clip(t, 0.0, 1.0)[..., None] * ab[None]  # (N, S, 2)
+    return np.linalg.norm(points[:, None, :] - nearest, axis=2).min(1)
+
+
 def draw_closed_lid(out: np.ndarray, layer: LidLayer, map_x: np.ndarray, map_y: np.ndarray, opening: np.ndarray,
                     margin: np.ndarray, amount: float, lash_width: float, pad: int) -> None:
     """In place: draw the lid layer over one closing eye and a lash line along its margin.

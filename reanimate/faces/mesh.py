@@ -13,10 +13,11 @@ import os
 import sys
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from reanimate.errors import ReanimateError
-from reanimate.faces._optional import require_face_mesh
+from reanimate.faces.optional import require_face_mesh
 from reanimate.faces.pose import HeadPose, head_pose
 from reanimate.faces.topology import LEFT_EYE, NUM_LANDMARKS, RIGHT_EYE
 
@@ -24,10 +25,13 @@ from reanimate.faces.topology import LEFT_EYE, NUM_LANDMARKS, RIGHT_EYE
 MESH_POINTS = 468
 #: Side of the blank image run once when a FaceMesh starts (see FaceMesh.__init__).
 _WARM_UP_SIZE = 64
+#: Longer side above which FaceMesh.detect analyses a downscaled copy: MediaPipe's face
+#: detector works on a 128 px version anyway; huge photos (12000 px) cost time and miss faces.
+MAX_DETECTION_SIDE = 2048
 
 
 @contextlib.contextmanager
-def _quiet_native_stderr():
+def quiet_native_stderr():
     """Send file descriptor 2 to /dev/null while MediaPipe's C++ code starts up.
 
     Building the graph and its first run print INFO/WARNING lines from C++ (TF Lite,
@@ -113,7 +117,7 @@ class FaceMesh:
         if max_faces < 1:
             raise ReanimateError(f"max_faces must be at least 1, got {max_faces}")
         face_mesh = require_face_mesh()
-        with _quiet_native_stderr():
+        with quiet_native_stderr():
             self._mesh = face_mesh.FaceMesh(
                 static_image_mode=not video, max_num_faces=int(max_faces), refine_landmarks=refine,
                 min_detection_confidence=min_detection_confidence,
@@ -128,16 +132,22 @@ class FaceMesh:
         self._runs = 0
 
     def detect(self, image: np.ndarray) -> list[Face]:
-        """Faces in a ``uint8 (H, W, 3)`` RGB image, largest :attr:`Face.area` first."""
+        """Faces in a ``uint8 (H, W, 3)`` RGB image, largest :attr:`Face.area` first.
+
+        An image whose longer side exceeds :data:`MAX_DETECTION_SIDE` is analysed as a
+        downscaled copy; the landmarks are still in the given image's pixels."""
         if self._mesh is None:
             raise ValueError("FaceMesh is closed")
         image = np.asarray(image)
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"expected a uint8 (H, W, 3) RGB image, got {image.dtype} {image.shape}")
-        quiet = _quiet_native_stderr() if self._runs == 0 else contextlib.nullcontext()
+        analysed = _detection_copy(image)
+        quiet = quiet_native_stderr() if self._runs == 0 else contextlib.nullcontext()
         with quiet:
-            result = self._mesh.process(np.ascontiguousarray(image))
+            result = self._mesh.process(analysed)
         self._runs += 1
+        # The landmarks are normalised to the analysed copy, which shows the whole image:
+        # scaling by the full image's size gives its pixels.
         height, width = image.shape[:2]
         scale = np.array([width, height, width], dtype=np.float32)
         faces = []
@@ -161,6 +171,17 @@ class FaceMesh:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+def _detection_copy(image: np.ndarray) -> np.ndarray:
+    """``image``, or a copy whose longer side is :data:`MAX_DETECTION_SIDE` (area
+    averaging) when it is longer; contiguous, as MediaPipe needs."""
+    height, width = image.shape[:2]
+    factor = MAX_DETECTION_SIDE / max(height, width)
+    if factor >= 1:
+        return np.ascontiguousarray(image)
+    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    return cv2.resize(np.ascontiguousarray(image), size, interpolation=cv2.INTER_AREA)
 
 
 def _iris_stand_ins(points: np.ndarray) -> np.ndarray:

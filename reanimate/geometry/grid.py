@@ -35,13 +35,43 @@ def coordinate_grid(
     return torch.stack(mesh[::-1], dim=-1)
 
 
+def box_to_normalized(points: torch.Tensor, origin, side) -> torch.Tensor:
+    """Pixel coordinates ``(..., n)`` to [-1, 1] in a box whose first pixel centre is at
+    ``origin`` and whose last is ``side`` pixels further on each axis.
+
+    The general form of :func:`pixel_to_normalized` (a whole image is the box at origin
+    0 with ``side = size - 1``); a square face crop of a frame is ``origin = (x0, y0)``,
+    one ``side``.
+
+    Args:
+        points: ``(..., n)`` pixels, x first.
+        origin: scalar or ``(n,)`` pixels (tensor or sequence).
+        side: scalar or ``(n,)`` pixels, > 0.
+
+    Returns:
+        ``(..., n)``, same dtype as ``points``: ``2 (points - origin) / side - 1``.
+    """
+    origin = torch.as_tensor(origin, dtype=points.dtype, device=points.device)
+    return 2 * (points - origin) / side - 1
+
+
+def normalized_to_box(points: torch.Tensor, origin, side) -> torch.Tensor:
+    """Inverse of :func:`box_to_normalized`: ``(points + 1) side / 2 + origin``, ``(..., n)``."""
+    origin = torch.as_tensor(origin, dtype=points.dtype, device=points.device)
+    return (points + 1) * side / 2 + origin
+
+
+def _image_side(points: torch.Tensor, spatial_size: Sequence[int]) -> torch.Tensor:
+    """``(n,)`` pixel spans of an image of ``spatial_size`` (``(H, W)`` or ``(D, H, W)``), x first."""
+    sizes = torch.tensor(list(spatial_size)[::-1], dtype=points.dtype, device=points.device)
+    return (sizes - 1).clamp(min=1)
+
+
 def pixel_to_normalized(points: torch.Tensor, spatial_size: Sequence[int]) -> torch.Tensor:
     """Pixel coordinates ``(..., n)`` (x first, 0 = centre of first pixel) to [-1, 1]."""
-    sizes = torch.tensor(list(spatial_size)[::-1], dtype=points.dtype, device=points.device)
-    return 2 * points / (sizes - 1).clamp(min=1) - 1
+    return box_to_normalized(points, 0.0, _image_side(points, spatial_size))
 
 
 def normalized_to_pixel(points: torch.Tensor, spatial_size: Sequence[int]) -> torch.Tensor:
     """Inverse of :func:`pixel_to_normalized`."""
-    sizes = torch.tensor(list(spatial_size)[::-1], dtype=points.dtype, device=points.device)
-    return (points + 1) * (sizes - 1).clamp(min=1) / 2
+    return normalized_to_box(points, 0.0, _image_side(points, spatial_size))

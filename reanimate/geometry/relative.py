@@ -124,6 +124,91 @@ def normalized_shape(points: torch.Tensor) -> torch.Tensor:
     return centred / area.sqrt().view(-1, 1, 1)
 
 
+def rigid_frame(points: torch.Tensor, rigid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Centre and size of a point set, measured on its ``rigid`` points.
+
+    Args:
+        points: ``(B, N, D)``.
+        rigid: optional ``(R,)`` indices of the points that move with the object
+            (default: all).
+
+    Returns:
+        ``centre`` ``(B, 1, D)``, the rigid points' mean, and ``size`` ``(B, 1, 1)``, their
+        root-mean-square distance from it.
+    """
+    part = points[:, _rigid_index(rigid)]
+    centre = part.mean(dim=1, keepdim=True)
+    size = (part - centre).square().sum(-1).mean(-1).sqrt().view(-1, 1, 1)
+    return centre, size
+
+
+def tracked_frame(points: torch.Tensor, reference: torch.Tensor, reference_size: torch.Tensor,
+                  reference_rotation: torch.Tensor, rigid: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Centre, size and orientation of ``points`` followed from a ``reference`` frame of
+    the same object: the similarity ``(s, Q)`` fitted on the rigid points
+    (:func:`fit_similarity`) gives ``sigma = s sigma_ref`` and ``R = Q R_ref``.
+
+    Args:
+        points, reference: ``(B, N, 3)``.
+        reference_size: ``(B, 1, 1)`` (:func:`rigid_frame`); reference_rotation: ``(B, 3, 3)``.
+        rigid: optional ``(R,)`` indices.
+
+    Returns:
+        ``centre`` ``(B, 1, 3)`` (the rigid points' mean), ``size`` ``(B, 1, 1)``,
+        ``rotation`` ``(B, 3, 3)``.
+    """
+    index = _rigid_index(rigid)
+    scale, rotation, _ = fit_similarity(reference[:, index], points[:, index])
+    centre = points[:, index].mean(dim=1, keepdim=True)
+    return centre, scale.view(-1, 1, 1) * reference_size, rotation @ reference_rotation
+
+
+def to_canonical(points: torch.Tensor, centre: torch.Tensor, size: torch.Tensor,
+                 rotation: torch.Tensor) -> torch.Tensor:
+    """Points in an object's own frame: ``C = R^T (x - c) / sigma``, row-wise.
+
+    Args:
+        points: ``(B, N, 3)``; centre: ``(B, 1, 3)``; size: ``(B, 1, 1)``; rotation:
+            ``(B, 3, 3)`` (columns = the object's axes in camera space).
+
+    Returns:
+        ``(B, N, 3)``.
+    """
+    return (points - centre) @ rotation / size
+
+
+def from_canonical(canonical: torch.Tensor, centre: torch.Tensor, size: torch.Tensor,
+                   rotation: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`to_canonical`: ``x = c + sigma R C``, ``(B, N, 3)``."""
+    return centre + size * canonical @ rotation.transpose(-1, -2)
+
+
+def relative_similarity(
+    source: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    driving: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    driving_initial: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The driver's similarity since its initial frame, applied to the source's.
+
+    Each argument is ``(centre (B, 1, 3), size (B, 1, 1), rotation (B, 3, 3))`` (batch 1
+    broadcasts). The driver's turn ``R_D1^T R_D`` is made in the source's head frame
+    and its translation is scaled by the size ratio (adapt-scale)::
+
+        R_T = R_S (R_D1^T R_D),   sigma_T = sigma_S (sigma_D / sigma_D1)
+        c_T = c_S + (sigma_S / sigma_D1) (c_D - c_D1)
+
+    Returns:
+        the target's ``(centre, size, rotation)``.
+    """
+    centre_s, size_s, rotation_s = source
+    centre_d, size_d, rotation_d = driving
+    centre_i, size_i, rotation_i = driving_initial
+    centre = centre_s + (size_s / size_i) * (centre_d - centre_i)
+    turn = rotation_i.transpose(-1, -2) @ rotation_d  # in the head's own frame
+    return centre, size_s * (size_d / size_i), rotation_s @ turn
+
+
 def relative_pose_motion(
     source: torch.Tensor,
     driving: torch.Tensor,
@@ -136,28 +221,30 @@ def relative_pose_motion(
 
     The 3-D form of :func:`relative_keypoints` that the face models use (the MMFA /
     LivePortrait decomposition ``x = c + sigma R (x_canonical + delta)``): every face is
-    written as a centre ``c`` and size ``sigma`` of its ``rigid`` points, an orientation
-    ``R`` (columns = the head's axes in camera space) and canonical points
-    ``C = R^T (x - c) / sigma``. The driver's motion from its initial frame is
+    written as a centre ``c`` and size ``sigma`` of its ``rigid`` points
+    (:func:`rigid_frame`), an orientation ``R`` (columns = the head's axes in camera
+    space) and canonical points ``C = R^T (x - c) / sigma`` (:func:`to_canonical`). The
+    driver's motion from its initial frame is
 
-    * a similarity ``(s, Q, t)`` fitted on the rigid points (:func:`fit_similarity`), so
+    * a similarity ``(s, Q, t)`` fitted on the rigid points (:func:`tracked_frame`), so
       ``R_D = Q R_D1``, ``sigma_D = s sigma_D1``; in the head's own frame the turn is
-      ``R_D1^T Q R_D1``;
+      ``R_D1^T R_D = R_D1^T Q R_D1``;
     * an expression: the change of its canonical points ``C_D - C_D1`` (the residual
       the similarity does not explain, in the head's own frame and size).
 
     The target keeps the source's shape and orientation and receives both, relatively,
     the turn applied in the source's head frame (a driver nodding about its own left-right
     axis makes a three-quarter-view source nod about *its* left-right axis, not about the
-    camera's)::
+    camera's; :func:`relative_similarity`)::
 
         C_T     = C_S + (C_D - C_D1)                       (relative_keypoints)
-        R_T     = R_S (R_D1^T Q R_D1),   sigma_T = s sigma_S
+        R_T     = R_S (R_D1^T R_D),   sigma_T = s sigma_S
         c_T     = c_S + (sigma_S / sigma_D1) (c_D - c_D1)  (adapt-scale translation)
-        x_T     = c_T + sigma_T R_T C_T
+        x_T     = c_T + sigma_T R_T C_T                    (from_canonical)
 
     A driver that does not move gives the source; a rigid head turn turns the source's
     own 3-D shape, so it is foreshortened by its own depth rather than by the driver's.
+    :class:`reanimate.motion.HeadMotion` holds the same decomposition as a type.
 
     Args:
         source: ``(1 or B, N, 3)`` points (any isotropic unit, e.g. pixels; z depth).
@@ -171,30 +258,14 @@ def relative_pose_motion(
         ``(B, N, 3)`` target points in the source's units.
     """
     b = driving.shape[0]
-    source, initial = source.expand(b, -1, -1), driving_initial.expand(b, -1, -1)
-    rotation_source, rotation_initial = rotation_source.expand(b, 3, 3), rotation_initial.expand(b, 3, 3)
-    index = slice(None) if rigid is None else torch.as_tensor(rigid, dtype=torch.long)
+    initial = driving_initial.expand(b, -1, -1)
+    frame_s = (*rigid_frame(source, rigid), rotation_source)
+    frame_i = (*rigid_frame(initial, rigid), rotation_initial)
+    frame_d = tracked_frame(driving, initial, frame_i[1], rotation_initial.expand(b, 3, 3), rigid)
+    c_t = relative_keypoints(to_canonical(source, *frame_s), to_canonical(driving, *frame_d),
+                             to_canonical(initial, *frame_i))
+    return from_canonical(c_t, *relative_similarity(frame_s, frame_d, frame_i))
 
-    def frame(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        part = points[:, index]
-        centre = part.mean(dim=1, keepdim=True)
-        size = (part - centre).square().sum(-1).mean(-1).sqrt().view(-1, 1, 1)
-        return centre, size
 
-    centre_s, size_s = frame(source)
-    centre_i, size_i = frame(initial)
-    centre_d = driving[:, index].mean(dim=1, keepdim=True)
-    scale, rotation, _ = fit_similarity(initial[:, index], driving[:, index])
-    scale = scale.view(-1, 1, 1)
-    rotation_d = rotation @ rotation_initial
-
-    def canonical(points, centre, size, orientation):
-        return (points - centre) @ orientation / size  # rows: R^T (x - c) / sigma
-
-    c_s = canonical(source, centre_s, size_s, rotation_source)
-    c_d = canonical(driving, centre_d, scale * size_i, rotation_d)
-    c_i = canonical(initial, centre_i, size_i, rotation_initial)
-    c_t = relative_keypoints(c_s, c_d, c_i)
-    centre_t = centre_s + (size_s / size_i) * (centre_d - centre_i)
-    turn = rotation_initial.transpose(-1, -2) @ rotation @ rotation_initial  # in the head's frame
-    return centre_t + (scale * size_s) * c_t @ (rotation_source @ turn).transpose(-1, -2)
+def _rigid_index(rigid: torch.Tensor | None):
+    return slice(None) if rigid is None else torch.as_tensor(rigid, dtype=torch.long)

@@ -12,9 +12,12 @@ Conventions used throughout :mod:`reanimate.io`:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Sequence
+import threading
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import cv2
@@ -26,7 +29,9 @@ from reanimate.errors import InputError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["read_image", "fit_to_shape", "frames_to_tensor", "tensor_to_frames", "LUMA_WEIGHTS"]
+__all__ = [
+    "read_image", "fit_to_shape", "frames_to_tensor", "tensor_to_frames", "LUMA_WEIGHTS", "MAX_IMAGE_PIXELS",
+]
 
 #: Luma weights of ITU-R BT.601 for RGB, as torchvision and PIL use for greyscale.
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -36,6 +41,12 @@ _ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
 #: Integer modes holding more than 8 bits per sample; taken as 16-bit data (0..65535).
 _WIDE_INT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
 _FIT_MODES = ("crop", "pad")
+#: Images with more pixels are refused: 1e9 RGB pixels are 3 GB decoded. Pillow's own
+#: decompression-bomb guard (a warning above ~89 Mpx, an error above ~179 Mpx) would also
+#: catch ordinary photos of large sensors and scans, which read_image accepts.
+MAX_IMAGE_PIXELS = 1_000_000_000
+#: Serialises the rare reads that need Pillow's limit raised (it is a module global).
+_LIMIT_LOCK = threading.Lock()
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -54,26 +65,57 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     * float ``F`` images: taken as 0..1 when every finite value lies in that range, else as
       0..255; clipped, NaN -> 0.
 
+    Images of up to :data:`MAX_IMAGE_PIXELS` pixels are read without Pillow's
+    ``DecompressionBombWarning``.
+
     Raises:
-        InputError: the file is missing, is a folder, is not an image, or is truncated or
-            corrupt.
+        InputError: the file is missing, is a folder, is not an image, is truncated or
+            corrupt, or has more than :data:`MAX_IMAGE_PIXELS` pixels.
     """
     path = Path(path)
     _check_is_file(path)
     try:
-        with Image.open(path) as img:
-            img.load()
-            img = _exif_upright(img, path)
-            return _to_rgb_array(img, path)
+        try:
+            return _read_rgb(path)
+        except Image.DecompressionBombError:
+            # Over Pillow's limit (~179 Mpx) but maybe not over ours: read again with it raised.
+            with _pixel_limit(MAX_IMAGE_PIXELS):
+                return _read_rgb(path)
     except PermissionError:
         raise InputError(path, "cannot be read (permission denied)") from None
     except UnidentifiedImageError:
         raise InputError(path, "not an image file (or an image format Pillow cannot read)") from None
-    except Image.DecompressionBombError as exc:
-        raise InputError(path, f"image is too large to read safely ({exc})") from None
+    except Image.DecompressionBombError:
+        raise InputError(path, f"image has more than {MAX_IMAGE_PIXELS:,} pixels, too many to "
+                         "read; downscale it first") from None
     except (OSError, SyntaxError, ValueError) as exc:
         # Pillow reports truncated or damaged data as OSError / SyntaxError / ValueError.
         raise InputError(path, f"truncated or corrupt image data ({exc})") from None
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    """Decode ``path`` to RGB, without Pillow's warning for big (not absurd) images."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(path) as img:
+            img.load()
+            img = _exif_upright(img, path)
+            return _to_rgb_array(img, path)
+
+
+@contextlib.contextmanager
+def _pixel_limit(pixels: int) -> Iterator[None]:
+    """Let Pillow open images of up to ``pixels`` pixels for the duration of the block
+    (Pillow raises its error above twice ``MAX_IMAGE_PIXELS``); a limit an application
+    set higher, or switched off (``None``), is kept."""
+    with _LIMIT_LOCK:
+        saved = Image.MAX_IMAGE_PIXELS
+        if saved is not None and 2 * saved < pixels:
+            Image.MAX_IMAGE_PIXELS = pixels // 2
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
 
 
 def _check_is_file(path: Path) -> None:

@@ -7,6 +7,7 @@ FOMM layout so that its checkpoints load without renaming.
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -205,3 +206,25 @@ class AntiAliasDownsample(nn.Module):
         x = F.pad(x, (self.pad_before, self.pad_after, self.pad_before, self.pad_after))
         # A strided convolution equals the full convolution followed by [::stride].
         return F.conv2d(x, self.weight.to(x.dtype), groups=self.groups, stride=self.stride)
+
+
+def scale_key(scale: float) -> str:
+    """Module-dict key of a scale, as in the reference checkpoints (``0.5`` -> ``"0-5"``)."""
+    return str(scale).replace(".", "-")
+
+
+class ImagePyramid(nn.Module):
+    """Band-limited image pyramid for the multi-scale perceptual loss (FOMM Sec. 3.3)
+    and the multi-scale discriminator.
+
+    ``forward(x (B, C, H, W)) -> {scale: (B, C, ceil(H * scale), ceil(W * scale))}`` for
+    every scale given (``1/integer``); scale 1 is ``x`` itself.
+    """
+
+    def __init__(self, scales: Sequence[float], num_channels: int):
+        super().__init__()
+        self.scales = list(scales)
+        self.downs = nn.ModuleDict({scale_key(s): AntiAliasDownsample(num_channels, s) for s in self.scales})
+
+    def forward(self, x: torch.Tensor) -> dict[float, torch.Tensor]:
+        return {s: self.downs[scale_key(s)](x) for s in self.scales}

@@ -12,6 +12,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from .blocks import ImagePyramid
 from .motion_transformer import Attention
 
 
@@ -64,8 +65,6 @@ def model_report(config) -> list[tuple[str, int, int]]:
     if model.generator.dense_motion_network is not None:
         rows.append(("  dense_motion", model.generator.dense_motion_network, generate))
     if model.discriminator is not None:
-        from ..training.losses import ImagePyramid
-
         pyramid = ImagePyramid(model.discriminator.config.scales, config.kp_detector.num_channels)
         rows.append(("discriminator", model.discriminator, lambda: model.discriminator(pyramid(image), kp)))
     return [(name, count_parameters(module), count_macs(module, run=run)["total"]) for name, module, run in rows]

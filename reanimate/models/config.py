@@ -29,6 +29,17 @@ configs load unchanged. Additions of this project:
 
 ``model_params.generator_params.skips`` (default ``false``; MRAA / MTIA key)
     U-Net skip connections in the generator (see :mod:`reanimate.models.generator`).
+
+``model_params.family`` (default ``fomm``)
+    The model family (:mod:`reanimate.animators.registry`) that reads this config.
+
+``model_params.face`` (default: see below)
+    A face model: ``reanimate animate`` crops the source's face, animates it and pastes
+    it back (the official vox models were trained on face crops). Set in the shipped
+    ``vox*`` configs and carried inside own-format checkpoints, so the same weights
+    behave the same with or without ``--config``. Official YAMLs predate the key: when it
+    is absent, a config whose ``dataset_params.root_dir`` names VoxCeleb (``vox``) is
+    taken as a face model, as the reference demo's face crops assume.
 """
 
 from __future__ import annotations
@@ -50,6 +61,9 @@ from .discriminator import DiscriminatorConfig
 from .generator import GeneratorConfig
 from .keypoint_detector import KeypointDetectorConfig
 from .motion_transformer import MotionTransformerConfig
+
+#: the family name (:mod:`reanimate.animators.registry`) whose configs these are
+FAMILY = "fomm"
 
 #: ``model_params.motion_estimator`` -> the config dataclass of ``kp_detector_params``.
 ESTIMATOR_CONFIGS = {"keypoint_detector": KeypointDetectorConfig, "transformer": MotionTransformerConfig}
@@ -89,6 +103,8 @@ class ModelConfig:
     align_corners: bool = True
     raw: dict[str, Any] = dataclasses.field(default_factory=dict)
     name: str = "model"
+    face: bool = False
+    family: str = "fomm"
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any], name: str = "model") -> "ModelConfig":
@@ -96,6 +112,15 @@ class ModelConfig:
             raise ValueError("no 'model_params' section")
         doc = copy.deepcopy(doc)
         model = doc["model_params"]
+        family = model.get("family", FAMILY)
+        if family != FAMILY:
+            raise ValueError(f"model_params.family is {family!r}: not a config of the {FAMILY} family")
+        face = model.get("face")
+        if face is None:
+            root = str((doc.get("dataset_params") or {}).get("root_dir", ""))
+            face = "vox" in Path(root).name.lower()
+        elif not isinstance(face, bool):
+            raise ValueError(f"model_params.face must be true or false, got {face!r}")
         common = dict(model.get("common_params") or {})
         align_corners = bool(common.pop("align_corners", True))
         kp_params = {**common, **(model.get("kp_detector_params") or {})}
@@ -145,6 +170,8 @@ class ModelConfig:
             align_corners=align_corners,
             raw=doc,
             name=name,
+            face=face,
+            family=family,
         )
 
     @classmethod
@@ -191,17 +218,45 @@ def resolve_config_path(name_or_path: str | os.PathLike) -> Path:
     raise InputError(name_or_path, f"no such config file (built-in configs: {names})")
 
 
-def load_config(name_or_path: str | os.PathLike) -> ModelConfig:
-    """Load a config YAML by path or built-in name; user errors become :class:`InputError`."""
+def load_config_document(name_or_path: str | os.PathLike) -> dict[str, Any]:
+    """The YAML document of a config file or built-in name, read with ``yaml.safe_load``
+    (no tags that build Python objects); user errors become :class:`InputError`."""
     path = resolve_config_path(name_or_path)
     try:
         text = path.read_text()
-        return ModelConfig.from_yaml_text(text, name=path.stem)
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(path, f"cannot read config ({exc.__class__.__name__})") from None
+    try:
+        doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         line = getattr(getattr(exc, "problem_mark", None), "line", None)
         where = f" at line {line + 1}" if line is not None else ""
+        if "python/" in str(exc):
+            raise InputError(path, f"not a model config: YAML tags that build Python objects are not read{where}") from None
         raise InputError(path, f"not valid YAML{where}") from None
+    if doc is None:
+        raise InputError(path, "the config file is empty")
+    if not isinstance(doc, dict) or not isinstance(doc.get("model_params"), dict):
+        raise InputError(path, "not a model config: no 'model_params' section")
+    return doc
+
+
+def config_family(config: "str | os.PathLike | ModelConfig | Any") -> str:
+    """The family a config (path, built-in name or loaded config) names."""
+    if isinstance(config, (str, os.PathLike)):
+        doc = load_config_document(config)
+        family = doc["model_params"].get("family", FAMILY)
+        if not isinstance(family, str):
+            raise InputError(resolve_config_path(config), f"model_params.family must be a name, got {family!r}")
+        return family
+    return getattr(config, "family", FAMILY)
+
+
+def load_config(name_or_path: str | os.PathLike) -> ModelConfig:
+    """Load a config YAML by path or built-in name; user errors become :class:`InputError`."""
+    path = resolve_config_path(name_or_path)
+    doc = load_config_document(path)
+    try:
+        return ModelConfig.from_dict(doc, name=path.stem)
     except (ValueError, TypeError) as exc:
         raise InputError(path, f"not a model config: {exc}") from None

@@ -10,7 +10,7 @@ from torch import nn
 
 from ..geometry import keypoints_to_gaussian
 from ..motion import Keypoints
-from .blocks import ConvBlock, feature_width
+from .blocks import ConvBlock, feature_width, scale_key
 
 
 @dataclass
@@ -69,11 +69,6 @@ class PatchDiscriminator(nn.Module):
             out = block(out)
             feature_maps.append(out)
         return feature_maps, self.conv(out)
-
-
-def scale_key(scale: float) -> str:
-    """Module-dict key of a scale, as in the reference checkpoints (``0.5`` -> ``"0-5"``)."""
-    return str(scale).replace(".", "-")
 
 
 class MultiScaleDiscriminator(nn.Module):

@@ -22,7 +22,9 @@ from ..data.frames import FramesDataset, frames_to_batch, iter_frames, read_fram
 from ..data.pairs import PairedDataset
 from ..io import open_writer, tensor_to_frames
 from ..models import FirstOrderModel
-from .animate import AnimationOptions, AnimationPipeline, batched
+from ..animators.base import Transfer
+from ..animators.fomm import FommAnimator
+from .animate import batched
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +35,9 @@ class PairsResult:
     frames: int
 
 
-def _normalization(model: FirstOrderModel) -> AnimationOptions:
+def _normalization(model: FirstOrderModel) -> Transfer:
     params = ((model.config.raw.get("animate_params") or {}).get("normalization_params") or {})
-    return AnimationOptions(
+    return Transfer(
         relative=bool(params.get("use_relative_movement", True)),
         relative_jacobian=bool(params.get("use_relative_jacobian", True)),
         adapt_scale=bool(params.get("adapt_movement_scale", False)),
@@ -58,7 +60,7 @@ def animate_pairs(
     if num_pairs is None:
         num_pairs = int((model.config.raw.get("animate_params") or {}).get("num_pairs", 50))
     pairs = PairedDataset(dataset, num_pairs, seed=seed)
-    pipeline = AnimationPipeline(model, device=device)
+    pipeline = FommAnimator(model, device=device)
     options = _normalization(model)
     frame_shape = tuple(model.config.frame_shape)
     out = Path(output_dir)
@@ -70,7 +72,7 @@ def animate_pairs(
         for i in range(len(pairs)):
             pair = pairs[i]
             source = frames_to_batch(read_frames(pair["source_path"], [0], frame_shape))
-            state = pipeline.encode_source(source.to(pipeline.device))
+            state = pipeline.encode(source.to(pipeline.device))
             target = out / f"{Path(pair['driving_name']).stem}-{Path(pair['source_name']).stem}{extension}"
             kp_initial = None
             with open_writer(target, fps) as writer:

@@ -13,8 +13,6 @@ token's attention weights over the ``h x w`` image tokens; ``keypoints``: ``(K, 
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,10 +22,10 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..errors import ReanimateError
-from ..io import read_image
+from ..io import atomic_path, read_image
 from ..models.motion_transformer import MotionTransformer
 from ..visualize import draw_keypoints
-from .animate import AnimationPipeline
+from ..animators.fomm import FommAnimator
 
 
 @dataclass
@@ -46,7 +44,7 @@ def heat_overlay(image: np.ndarray, heat: np.ndarray, strength: float = 0.6) -> 
     return (image * (1 - alpha) + 255 * colour * alpha).astype(np.uint8)
 
 
-def attention_maps(pipeline: AnimationPipeline, image: np.ndarray, pad: bool = False
+def attention_maps(pipeline: FommAnimator, image: np.ndarray, pad: bool = False
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The model-resolution image ``(H, W, 3)`` uint8, its attention maps ``(L, K, h, w)``
     and keypoints ``(K, 2)``."""
@@ -61,7 +59,7 @@ def attention_maps(pipeline: AnimationPipeline, image: np.ndarray, pad: bool = F
     return fitted, maps[0].float().cpu().numpy(), keypoints.value[0].float().cpu().numpy()
 
 
-def save_attention(pipeline: AnimationPipeline, source: str | os.PathLike, output_dir: str | os.PathLike,
+def save_attention(pipeline: FommAnimator, source: str | os.PathLike, output_dir: str | os.PathLike,
                    pad: bool = False) -> AttentionResult:
     """Write the overlays, ``grid.png`` and ``attention.npz`` into ``output_dir``
     (created; written in a temporary folder first, so a failure leaves nothing)."""
@@ -76,8 +74,7 @@ def save_attention(pipeline: AnimationPipeline, source: str | os.PathLike, outpu
     up = up / np.where(peak > 0, peak, 1.0)
     out = Path(output_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_path(out, directory=True) as staging:  # replaces an existing folder whole
         rows = []
         marked = draw_keypoints(fitted, keypoints)
         for k in range(tokens):
@@ -90,12 +87,6 @@ def save_attention(pipeline: AnimationPipeline, source: str | os.PathLike, outpu
         Image.fromarray(np.concatenate(rows, axis=0)).save(staging / "grid.png")
         np.savez_compressed(staging / "attention.npz", attention=maps.astype(np.float32),
                             keypoints=keypoints.astype(np.float32))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return AttentionResult(out, maps, keypoints)
 
 

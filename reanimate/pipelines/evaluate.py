@@ -13,7 +13,7 @@ A run either animates with a model (a checkpoint or the zero-shot landmark anima
 ``OUTDIR/generated/`` (PNG frames, lossless) or scores videos made by any tool
 (``generated``: a folder with one video or frame folder per test video, named like it).
 Landmarks, head poses and identity embeddings of every video are cached by file hash
-(:class:`reanimate.evaluation.extract.FeatureCache`), so re-evaluating a new model only
+(:class:`reanimate.evaluation.cache.FeatureCache`), so re-evaluating a new model only
 measures its generated frames.
 
 Each run writes ``metrics.json`` (the means, per-video numbers and notes), ``summary.csv``
@@ -43,7 +43,9 @@ from tqdm.auto import tqdm
 from ..data.pairs import read_pairs_csv
 from ..errors import InputError, ReanimateError
 from ..evaluation import metrics
-from ..evaluation.extract import FeatureCache, FeatureExtractor, VideoFeatures, iterate_frames
+from ..evaluation.cache import FeatureCache, iterate_frames
+from ..evaluation.extractor import FeatureExtractor
+from ..evaluation.features import VideoFeatures
 from ..io import is_image_path, is_video_path, open_frames, write_text_atomic
 from ..io.image import resize_area
 from .animate import AnimationOptions, AnimationPipeline
@@ -176,7 +178,9 @@ def generate(pipeline: AnimationPipeline, jobs: list[tuple[str, Path, Path]], ou
     frames' size when the source is one of them); a trained model animates whole frames.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    crop = "auto" if pipeline.uses_landmarks else "none"
+    # An animator that reads face landmarks needs the face crop; trained models animate
+    # the dataset's (already cropped) whole frames, as their papers evaluate.
+    crop = "auto" if pipeline.requirements.driving_landmarks else "none"
     options = AnimationOptions(relative=True, crop=crop)
     outputs = {}
     with tempfile.TemporaryDirectory() as scratch:

@@ -9,9 +9,9 @@ from typing import Iterator
 
 from tqdm.auto import tqdm
 
-from ..errors import InputError
+from ..errors import OutputError
 from ..faces import Face, FaceMesh
-from ..io import is_image_path, open_frames, read_image
+from ..io import atomic_path, is_image_path, open_frames, read_image
 
 #: Decimal places kept for pixel coordinates and angles in the records.
 DEFAULT_DECIMALS = 2
@@ -56,20 +56,15 @@ def save_face_records(input_path: str | os.PathLike, output_path: str | os.PathL
     is left there on error). Returns the number of frames."""
     output = Path(output_path)
     if not output.parent.is_dir():
-        raise InputError(output, f"output folder {output.parent} does not exist")
-    temp = output.with_name(f".{output.name}.partial")
+        raise OutputError(output, f"output folder {output.parent} does not exist")
     count = 0
-    try:
-        stream = open(temp, "w", encoding="utf-8")
-    except OSError as exc:
-        raise InputError(output, f"cannot be written ({exc.strerror or exc})") from None
-    try:
+    with atomic_path(output) as temp:
+        try:
+            stream = open(temp, "w", encoding="utf-8")
+        except OSError as exc:
+            raise OutputError(output, f"cannot be written ({exc.strerror or exc})") from None
         with stream:
             for record in describe_faces(input_path, max_faces, decimals, progress):
                 stream.write(json.dumps(record, separators=(",", ":")) + "\n")
                 count += 1
-        os.replace(temp, output)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
     return count

@@ -38,7 +38,9 @@ from ..io import open_writer, tensor_to_frames
 from ..models import FirstOrderModel
 from ..training.config import TrainConfig
 from ..training.losses import transform_frame
-from .animate import AnimationOptions, AnimationPipeline, batched
+from ..animators.base import Transfer
+from ..animators.fomm import FommAnimator
+from .animate import batched
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +87,7 @@ class ReconstructionResult:
 
 
 def keypoint_equivariance_error(
-    pipeline: AnimationPipeline, images: torch.Tensor, transform: ThinPlateSpline, align_corners: bool
+    pipeline: FommAnimator, images: torch.Tensor, transform: ThinPlateSpline, align_corners: bool
 ) -> torch.Tensor:
     """Per keypoint distances in pixels ``(N, K)`` between the keypoints of ``images``
     and the keypoints of their TPS-warped copies mapped back through the TPS."""
@@ -118,8 +120,8 @@ def reconstruct(
         raise ValueError(f"save must be mp4, png or None, got {save!r}")
     if save and output_dir is None:
         raise ValueError("saving predictions needs an output folder")
-    pipeline = AnimationPipeline(model, device=device)
-    absolute = AnimationOptions(relative=False)
+    pipeline = FommAnimator(model, device=device)
+    absolute = Transfer(relative=False)
     frame_shape = tuple(model.config.frame_shape)
     transform_params = TrainConfig.from_dict(model.config.raw.get("train_params")).transform_params
     generator = torch.Generator().manual_seed(seed)
@@ -152,7 +154,7 @@ def reconstruct(
                 for batch in batched(frames, batch_size):
                     images = frames_to_batch(batch).to(pipeline.device)
                     if source_state is None:
-                        source_state = pipeline.encode_source(images[:1])
+                        source_state = pipeline.encode(images[:1])
                     kp_driving = pipeline.detect(images)
                     result = pipeline.generate(source_state, kp_driving, None, absolute, driving=images)
                     prediction = result.prediction.float()

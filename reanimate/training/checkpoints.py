@@ -23,8 +23,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +33,7 @@ from safetensors.torch import load_file, save_file
 
 from .. import checkpoint as model_checkpoint
 from ..errors import CheckpointError
-from ..io import write_text_atomic
+from ..io.files import atomic_path, write_text_atomic
 from ..models import FirstOrderModel
 
 LATEST = "latest.json"
@@ -143,8 +141,9 @@ def save_checkpoint(
     root.mkdir(parents=True, exist_ok=True)
     name = f"step-{state.step:08d}"
     final = root / name
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=root))
-    try:
+    # An existing folder of the same step (written again, e.g. Ctrl-C right after a save)
+    # is replaced whole.
+    with atomic_path(final, directory=True) as tmp:
         stamp = {"epoch": str(state.epoch), "step": str(state.step)}
         model_checkpoint.save(tmp / "model.safetensors", model, stamp)
         if ema is not None:
@@ -162,14 +161,9 @@ def save_checkpoint(
             "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
             "rng": rng_state(tensors),
         }
-        save_file(tensors, str(tmp / "state.safetensors"))
+        with model_checkpoint.follow_umask(tmp / "state.safetensors") as state_file:
+            save_file(tensors, str(state_file))
         _write_json(tmp / "state.json", doc)
-        if final.exists():  # the same step written again (e.g. Ctrl-C right after a save)
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     _write_json(root / LATEST, {"checkpoint": name})
     return final
 

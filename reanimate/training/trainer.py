@@ -35,10 +35,10 @@ from tqdm import tqdm
 
 from .. import checkpoint as model_checkpoint
 from ..data.frames import FramesDataset, RepeatedDataset, SeededSampler
+from ..device import select_device
 from ..errors import InputError, ReanimateError
 from ..geometry.tps import ThinPlateSpline
 from ..models import ModelConfig, build_model, load_config
-from ..pipelines.animate import select_device
 from . import distributed
 from .batchnorm import recompute_batchnorm_statistics
 from .checkpoints import EMA_FILE, TrainingState, latest_checkpoint, load_checkpoint, save_checkpoint

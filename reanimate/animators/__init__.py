@@ -1,0 +1,1 @@
+"""Animators: every model family behind one interface that the pipelines consume."""

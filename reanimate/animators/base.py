@@ -1,0 +1,178 @@
+"""The interface every model family implements and the pipelines consume.
+
+An :class:`Animator` turns a source image into a state once (:meth:`Animator.encode_source`),
+reads the motion of batches of driving frames (:meth:`Animator.estimate`) and renders
+the source moved by that motion (:meth:`Animator.render`). It declares what it needs
+from the pipeline in :class:`Requirements` (face crop and its margin, per-frame face
+landmarks, relative-only transfer, default adapt-scale, native resolution), so the
+pipeline reads, crops, batches, smooths, pastes back and writes without asking which
+model it holds.
+
+Frames are uint8 ``(H, W, 3)`` RGB numpy arrays; face landmarks are ``(478, 3)``
+MediaPipe points in the pixels of the frame they were found in.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..faces import crop_face
+from ..io import fit_to_shape
+from ..motion import Keypoints
+
+
+@dataclass(frozen=True)
+class Requirements:
+    """What an animator needs from the pipeline around it.
+
+    Attributes:
+        size: ``(H, W)`` the animator runs at; sources and driving crops come at this size.
+        face: a face model: by default the source's face is cropped (a square box with
+            ``crop_increase`` margin per side), animated and pasted back, and the driving
+            frames are cropped with the fixed box of their reference frame's face.
+        crop_increase: the default face-crop margin (fraction of the face box, per side).
+        driving_landmarks: face landmarks of every driving frame are needed (and of the
+            source, also without a face crop); the driving box is then always the face's.
+        relative_only: only relative motion transfer is possible.
+        adapt_scale: default of ``AnimationOptions.adapt_scale``.
+        device: where it runs (``"cpu"``, ``"cuda"``…), for notes and stats.
+    """
+
+    size: tuple[int, int]
+    face: bool = False
+    crop_increase: float = 0.1
+    driving_landmarks: bool = False
+    relative_only: bool = False
+    adapt_scale: bool = False
+    device: str = "cpu"
+
+
+@dataclass
+class Source:
+    """A source prepared once: ``image`` ``(H, W, 3)`` uint8 at the animator's size, its
+    ``keypoints`` (batch 1, for visualisation and best-frame matching) and whatever the
+    family keeps in ``state``."""
+
+    image: np.ndarray
+    keypoints: Keypoints
+    state: Any = None
+
+
+@dataclass
+class Motion:
+    """The motion of N driving frames as one family reads it.
+
+    ``keypoints`` ``(N, K, D)`` is what the pipeline smooths over time, measures jitter
+    on, matches for the best frame and draws; families add their own fields
+    (subclass). Indexing gives a one-frame :class:`Motion` of the same type.
+    """
+
+    keypoints: Keypoints
+
+    def __len__(self) -> int:
+        return self.keypoints.batch_size
+
+    def __getitem__(self, index: int) -> "Motion":
+        return dataclasses.replace(self, keypoints=self.keypoints[index])
+
+
+@dataclass
+class DrivingBatch:
+    """N driving frames as the pipeline hands them to :meth:`Animator.estimate`.
+
+    Attributes:
+        frames: the decoded frames (any size).
+        size: ``(H, W)`` of the animator.
+        box: ``(4,)`` x0, y0, x1, y1 square box in frame pixels (the reference frame's face,
+            with margin) or None: then :meth:`crops` fits whole frames to ``size``.
+        landmarks: ``(N, 478, 3)`` face landmarks in frame pixels, when the animator asks
+            for them (:attr:`Requirements.driving_landmarks`), else None.
+        pad: letterbox (True) or centre-crop (False) when fitting whole frames.
+    """
+
+    frames: list[np.ndarray]
+    size: tuple[int, int]
+    box: np.ndarray | None = None
+    landmarks: np.ndarray | None = None
+    pad: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def crops(self) -> np.ndarray:
+        """``(N, H, W, 3)`` uint8 at :attr:`size`: the box's crop of each frame, or the whole
+        frame fitted to ``size`` (a note on the first refit is kept in :attr:`notes`)."""
+        if self.box is not None:
+            return np.stack([crop_face(f, self.box, self.size[0]) for f in self.frames])
+        fitted = []
+        for frame in self.frames:
+            image, note = fit_to_shape(frame, self.size, mode="pad" if self.pad else "crop")
+            fitted.append(image)
+            if note and not self.notes:
+                self.notes.append(note)
+        return np.stack(fitted)
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """How motion goes from the driver to the source (names follow the reference demo)."""
+
+    relative: bool = True  # relative motion transfer (FOMM supp. A.3); False = absolute keypoints
+    adapt_scale: bool = False  # scale relative motion by the keypoint hull-area ratio
+    relative_jacobian: bool = True  # with relative motion, also transfer the Jacobians (FOMM Eq. 14)
+
+
+@dataclass
+class Rendered:
+    """Output of :meth:`Animator.render` for N frames: ``frames`` ``(N, H, W, 3)`` uint8 at
+    the animator's size and, where the model has one, ``occlusion`` ``(N, 1, h, w)`` in [0, 1]."""
+
+    frames: np.ndarray
+    occlusion: Any = None
+
+
+class Animator(abc.ABC):
+    """One model family's way to animate a source (see the module docstring).
+
+    A family adds one :class:`Animator` subclass and one registry entry
+    (:func:`reanimate.animators.registry.register_family`).
+    """
+
+    #: the registry name of the family
+    family: str = "animator"
+    #: one-line notes for the user about how the model was loaded (instances set a list)
+    notes: list[str] | tuple[str, ...] = ()
+
+    @property
+    @abc.abstractmethod
+    def requirements(self) -> Requirements:
+        """What the pipeline must provide."""
+
+    @abc.abstractmethod
+    def encode_source(self, image: np.ndarray, landmarks: np.ndarray | None = None) -> Source:
+        """``image`` ``(H, W, 3)`` uint8 at :attr:`Requirements.size`; ``landmarks``
+        ``(478, 3)`` in its pixels for face models (None otherwise)."""
+
+    @abc.abstractmethod
+    def estimate(self, batch: DrivingBatch) -> Motion:
+        """The motion of each driving frame (not yet transferred to the source)."""
+
+    def with_keypoints(self, motion: Motion, keypoints: Keypoints) -> Motion:
+        """``motion`` with its keypoints replaced (after temporal smoothing). Families
+        whose motion holds more than keypoints update that too."""
+        return dataclasses.replace(motion, keypoints=keypoints)
+
+    @abc.abstractmethod
+    def render(self, source: Source, motion: Motion, reference: Motion | None, transfer: Transfer) -> Rendered:
+        """The source moved by ``motion``; relative to ``reference`` (the driving frame
+        aligned with the source, one frame) when ``transfer.relative``."""
+
+    def describe(self) -> str:
+        """One line for notes and logs."""
+        return self.family

@@ -1,0 +1,100 @@
+""":class:`LandmarkAnimator`: the zero-shot face animator, composed of its parts
+(:mod:`.source`, :mod:`.transfer`, :mod:`.eyes`, :mod:`.mouth`, :mod:`.warp`; see the
+package docstring for how a frame is made)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ...motion import Keypoints
+from . import eyes, mouth, source as sources, transfer as transfers, warp
+from .config import LandmarkAnimatorConfig
+from .source import DrivingFace, LandmarkSource, to_normalized
+
+
+class LandmarkAnimator:
+    """Animate a face crop from driving landmarks (see :mod:`reanimate.animators.landmarks`).
+
+    Not an ``nn.Module``: no weights, numpy on the CPU.
+
+    >>> animator = LandmarkAnimator()
+    >>> source = animator.encode_source(crop, crop_landmarks)
+    >>> kp = animator.keypoints(driving_landmarks, origin, side)
+    >>> frame = animator.animate(source, DrivingFace(kp[i], lm[i], frame_i), initial)
+    """
+
+    def __init__(self, config: LandmarkAnimatorConfig | None = None):
+        self.config = config or LandmarkAnimatorConfig()
+
+    @property
+    def size(self) -> int:
+        return self.config.size
+
+    def keypoints(self, landmarks: np.ndarray, origin, side: float) -> Keypoints:
+        """Landmarks ``(B, 478, 2+)`` in pixels of a square box -> keypoints in [-1, 1].
+
+        No Jacobians: :meth:`transfer` fits them once, on the target landmarks against
+        the source (the shared reference frame), after the eyes are retargeted."""
+        return Keypoints(to_normalized(np.asarray(landmarks), origin, side))
+
+    def encode_source(self, image: np.ndarray, landmarks: np.ndarray) -> LandmarkSource:
+        """``image`` ``(S, S, 3)`` uint8 face crop with ``config.size`` pixels a side and
+        its ``(478, 3)`` landmarks in the crop's pixels (:func:`.source.encode_source`)."""
+        return sources.encode_source(self.config, image, landmarks)
+
+    def animate(self, source: LandmarkSource, driving: DrivingFace, initial: DrivingFace) -> np.ndarray:
+        """One output crop ``(S, S, 3)`` uint8 for one driving frame."""
+        target, points = self.transfer(source, driving, initial)
+        nodes = self.target_nodes(source, points, target.jacobian)
+        depth = np.concatenate([points[:, 2], source.depth[len(points):]])
+        gaze = self.gaze_shifts(source, driving.landmarks, initial.landmarks) if self.config.gaze else None
+        closing = self.closing(driving, initial)
+        out = self.render(source, nodes, depth, self.lifted_lids(source, closing), gaze, closing)
+        if self.config.mouth_fill:
+            mouth.fill_mouth(self.config, source, out, nodes[: len(points)], driving)
+        return out
+
+    # -- motion transfer (.transfer) ------------------------------------------------------
+
+    def transfer(self, source: LandmarkSource, driving: DrivingFace,
+                 initial: DrivingFace) -> tuple[Keypoints, np.ndarray]:
+        """Target keypoints (batch 1) and ``(478, 3)`` target landmarks in crop pixels."""
+        return transfers.transfer(self.config, source, driving, initial)
+
+    def gaze_shifts(self, source: LandmarkSource, driving: np.ndarray, initial: np.ndarray) -> list[np.ndarray]:
+        """Per eye the iris shift in source pixels ``[(2,), (2,)]``."""
+        return transfers.gaze_shifts(self.config, source, driving, initial)
+
+    def opening(self, driving: np.ndarray, initial: np.ndarray) -> np.ndarray:
+        """``(2,)`` per eye the driver's opening ratio since ``initial``."""
+        return transfers.opening(self.config, driving, initial)
+
+    def closing(self, driving: DrivingFace, initial: DrivingFace) -> np.ndarray:
+        """``(2,)`` per eye how far the driver has closed it (0 open, 1 closed)."""
+        return transfers.closing(self.config, driving, initial)
+
+    def lifted_lids(self, source: LandmarkSource, closing: np.ndarray) -> np.ndarray:
+        """Source nodes with each closing upper lid sampled from higher up (:mod:`.eyes`)."""
+        return eyes.lifted_lids(self.config, source, closing)
+
+    # -- rendering (.warp) ----------------------------------------------------------------
+
+    def target_nodes(self, source: LandmarkSource, points: np.ndarray, jacobian: torch.Tensor | None) -> np.ndarray:
+        """Target positions of all nodes: landmarks, head-following rings, fixed border."""
+        return warp.target_nodes(self.config, source, points, jacobian)
+
+    def render(self, source: LandmarkSource, nodes: np.ndarray, depth: np.ndarray,
+               source_nodes: np.ndarray | None = None, gaze: list[np.ndarray] | None = None,
+               closing: np.ndarray | None = None) -> np.ndarray:
+        """Backward-warp the source so that its nodes land on ``nodes``: ``(S, S, 3)``."""
+        return warp.render(self.config, source, nodes, depth, source_nodes, gaze, closing)
+
+    def grid_flow(self, source: LandmarkSource, nodes: np.ndarray, depth: np.ndarray, size: int,
+                  source_nodes: np.ndarray | None = None):
+        """The backward flow on a ``size``-pixel grid (:func:`.warp.grid_flow`)."""
+        return warp.grid_flow(source, nodes, depth, size, source_nodes)
+
+    def rasterize(self, source: LandmarkSource, nodes: np.ndarray, depth: np.ndarray, size: int) -> np.ndarray:
+        """Which triangle (index + 1; 0 = none) each grid pixel sees (:func:`.warp.rasterize`)."""
+        return warp.rasterize(source, nodes, depth, size)

@@ -1,0 +1,147 @@
+"""What the animator keeps per source crop (:class:`LandmarkSource`, made once by
+:func:`encode_source`) and per driving frame (:class:`DrivingFace`), and the coordinate
+helpers between crop pixels and keypoints in [-1, 1]."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ...faces.lids import LidLayer
+from ...faces.pose import head_rotation
+from ...geometry import box_to_normalized, normalized_to_box
+from ...geometry.mesh import nearest_neighbours, signed_areas
+from ...geometry.relative import polygon_area
+from ...motion import Keypoints
+from .config import EYES, FACE_OVAL, LIPS_INNER, SKIN, SURROUNDING, LandmarkAnimatorConfig
+from .eyes import Eyeball, eyeball, source_lids
+from .mouth import lip_colour
+from .warp import mesh_neighbours, triangulate
+
+
+def to_normalized(points: np.ndarray, origin, side: float) -> torch.Tensor:
+    """Pixels ``(..., 2+)`` -> ``(..., 2)`` float32 in [-1, 1] of a square of ``side``
+    pixels at ``origin`` (:func:`reanimate.geometry.box_to_normalized`, in float64)."""
+    points = torch.from_numpy(np.asarray(points[..., :2], np.float64))
+    return box_to_normalized(points, origin, side).to(torch.float32)
+
+
+def to_pixels(points: torch.Tensor, origin, side: float) -> np.ndarray:
+    """Inverse of :func:`to_normalized`: ``(..., 2)`` float64 pixels
+    (:func:`reanimate.geometry.normalized_to_box`)."""
+    return normalized_to_box(points.detach().cpu().double(), origin, side).numpy()
+
+
+def oval_ring(landmarks: np.ndarray, scale: float) -> np.ndarray:
+    """The face oval scaled by ``scale`` about its centre: ``(len(FACE_OVAL), 2)`` pixels
+    from ``(478, 2+)`` landmarks (the anchor rings of the animator)."""
+    oval = landmarks[FACE_OVAL, :2]
+    centre = oval.mean(0)
+    return centre + scale * (oval - centre)
+
+
+def frontal_view(landmarks: np.ndarray) -> np.ndarray:
+    """``(478, 3)`` landmarks -> ``(478, 2)``: their x and y seen from straight in front
+    of the head (turned by the inverse of :func:`~reanimate.faces.head_rotation`), where
+    every skin triangle faces the camera."""
+    points = np.asarray(landmarks, np.float64)
+    head = (points - points.mean(0)) @ head_rotation(points)
+    return head[:, :2]
+
+
+@dataclass
+class DrivingFace:
+    """One driving frame as the animator needs it.
+
+    Attributes:
+        keypoints: batch-1 :class:`Keypoints` of the landmarks (possibly smoothed).
+        landmarks: ``(478, 3)`` landmarks in the driving frame's pixels.
+        frame: the driving frame ``(H, W, 3)`` uint8, for the mouth interior; None
+            to fill an opened mouth with shadow instead.
+    """
+
+    keypoints: Keypoints
+    landmarks: np.ndarray
+    frame: np.ndarray | None = None
+    scale: torch.Tensor | None = None  # movement scale when used as the reference frame (cached)
+    rotation: np.ndarray | None = None  # (3, 3) head orientation when used as the reference frame (cached)
+
+
+@dataclass
+class LandmarkSource:
+    """Everything computed once per source crop."""
+
+    image: np.ndarray  # (S, S, 3) uint8
+    landmarks: np.ndarray  # (478, 3) pixels of the crop
+    keypoints: Keypoints  # (1, 478, 2) in [-1, 1], Jacobians = identity (the reference)
+    nodes: np.ndarray  # (N, 2) landmark + anchor positions, pixels
+    depth: np.ndarray  # (N,) z of each node (anchors far behind)
+    triangles: np.ndarray  # (T, 3): the face mesh (incl. mouth and eyes) first, then the surroundings
+    areas: np.ndarray  # (T,) signed doubled areas in the source
+    front: np.ndarray  # (mesh_count,) +-1: the sign of each skin triangle's area when it faces the camera
+    kinds: np.ndarray  # (T,) SKIN, HOLE (mouth, eyes) or SURROUNDING
+    mesh_count: int  # how many triangles are skin (they come first and must not flip)
+    skin_neighbours: tuple[np.ndarray, np.ndarray]  # (478, D) mesh neighbours, padded; (478, D) 0/1 weights
+    ring: np.ndarray  # (R, 2) anchors that follow the head
+    ring_follow: np.ndarray  # (R,) how much each ring anchor follows
+    ring_owner: np.ndarray  # (R,) the face-oval landmark each ring anchor is attached to
+    neighbours: torch.Tensor  # (478, n)
+    lips: tuple[np.ndarray, np.ndarray]  # mean and std colour of the source's lips
+    mouth_area: float  # inner-lip polygon area in the source, pixels
+    rotation: np.ndarray  # (3, 3) head orientation (faces.pose.head_rotation)
+    eyeballs: list[Eyeball]  # per eye (person's right, left): the gaze layer
+    lids: LidLayer | None  # what closed lids show (config.lid_fill)
+
+    @property
+    def side(self) -> float:
+        return float(self.image.shape[0] - 1)
+
+
+def encode_source(config: LandmarkAnimatorConfig, image: np.ndarray, landmarks: np.ndarray) -> LandmarkSource:
+    """``image`` ``(S, S, 3)`` uint8 face crop with ``config.size`` pixels a side and
+    its ``(478, 3)`` landmarks in the crop's pixels."""
+    cfg = config
+    s = image.shape[0]
+    assert image.shape[:2] == (s, s), f"the source crop must be square, got {image.shape}"
+    landmarks = np.asarray(landmarks, np.float64)
+    side = float(s - 1)
+    value = to_normalized(landmarks[None], (0, 0), side)
+    neighbours = nearest_neighbours(value[0], cfg.neighbours)
+    keypoints = Keypoints(value, torch.eye(2).expand(1, len(landmarks), 2, 2).clone())
+
+    # Anchors: a ring at the face's outline that follows the head, a second that follows
+    # half-way, and fixed points on the crop border (identity flow there: no seam).
+    rings, follows, owners = [], [], []
+    for scale, follow in ((cfg.inner_ring, 1.0), (cfg.outer_ring, cfg.outer_follow)):
+        ring = oval_ring(landmarks, scale)
+        inside = np.all((ring > 2) & (ring < side - 2), axis=1)
+        rings.append(ring[inside])
+        follows.append(np.full(int(inside.sum()), follow))
+        owners.append(FACE_OVAL[inside])
+    ring = np.concatenate(rings)
+    t = np.linspace(0, side, cfg.border_points)
+    border = np.unique(np.concatenate([
+        np.stack([t, np.zeros_like(t)], 1), np.stack([t, np.full_like(t, side)], 1),
+        np.stack([np.zeros_like(t), t], 1), np.stack([np.full_like(t, side), t], 1),
+    ]), axis=0)
+    nodes = np.concatenate([landmarks[:, :2], ring, border])
+    far = landmarks[:, 2].max() + side
+    depth = np.concatenate([landmarks[:, 2], np.full(len(ring) + len(border), far)])
+    triangles, kinds = triangulate(nodes, len(landmarks))
+    areas = signed_areas(nodes, triangles)
+    # Degenerate surroundings are dropped; the face's own triangles all stay.
+    keep = (np.abs(areas) > 1e-9) | (kinds != SURROUNDING)
+    triangles, kinds, areas = triangles[keep], kinds[keep], areas[keep]
+    mesh_count = int((kinds == SKIN).sum())
+
+    front = np.sign(signed_areas(frontal_view(landmarks), triangles[:mesh_count]))
+    lips = lip_colour(image, landmarks)
+    mouth_area = polygon_area(landmarks[LIPS_INNER, :2])
+    skin = mesh_neighbours(triangles[:mesh_count], len(landmarks))
+    eyeballs = [eyeball(image, landmarks, eye, cfg.iris_scale) for eye in EYES]
+    lids = source_lids(cfg, image, landmarks) if cfg.eyes and cfg.lid_fill else None
+    return LandmarkSource(image, landmarks, keypoints, nodes, depth, triangles, areas, front, kinds, mesh_count, skin,
+                          ring, np.concatenate(follows), np.concatenate(owners), neighbours, lips, mouth_area,
+                          head_rotation(landmarks), eyeballs, lids)

@@ -1,0 +1,230 @@
+"""The dense warp: a triangulation of the source nodes (landmarks and anchors) moved to
+the target nodes, each triangle's exact first-order map giving the backward flow inside
+it (:func:`reanimate.geometry.triangle_backward_maps`).
+
+Triangles that would flip (the far cheek in a large head turn) are relaxed towards the
+first-order prediction of their neighbours' Jacobians, and triangles are drawn far to
+near by landmark depth, skin facing away from the camera culled, so that what remains
+folded is hidden like in a renderer instead of tearing. Anchors: rings that follow the
+face's outline (hair, ears, neck move with it) and fixed points on the crop border (the
+flow is the identity there, so paste-back has no seam).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+import torch
+from scipy.spatial import Delaunay
+
+from ...faces import topology as mesh
+from ...geometry import fit_similarity
+from ...geometry.mesh import signed_areas, triangle_backward_maps
+from .config import EYES, FACE_OVAL, HOLE, RIGID, SKIN, SURROUNDING, LandmarkAnimatorConfig
+from .eyes import draw_eyeball, draw_lids
+
+if TYPE_CHECKING:
+    from .source import LandmarkSource
+
+
+# -- the source mesh ---------------------------------------------------------------------
+
+
+def triangulate(nodes: np.ndarray, num_landmarks: int) -> tuple[np.ndarray, np.ndarray]:
+    """Triangles over all nodes and their kinds: MediaPipe's face mesh (SKIN, first),
+    a strip across the mouth and each eye's contour with its iris points (HOLE), then
+    the SURROUNDING triangles (touching an anchor, or the oval's concave pockets)."""
+    face = mesh.mesh_triangles()
+    # The mouth and eyes open and close, so their triangles may legitimately turn over
+    # (a closed mouth's inner lips even cross slightly); only the skin must not flip.
+    holes = [mesh.mouth_triangles()]
+    for loop, iris in ((mesh.RIGHT_EYE, EYES[0]["iris"]), (mesh.LEFT_EYE, EYES[1]["iris"])):
+        index = np.array(loop + tuple(iris))
+        local = Delaunay(nodes[index]).simplices
+        centres = nodes[index][local].mean(1)
+        holes.append(index[local[_inside(nodes[list(loop)], centres)]])
+    holes = np.concatenate(holes)
+    everything = Delaunay(nodes).simplices
+    touches_anchor = (everything >= num_landmarks).any(1)
+    on_oval = np.isin(everything, FACE_OVAL).all(1)
+    pockets = on_oval & ~_inside(nodes[FACE_OVAL], nodes[everything].mean(1))
+    around = everything[touches_anchor | pockets]
+    kinds = np.concatenate([np.full(len(face), SKIN), np.full(len(holes), HOLE), np.full(len(around), SURROUNDING)])
+    return np.concatenate([face, holes, around]).astype(np.int64), kinds
+
+
+def mesh_neighbours(triangles: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices sharing a triangle with each vertex, as a padded ``(count, D)`` index
+    array (padding points at the vertex itself) and ``(count, D)`` 0/1 weights."""
+    sets: list[set[int]] = [set() for _ in range(count)]
+    for a, b, c in triangles:
+        sets[a] |= {b, c}
+        sets[b] |= {a, c}
+        sets[c] |= {a, b}
+    width = max(1, max(len(x) for x in sets))
+    index = np.tile(np.arange(count)[:, None], (1, width))
+    weights = np.zeros((count, width))
+    for i, nb in enumerate(sets):
+        index[i, : len(nb)] = sorted(nb)
+        weights[i, : len(nb)] = 1.0
+    weights[weights.sum(1) == 0, 0] = 1.0  # isolated (iris) points predict themselves
+    return index, weights
+
+
+def _inside(polygon: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Even-odd rule: which ``(N, 2)`` points lie inside the closed ``(M, 2)`` polygon."""
+    x, y = points[:, 0:1], points[:, 1:2]
+    x0, y0 = polygon[:, 0], polygon[:, 1]
+    x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
+    crosses = ((y0 > y) != (y1 > y)) & (x < (x1 - x0) * (y - y0) / np.where(y1 == y0, 1e-12, y1 - y0) + x0)
+    return crosses.sum(1) % 2 == 1
+
+
+# -- target nodes ------------------------------------------------------------------------
+
+
+def target_nodes(config: LandmarkAnimatorConfig, source: LandmarkSource, points: np.ndarray,
+                 jacobian: torch.Tensor | None) -> np.ndarray:
+    """Target positions of all nodes ``(N, 2)``: landmarks ``points``, head-following
+    rings, fixed border; flips relaxed with the ``(1, 478, 2, 2)`` Jacobians if given."""
+    n = len(source.landmarks)
+    scale, rotation, _ = fit_similarity(torch.from_numpy(source.landmarks[None, RIGID, :2]),
+                                        torch.from_numpy(np.ascontiguousarray(points[None, RIGID, :2])))
+    head = (scale[0] * rotation[0]).numpy()
+    # Each anchor keeps its offset from its face-oval point, turned and scaled with the
+    # head: the surroundings follow the face's silhouette, and never cross it.
+    owner = source.ring_owner
+    offset = source.ring - source.landmarks[owner, :2]
+    moved = points[owner, :2] + offset @ head.T
+    ring = source.ring + source.ring_follow[:, None] * (moved - source.ring)
+    nodes = source.nodes.copy()
+    nodes[:n] = points[:, :2]
+    nodes[n:n + len(ring)] = ring
+    if jacobian is not None:
+        relax_flips(config, source, nodes, jacobian[0].detach().cpu().double().numpy())
+    return nodes
+
+
+def relax_flips(config: LandmarkAnimatorConfig, source: LandmarkSource, nodes: np.ndarray,
+                jacobian: np.ndarray) -> None:
+    """In place: move landmarks of flipped skin triangles half-way towards the
+    first-order predictions of their mesh neighbours, ``p_k + J_k (s_i - s_k)`` (held
+    inside the bounding box of those neighbours' positions), until no skin triangle
+    flips (or ``relax_iterations`` passes). Slivers (tiny in the source) are not
+    checked: landmark noise alone turns them over."""
+    skin = source.triangles[: source.mesh_count]
+    src_areas = source.areas[: source.mesh_count]
+    checked = np.abs(src_areas) > config.sliver_area * np.median(np.abs(src_areas))
+    skin, src_areas = skin[checked], src_areas[checked]
+    neighbours, weights = source.skin_neighbours
+    src = source.nodes
+    for _ in range(config.relax_iterations):
+        flipped = signed_areas(nodes, skin) * src_areas <= 0
+        if not flipped.any():
+            return
+        idx = np.unique(skin[flipped])
+        nb, w = neighbours[idx], weights[idx]  # (M, D)
+        offsets = src[idx][:, None, :] - src[nb]  # (M, D, 2)
+        predicted = nodes[nb] + np.einsum("mdij,mdj->mdi", jacobian[nb], offsets)
+        predicted = (predicted * w[..., None]).sum(1) / w.sum(1, keepdims=True)
+        # Untangle, never extrapolate: where the face is stretched (the far cheek of a
+        # turned source coming into view) the neighbours' Jacobians are large and their
+        # predictions overshoot into spikes of skin. A vertex stays within the box of
+        # its neighbours.
+        around = nodes[nb]  # (M, D, 2); padding repeats the vertex itself
+        predicted = np.clip(predicted, around.min(1), around.max(1))
+        nodes[idx] = 0.5 * (nodes[idx] + predicted)
+
+
+# -- flow and drawing ------------------------------------------------------------------------
+
+
+def render(config: LandmarkAnimatorConfig, source: LandmarkSource, nodes: np.ndarray, depth: np.ndarray,
+           source_nodes: np.ndarray | None = None, gaze: list[np.ndarray] | None = None,
+           closing: np.ndarray | None = None) -> np.ndarray:
+    """Backward-warp the source so that its nodes land on ``nodes``: ``(S, S, 3)``.
+
+    The piecewise-affine flow (:func:`grid_flow`) is rasterised at ``flow_scale`` of
+    the crop and upsampled (it is linear inside triangles, so little is lost).
+    ``gaze``: per eye the iris shift in source pixels, drawn inside each eye's opening
+    by the eyeball layer. ``closing``: ``(2,)`` per eye how far it has closed (0 open,
+    1 closed), to draw the closed-lid layer.
+    """
+    s = source.image.shape[0]
+    f = max(int(round(s * config.flow_scale)), 8)
+    map_x, map_y, xs, ys, index = grid_flow(source, nodes, depth, f, source_nodes)
+    outside = index == 0
+    # Upsample the displacement, not the coordinates: the identity stays exact
+    # (also at the border, where resizing clamps).
+    dx = np.where(outside, 0.0, map_x - xs).astype(np.float32)
+    dy = np.where(outside, 0.0, map_y - ys).astype(np.float32)
+    if f != s:
+        dx = cv2.resize(dx, (s, s), interpolation=cv2.INTER_LINEAR)
+        dy = cv2.resize(dy, (s, s), interpolation=cv2.INTER_LINEAR)
+    # The border nodes are fixed, so the true flow there is zero; upsampling from
+    # cell centres half a cell inside would otherwise leak motion onto it.
+    for d in (dx, dy):
+        d[[0, -1], :] = 0.0
+        d[:, [0, -1]] = 0.0
+    grid = np.arange(s, dtype=np.float32)
+    map_x, map_y = dx + grid[None, :], dy + grid[:, None]
+    out = cv2.remap(source.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    if gaze is not None:
+        for eye, layer, shift in zip(EYES, source.eyeballs, gaze):
+            draw_eyeball(out, layer, nodes[list(eye["loop"])], map_x, map_y, shift)
+    if closing is not None and source.lids is not None:
+        draw_lids(config, out, source.lids, map_x, map_y, nodes, closing)
+    return out
+
+
+def grid_flow(source: LandmarkSource, nodes: np.ndarray, depth: np.ndarray, size: int,
+              source_nodes: np.ndarray | None = None):
+    """The backward flow on a ``size``-pixel grid over the crop.
+
+    Returns:
+        ``map_x, map_y``: ``(size, size)`` source coordinates (crop pixels) of each
+        grid cell's centre; ``xs`` ``(1, size)`` and ``ys`` ``(size, 1)``: those
+        centres; ``index``: ``(size, size)`` the triangle seen in each cell (index + 1;
+        0: none, see :func:`rasterize`).
+
+    A cell is drawn by a triangle whose edge passes near its centre, not only through
+    it; the affine map of a sliver (tiny in the target, not in the source) sends such
+    a cell far outside its source triangle (dark specks from lashes or the
+    background). So every sample is held within a pixel of its triangle's source
+    bounding box.
+    """
+    k = size / source.image.shape[0]  # crop pixels -> grid pixels (pixel centres at +0.5)
+    source_nodes = source.nodes if source_nodes is None else source_nodes
+    maps = triangle_backward_maps(source_nodes, nodes, source.triangles).astype(np.float32)
+    index = rasterize(source, nodes, depth, size)
+    coords = (np.arange(size, dtype=np.float32) + 0.5) / k - 0.5  # grid centres in crop pixels
+    xs, ys = coords[None, :], coords[:, None]
+    corners = source_nodes[source.triangles].astype(np.float32)  # (T, 3, 2)
+    # Per triangle: its map (6), then its source box less / plus a pixel (4).
+    table = np.concatenate([maps.reshape(-1, 6), corners.min(1) - 1.0, corners.max(1) + 1.0], axis=1)
+    m = np.take(table, np.maximum(index - 1, 0), axis=0)  # (size, size, 10)
+    map_x = np.clip(m[..., 0] * xs + m[..., 1] * ys + m[..., 2], m[..., 6], m[..., 8])
+    map_y = np.clip(m[..., 3] * xs + m[..., 4] * ys + m[..., 5], m[..., 7], m[..., 9])
+    return map_x, map_y, xs, ys, index
+
+
+def rasterize(source: LandmarkSource, nodes: np.ndarray, depth: np.ndarray, size: int) -> np.ndarray:
+    """``(size, size)`` int32 map of which triangle (index + 1; 0 = none) is seen at
+    each pixel of a ``size``-pixel grid over the crop (painter's algorithm)."""
+    k = size / source.image.shape[0]
+    # Drawing order: surroundings, then the mouth and eye holes, then the skin far
+    # to near (lids and lips cover what is behind them, even when collapsed). Skin
+    # that faces away from the camera is not drawn (back-face culling): on a turned
+    # head, the temple and far cheek fold behind the face in the projected mesh, and
+    # drawn they would cover the eye or cheek in front with texture from elsewhere.
+    key = np.where(source.kinds == SKIN, depth[source.triangles].mean(1), np.inf)
+    order = np.lexsort((-key, -source.kinds))
+    back = signed_areas(nodes, source.triangles[: source.mesh_count]) * source.front < 0
+    order = order[(order >= source.mesh_count) | ~back[np.minimum(order, source.mesh_count - 1)]]
+    index = np.zeros((size, size), np.int32)
+    fixed = np.round(((nodes + 0.5) * k - 0.5) * 16).astype(np.int32)
+    for t in order:
+        cv2.fillConvexPoly(index, fixed[source.triangles[t]], int(t) + 1, lineType=cv2.LINE_8, shift=4)
+    return index
