@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -28,7 +28,9 @@ def load_model(args: argparse.Namespace):
     return ckpt.load(args.checkpoint).eval()
 
 
-def videos(args: argparse.Namespace, camera_only: bool = False) -> Iterator[tuple[dict, torch.Tensor, np.ndarray, np.ndarray]]:
+def videos(
+    args: argparse.Namespace, camera_only: bool = False
+) -> Iterator[tuple[dict, torch.Tensor, np.ndarray, np.ndarray]]:
     """Each video of the split: its ``synthetic.json`` entry, frames ``(T, 3, H, W)`` in
     [0, 1], true flow ``(T, H, W, 2)`` and visibility ``(T, H, W)``."""
     entries = json.loads((args.data / "synthetic.json").read_text())["videos"][args.split]

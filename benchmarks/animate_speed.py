@@ -53,14 +53,13 @@ sys.path.insert(0, str(REPO / "tests"))  # synthetic media helpers
 from media import make_image, make_video  # noqa: E402
 
 from reanimate import checkpoint as ckpt  # noqa: E402
+from reanimate.animators.base import Transfer  # noqa: E402
+from reanimate.animators.fomm import FommAnimator  # noqa: E402
 from reanimate.io import open_frames, open_writer, read_image, tensor_to_frames  # noqa: E402
 from reanimate.models import build_model, load_config  # noqa: E402
 from reanimate.models.config import resolve_config_path  # noqa: E402
 from reanimate.motion import relative_motion  # noqa: E402
-from reanimate.animators.base import Transfer  # noqa: E402
-from reanimate.animators.fomm import FommAnimator  # noqa: E402
 from reanimate.pipelines.animate import AnimationOptions, AnimationPipeline  # noqa: E402
-
 
 # --------------------------------------------------------------------------------------
 # Helpers
@@ -132,8 +131,9 @@ def reference_loop_model(model, source: torch.Tensor, driving: torch.Tensor) -> 
     return outputs
 
 
-def reference_loop_end_to_end(pipe: FommAnimator, source_path: Path, driving_path: Path,
-                              output_path: Path, timer: "ModelTimer") -> int:
+def reference_loop_end_to_end(
+    pipe: FommAnimator, source_path: Path, driving_path: Path, output_path: Path, timer: ModelTimer
+) -> int:
     """The per-frame reference loop with the pipeline's decoding, resizing and encoding."""
     model = pipe.model
     source, _ = pipe.prepare([read_image(source_path)])
@@ -177,26 +177,30 @@ class ModelTimer:
         def wrapper(*args, **kwargs):
             with self:
                 return fn(*args, **kwargs)
+
         return wrapper
 
 
-def pipeline_end_to_end(pipe: FommAnimator, source_path: Path, driving_path: Path, output_path: Path,
-                        batch_size: int, timer: ModelTimer) -> int:
+def pipeline_end_to_end(
+    pipe: FommAnimator, source_path: Path, driving_path: Path, output_path: Path, batch_size: int, timer: ModelTimer
+) -> int:
     """``AnimationPipeline.animate`` as the CLI runs it, timing its model steps on the side."""
     names = ("encode", "detect", "generate")
     for name in names:  # instance attributes shadow the methods for this call only
         setattr(pipe, name, timer.wrap(getattr(pipe, name)))
     try:
-        result = AnimationPipeline(pipe).animate(source_path, driving_path, output_path, AnimationOptions(batch_size=batch_size),
-                              progress=False)
+        result = AnimationPipeline(pipe).animate(
+            source_path, driving_path, output_path, AnimationOptions(batch_size=batch_size), progress=False
+        )
     finally:
         for name in names:
             delattr(pipe, name)
     return result.frames
 
 
-def pipeline_model_only(pipe: FommAnimator, source: torch.Tensor, driving: torch.Tensor,
-                        batch_size: int) -> list[torch.Tensor]:
+def pipeline_model_only(
+    pipe: FommAnimator, source: torch.Tensor, driving: torch.Tensor, batch_size: int
+) -> list[torch.Tensor]:
     """The pipeline's model steps (encode source once, detect + generate per batch)."""
     options = Transfer()
     state = pipe.encode(source)
@@ -230,8 +234,10 @@ def run_throughput(args, work: Path) -> list[str]:
     source_t, _ = pipe.prepare([read_image(source_path)])
     driving_t, _ = pipe.prepare(decoded)
     n = driving_t.shape[0]
-    log(f"throughput: {args.config}, {n} driving frames {args.size}x{args.size} -> {width}x{height}, "
-        f"torch threads {torch.get_num_threads()}")
+    log(
+        f"throughput: {args.config}, {n} driving frames {args.size}x{args.size} -> {width}x{height}, "
+        f"torch threads {torch.get_num_threads()}"
+    )
 
     # Warm-up (oneDNN primitive caches, allocator, codec init): once per code path and shape.
     with torch.inference_mode():
@@ -257,8 +263,9 @@ def run_throughput(args, work: Path) -> list[str]:
             model_s, outs = timed(pipeline_model_only, pipe, source_t, driving_t, b)
             outputs[f"pipeline b{b}"] = torch.cat(outs)
             timer = ModelTimer()
-            e2e_s, done = timed(pipeline_end_to_end, pipe, source_path, driving_path, work / f"pipeline_b{b}.mp4",
-                                b, timer)
+            e2e_s, done = timed(
+                pipeline_end_to_end, pipe, source_path, driving_path, work / f"pipeline_b{b}.mp4", b, timer
+            )
             assert done == n, (done, n)
             results.append((f"pipeline (animate), batch {b}", e2e_s, timer.seconds, model_s))
 
@@ -272,12 +279,17 @@ def run_throughput(args, work: Path) -> list[str]:
     base_e2e, _, base_model = best[baseline]
     rows = []
     for name, (e2e_s, in_model_s, model_s) in best.items():
-        rows.append([
-            name,
-            f"{n / e2e_s:.2f}", f"{base_e2e / e2e_s:.2f}x",
-            f"{n / model_s:.2f}", f"{base_model / model_s:.2f}x",
-            f"{1000 * in_model_s / n:.0f}", f"{1000 * (e2e_s - in_model_s) / n:.0f}",
-        ])
+        rows.append(
+            [
+                name,
+                f"{n / e2e_s:.2f}",
+                f"{base_e2e / e2e_s:.2f}x",
+                f"{n / model_s:.2f}",
+                f"{base_model / model_s:.2f}x",
+                f"{1000 * in_model_s / n:.0f}",
+                f"{1000 * (e2e_s - in_model_s) / n:.0f}",
+            ]
+        )
     lines = [
         f"Throughput: {args.config}, {n} driving frames {width}x{height}, CPU, {torch.get_num_threads()} torch threads"
         f", best of {args.repeat}",
@@ -331,8 +343,9 @@ def child_peak_rss(cli_args: list[str], work: Path, tag: str) -> tuple[int, floa
     env = dict(os.environ, REANIMATE_BENCH_PEAK_FILE=str(peak_file))
     start = time.perf_counter()
     with open(log_path, "wb") as out:
-        code = subprocess.run([sys.executable, "-c", _CHILD, *cli_args], stdout=out, stderr=subprocess.STDOUT,
-                              cwd=REPO, env=env).returncode
+        code = subprocess.run(
+            [sys.executable, "-c", _CHILD, *cli_args], stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env
+        ).returncode
     seconds = time.perf_counter() - start
     if code != 0:
         raise SystemExit(f"python -m reanimate {' '.join(cli_args)} failed (exit {code}):\n{log_path.read_text()}")
@@ -353,8 +366,20 @@ def run_memory(args, work: Path) -> list[str]:
         log(f"memory: making a {frames}-frame driving video ...")
         driving = make_video(work / f"mem_driving_{frames}.mp4", num_frames=frames, size=(args.size, args.size))
         output = work / f"mem_out_{frames}.mp4"
-        cli_args = ["animate", str(source), str(driving), "-o", str(output), "--checkpoint", str(checkpoint),
-                    "--device", "cpu", "--batch-size", str(args.memory_batch_size), "--quiet"]
+        cli_args = [
+            "animate",
+            str(source),
+            str(driving),
+            "-o",
+            str(output),
+            "--checkpoint",
+            str(checkpoint),
+            "--device",
+            "cpu",
+            "--batch-size",
+            str(args.memory_batch_size),
+            "--quiet",
+        ]
         log(f"memory: python -m reanimate animate, {frames} frames ({config_name}) ...")
         _, seconds, peak = child_peak_rss(cli_args, work, str(frames))
         with open_frames(output) as reader:
@@ -369,8 +394,10 @@ def run_memory(args, work: Path) -> list[str]:
         table(["driving frames", "written", "peak RSS MiB", "wall s", "fps incl. startup"], rows),
     ]
     if len(peaks) > 1:
-        lines.append(f"peak RSS ratio {args.memory_frames[-1]} / {args.memory_frames[0]} frames: "
-                     f"{peaks[-1] / peaks[0]:.3f} (streaming: ~1.0)")
+        lines.append(
+            f"peak RSS ratio {args.memory_frames[-1]} / {args.memory_frames[0]} frames: "
+            f"{peaks[-1] / peaks[0]:.3f} (streaming: ~1.0)"
+        )
     return lines
 
 
@@ -378,18 +405,26 @@ def run_memory(args, work: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--config", default="vox-256", help="model config (name or path) for the throughput run")
     parser.add_argument("--frames", type=int, default=32, help="driving frames for the throughput run")
     parser.add_argument("--size", type=int, default=256, help="width = height of the synthetic media")
     parser.add_argument("--batch-sizes", type=int_list, default="1,4", help="pipeline batch sizes, comma-separated")
     parser.add_argument("--repeat", type=int, default=3, help="timed repetitions of the throughput run (best kept)")
-    parser.add_argument("--memory-frames", type=int_list, default="100,1000",
-                        help="driving video lengths for the peak-memory runs, comma-separated")
-    parser.add_argument("--memory-config", default="vox-256",
-                        help="config for the memory runs: a name or path, or 'small' for a small network "
-                             "derived from --config (much faster)")
+    parser.add_argument(
+        "--memory-frames",
+        type=int_list,
+        default="100,1000",
+        help="driving video lengths for the peak-memory runs, comma-separated",
+    )
+    parser.add_argument(
+        "--memory-config",
+        default="vox-256",
+        help="config for the memory runs: a name or path, or 'small' for a small network "
+        "derived from --config (much faster)",
+    )
     parser.add_argument("--memory-batch-size", type=int, default=4, help="--batch-size of the memory runs")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
@@ -399,8 +434,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--frames must be at least 2")
 
     started = time.perf_counter()
-    print(f"reanimate benchmark: torch {torch.__version__}, numpy {np.__version__}, python {platform.python_version()},"
-          f" {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads; {load()}", flush=True)
+    print(
+        f"reanimate benchmark: torch {torch.__version__}, numpy {np.__version__}, python {platform.python_version()},"
+        f" {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads; {load()}",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory(prefix="reanimate-bench-") as tmp:
         work = Path(args.workdir) if args.workdir else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)

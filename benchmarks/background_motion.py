@@ -20,8 +20,8 @@ import sys
 
 import numpy as np
 import torch
-
 from _synthetic_set import load_model, parse_args, videos
+
 from reanimate.geometry import coordinate_grid, end_point_error, identity_flow
 from reanimate.models.background import affine_motion
 
@@ -46,7 +46,9 @@ def main() -> int:
         still = end_point_error(identity_flow(len(truth) - 1, h, w), truth[1:]).item()
         rows.append((error, still))
         middle = affine[len(x) // 2].double().numpy().round(3).tolist()
-        print(f"{video['name']}: predicted {error:.2f} px, no motion {still:.2f} px; affine at t={len(x) // 2}: {middle}")
+        print(
+            f"{video['name']}: predicted {error:.2f} px, no motion {still:.2f} px; affine at t={len(x) // 2}: {middle}"
+        )
     if rows:
         error, still = np.mean(rows, axis=0)
         print(f"mean over {len(rows)} camera videos: predicted {error:.2f} px, no motion {still:.2f} px")

@@ -66,19 +66,26 @@ def descriptor(dlib: DlibFace, frame: np.ndarray, box: np.ndarray) -> np.ndarray
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--fit", default=str(EXAMPLE), help="comma-separated videos to fit on (default: the bundled example)")
+    parser.add_argument(
+        "--fit", default=str(EXAMPLE), help="comma-separated videos to fit on (default: the bundled example)"
+    )
     parser.add_argument("--check", help="comma-separated videos to check the current offsets on")
     parser.add_argument("--fit-every", type=int, default=2, help="--fit: every k-th frame (default 2)")
     parser.add_argument("--every", type=int, default=10, help="--check: every k-th frame (default 10)")
     args = parser.parse_args(argv)
     fq.silence_native_stderr()
     dlib = DlibFace()
-    samples = [offsets(lm, box) for path in args.fit.split(",")
-               for _, lm, box in frames_with_both(dlib, Path(path), args.fit_every)]
+    samples = [
+        offsets(lm, box)
+        for path in args.fit.split(",")
+        for _, lm, box in frames_with_both(dlib, Path(path), args.fit_every)
+    ]
     if not samples:
         raise SystemExit("dlib found no face in the --fit videos")
-    print(f"fitted on {len(samples)} frames: {np.round(np.median(samples, axis=0), 3).tolist()}; "
-          f"in use (DLIB_BOX_FROM_MESH): {list(DLIB_BOX_FROM_MESH)}")
+    print(
+        f"fitted on {len(samples)} frames: {np.round(np.median(samples, axis=0), 3).tolist()}; "
+        f"in use (DLIB_BOX_FROM_MESH): {list(DLIB_BOX_FROM_MESH)}"
+    )
     if args.check:
         made, hull = [], []
         for path in args.check.split(","):
@@ -87,8 +94,10 @@ def main(argv=None) -> int:
                 made.append(np.linalg.norm(descriptor(dlib, frame, dlib_box_from_landmarks(lm)) - reference))
                 bounds = np.concatenate([lm[:, :2].min(0), lm[:, :2].max(0)])
                 hull.append(np.linalg.norm(descriptor(dlib, frame, bounds) - reference))
-        print(f"descriptor distance to the detection's, {len(made)} frames: made box mean {np.mean(made):.3f} "
-              f"max {np.max(made):.3f}; landmarks' bounding box mean {np.mean(hull):.3f} max {np.max(hull):.3f}")
+        print(
+            f"descriptor distance to the detection's, {len(made)} frames: made box mean {np.mean(made):.3f} "
+            f"max {np.max(made):.3f}; landmarks' bounding box mean {np.mean(hull):.3f} max {np.max(hull):.3f}"
+        )
     return 0
 
 

@@ -27,10 +27,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import face_quality as fq  # noqa: E402
 
+from reanimate.animators.landmarks import DrivingFace, LandmarkAnimator, LandmarkAnimatorConfig  # noqa: E402
 from reanimate.faces import FaceMesh, crop_face, square_box  # noqa: E402
 from reanimate.faces.edit import turn_head  # noqa: E402
 from reanimate.io import read_image  # noqa: E402
-from reanimate.animators.landmarks import DrivingFace, LandmarkAnimator, LandmarkAnimatorConfig  # noqa: E402
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "source.png"
 SIZE = 512

@@ -101,6 +101,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
+from reanimate.faces.pose import head_rotation  # noqa: E402
 from reanimate.faces.topology import (  # noqa: E402
     CHIN,
     FOREHEAD,
@@ -111,7 +112,6 @@ from reanimate.faces.topology import (  # noqa: E402
     RIGHT_EYE_MID_LIDS,
     SYMMETRIC_PAIRS,
 )
-from reanimate.faces.pose import head_rotation  # noqa: E402
 from reanimate.geometry import rotation_to_euler  # noqa: E402
 from reanimate.io import open_frames, open_writer, read_image  # noqa: E402
 
@@ -143,8 +143,17 @@ BLINK_MIN_DEPTH = 0.3
 OPEN_PERCENTILE = 90
 # Below these driver ranges (peak to peak) a Pearson r mostly measures tracking noise;
 # reports mark such r with "*".
-MIN_DRIVER_RANGE = {"yaw": 5.0, "pitch": 5.0, "roll": 5.0, "mouth": 0.05, "eye_right": 0.1, "eye_left": 0.1,
-                    "head_yaw": 5.0, "head_pitch": 5.0, "head_roll": 5.0}
+MIN_DRIVER_RANGE = {
+    "yaw": 5.0,
+    "pitch": 5.0,
+    "roll": 5.0,
+    "mouth": 0.05,
+    "eye_right": 0.1,
+    "eye_left": 0.1,
+    "head_yaw": 5.0,
+    "head_pitch": 5.0,
+    "head_roll": 5.0,
+}
 
 
 def log(message: str) -> None:
@@ -178,8 +187,9 @@ class LandmarkTracker:
     def __init__(self, per_frame: bool = False):
         import mediapipe as mp
 
-        self._mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=per_frame, refine_landmarks=True,
-                                                     max_num_faces=1)
+        self._mesh = mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=per_frame, refine_landmarks=True, max_num_faces=1
+        )
 
     def __call__(self, frame: np.ndarray) -> np.ndarray | None:
         """``(478, 3)`` landmarks in pixels (z in the x scale), or None without a face."""
@@ -386,8 +396,7 @@ def compare(
     for tracker in trackers:
         tracker.close()
     if counts["driving"] != counts["output"] and count != max_frames:
-        log(f"frame counts differ: driving {counts['driving']}, output {counts['output']}; "
-            f"compared the first {count}")
+        log(f"frame counts differ: driving {counts['driving']}, output {counts['output']}; compared the first {count}")
 
     series = {who: {k: np.array(v) for k, v in m.items()} for who, m in measures.items()}
     for who in series:
@@ -472,14 +481,18 @@ def print_report(result: dict) -> None:
     counts, sizes = result["frame_counts"], result["sizes"]
     print(f"driving {result['driving']} ({counts['driving']} frames, {sizes['driving'][0]}x{sizes['driving'][1]})")
     print(f"output  {result['output']} ({counts['output']} frames, {sizes['output'][0]}x{sizes['output'][1]})")
-    print(f"frames compared {result['compared']} of {result['frames']}, skipped {result['skipped']} "
-          f"(no face in driving {result['no_face']['driving']}, in output {result['no_face']['output']})")
+    print(
+        f"frames compared {result['compared']} of {result['frames']}, skipped {result['skipped']} "
+        f"(no face in driving {result['no_face']['driving']}, in output {result['no_face']['output']})"
+    )
     print(f"{'measure':<10} {'r':>7} {'target':>7} {'driver range':>13} {'output range':>13}")
     for key in SERIES:
         target = f">={TARGET_R}" if key in TARGETS_R else ""
         unit = " deg" if key in ("yaw", "pitch", "roll") + HEAD_SERIES else ""
-        print(f"{key:<10} {_r_text(result, key):>7} {target:>7} {_fmt(result['driver_range'][key]):>13} "
-              f"{_fmt(result['output_range'][key]):>13}{unit}")
+        print(
+            f"{key:<10} {_r_text(result, key):>7} {target:>7} {_fmt(result['driver_range'][key]):>13} "
+            f"{_fmt(result['output_range'][key]):>13}{unit}"
+        )
     if any(_r_text(result, key).endswith("*") for key in SERIES):
         print(SMALL_RANGE_NOTE)
     for eye in EYES:
@@ -487,12 +500,15 @@ def print_report(result: dict) -> None:
         print(f"blink {eye.split('_')[1]:<5} ratio {'no blink in the driver' if ratio is None else _fmt(ratio)}")
     identity = result["identity"]
     if identity:
-        print(f"identity distance to the source: mean {_fmt(identity['mean'])}, max {_fmt(identity['max'])} "
-              f"over {identity['frames']} frames (every {identity['every']}th; {identity['no_face']} without a face; "
-              f"{identity['landmark_box']} boxed by the face mesh, dlib's detector missed them)")
+        print(
+            f"identity distance to the source: mean {_fmt(identity['mean'])}, max {_fmt(identity['max'])} "
+            f"over {identity['frames']} frames (every {identity['every']}th; {identity['no_face']} without a face; "
+            f"{identity['landmark_box']} boxed by the face mesh, dlib's detector missed them)"
+        )
     if result["l1"]:
-        print(f"L1 |output - driving| {_fmt(result['l1']['output'], 4)}, "
-              f"still source {_fmt(result['l1']['static'], 4)}")
+        print(
+            f"L1 |output - driving| {_fmt(result['l1']['output'], 4)}, still source {_fmt(result['l1']['static'], 4)}"
+        )
     passed = targets(result)
     print("targets: " + ", ".join(f"{k} {'-' if v is None else 'pass' if v else 'FAIL'}" for k, v in passed.items()))
 
@@ -587,8 +603,10 @@ def run_batch(args) -> list[dict]:
         workdir = _workdir(args, stack)
         results = []
         for clip in _clips(args):
-            sources = [("portrait", Path(args.portrait), False),
-                       ("self", first_frame_png(clip, workdir / f"{clip.stem}_first.png"), True)]
+            sources = [
+                ("portrait", Path(args.portrait), False),
+                ("self", first_frame_png(clip, workdir / f"{clip.stem}_first.png"), True),
+            ]
             for kind, source, same_identity in sources:
                 output = workdir / f"{clip.stem}_{kind}.mp4"
                 command = animate_command(source, clip, output, extra)
@@ -639,8 +657,10 @@ def noise_floor(args) -> list[dict]:
             row.update(compare(clip, copy, max_frames=args.max_frames))
             results.append(row)
     print_table(results)
-    print("r of each clip against a copy of itself (3/4-size resampling and H.264): the most an animation "
-          "can show with these trackers.")
+    print(
+        "r of each clip against a copy of itself (3/4-size resampling and H.264): the most an animation "
+        "can show with these trackers."
+    )
     return results
 
 
@@ -653,15 +673,34 @@ def tracker_agreement(args) -> list[dict]:
         row.update(compare(clip, clip, max_frames=args.max_frames, output_per_frame=True))
         results.append(row)
     print_table(results)
-    print("r of each clip read by MediaPipe's tracking mode against the same clip read by per-frame detection "
-          "(what reanimate animate uses on driving frames).")
+    print(
+        "r of each clip read by MediaPipe's tracking mode against the same clip read by per-frame detection "
+        "(what reanimate animate uses on driving frames)."
+    )
     return results
 
 
 def print_table(results: list[dict]) -> None:
-    header = ["clip", "source", "frames", "skip", "r head yaw", "r head roll", "r mouth", "r yaw img",
-              "r roll img", "r eyeR", "r eyeL",
-              "blinkR", "blinkL", "id mean", "id max", "L1 out", "L1 still", "anim s"]
+    header = [
+        "clip",
+        "source",
+        "frames",
+        "skip",
+        "r head yaw",
+        "r head roll",
+        "r mouth",
+        "r yaw img",
+        "r roll img",
+        "r eyeR",
+        "r eyeL",
+        "blinkR",
+        "blinkL",
+        "id mean",
+        "id max",
+        "L1 out",
+        "L1 still",
+        "anim s",
+    ]
     rows = []
     for res in results:
         if "error" in res:
@@ -669,12 +708,21 @@ def print_table(results: list[dict]) -> None:
             continue
         identity, l1s = res["identity"] or {}, res["l1"] or {}
         blink = [("no blink" if res["blink_ratio"][e] is None else _fmt(res["blink_ratio"][e], 2)) for e in EYES]
-        rows.append([
-            res["clip"], res["kind"], str(res["frames"]), str(res["skipped"]),
-            *[_r_text(res, k) for k in ("head_yaw", "head_roll", "mouth", "yaw", "roll", "eye_right", "eye_left")],
-            *blink, _fmt(identity.get("mean")), _fmt(identity.get("max")),
-            _fmt(l1s.get("output"), 4), _fmt(l1s.get("static"), 4), f"{res['animate_seconds']:.0f}",
-        ])
+        rows.append(
+            [
+                res["clip"],
+                res["kind"],
+                str(res["frames"]),
+                str(res["skipped"]),
+                *[_r_text(res, k) for k in ("head_yaw", "head_roll", "mouth", "yaw", "roll", "eye_right", "eye_left")],
+                *blink,
+                _fmt(identity.get("mean")),
+                _fmt(identity.get("max")),
+                _fmt(l1s.get("output"), 4),
+                _fmt(l1s.get("static"), 4),
+                f"{res['animate_seconds']:.0f}",
+            ]
+        )
     widths = [max(len(header[i]), *(len(r[i]) for r in rows if len(r) > i)) for i in range(len(header))]
     print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
     print("  ".join("-" * w for w in widths))
@@ -687,10 +735,13 @@ def print_table(results: list[dict]) -> None:
 
 def print_summary(results: list[dict]) -> None:
     descriptions = {
-        "head_yaw r": f"head yaw r >= {TARGET_R}", "head_roll r": f"head roll r >= {TARGET_R}",
+        "head_yaw r": f"head yaw r >= {TARGET_R}",
+        "head_roll r": f"head roll r >= {TARGET_R}",
         "mouth r": f"mouth r >= {TARGET_R}",
-        "blink right": f"blink ratio right >= {TARGET_BLINK}", "blink left": f"blink ratio left >= {TARGET_BLINK}",
-        "identity": f"mean identity distance <= {TARGET_IDENTITY}", "L1": "same-identity L1 < still source's",
+        "blink right": f"blink ratio right >= {TARGET_BLINK}",
+        "blink left": f"blink ratio left >= {TARGET_BLINK}",
+        "identity": f"mean identity distance <= {TARGET_IDENTITY}",
+        "L1": "same-identity L1 < still source's",
     }
     measured = [r for r in results if "error" not in r]
     print(f"targets ({len(measured)} of {len(results)} animations measured)")
@@ -740,21 +791,29 @@ def selftest(args) -> int:
         same = compare(driving, driving, source, True, args.identity_every, identity, args.max_frames)
         print_report(same)
         check("r = 1 for every measure", all(abs(r - 1) < 1e-9 for r in same["r"].values()))
-        check("blink ratio = 1 where the driver blinks",
-              all(b is None or abs(b - 1) < 1e-9 for b in same["blink_ratio"].values()))
-        check("the driver blinks (else the blink check tests nothing)",
-              any(b is not None for b in same["blink_ratio"].values()))
+        check(
+            "blink ratio = 1 where the driver blinks",
+            all(b is None or abs(b - 1) < 1e-9 for b in same["blink_ratio"].values()),
+        )
+        check(
+            "the driver blinks (else the blink check tests nothing)",
+            any(b is not None for b in same["blink_ratio"].values()),
+        )
         check("L1 = 0", same["l1"]["output"] == 0.0)
         check(f"identity distance <= {TARGET_IDENTITY} (same person)", same["identity"]["mean"] <= TARGET_IDENTITY)
 
         print(f"\n== output = driving upscaled 1.5x ({larger.name})")
         up = compare(driving, larger, source, True, args.identity_every, identity, args.max_frames)
         print_report(up)
-        check("r >= 0.95 for yaw, roll, head yaw, head roll, mouth, eyes",
-              all(up["r"][k] >= 0.95 for k in ("yaw", "roll", "mouth", "eye_right", "eye_left") + HEAD_SERIES
-                  if k != "head_pitch"))
-        check("blink ratio within 0.9-1.1",
-              all(b is None or 0.9 <= b <= 1.1 for b in up["blink_ratio"].values()))
+        check(
+            "r >= 0.95 for yaw, roll, head yaw, head roll, mouth, eyes",
+            all(
+                up["r"][k] >= 0.95
+                for k in ("yaw", "roll", "mouth", "eye_right", "eye_left") + HEAD_SERIES
+                if k != "head_pitch"
+            ),
+        )
+        check("blink ratio within 0.9-1.1", all(b is None or 0.9 <= b <= 1.1 for b in up["blink_ratio"].values()))
         check("L1 small (< 0.02, resampling only)", up["l1"]["output"] < 0.02)
 
         print(f"\n== output = a still of the first frame ({still.name})")
@@ -763,11 +822,15 @@ def selftest(args) -> int:
         # Tracking drift on a still moves the landmarks a little; Pearson r ignores scale, so
         # slow drift can correlate with the driver by chance. The ranges tell the story.
         check(f"r < {TARGET_R} for yaw, roll, mouth", all(flat["r"][k] < TARGET_R for k in TARGETS_R))
-        check("output ranges < 15% of the driver's for yaw, roll, mouth",
-              all(flat["output_range"][k] < 0.15 * flat["driver_range"][k] for k in TARGETS_R))
+        check(
+            "output ranges < 15% of the driver's for yaw, roll, mouth",
+            all(flat["output_range"][k] < 0.15 * flat["driver_range"][k] for k in TARGETS_R),
+        )
         check("blink ratio < 0.3", all(b is None or b < 0.3 for b in flat["blink_ratio"].values()))
-        check("L1 close to the still source's (H.264 re-encoding only)",
-              abs(flat["l1"]["output"] - flat["l1"]["static"]) < 0.01)
+        check(
+            "L1 close to the still source's (H.264 re-encoding only)",
+            abs(flat["l1"]["output"] - flat["l1"]["static"]) < 0.01,
+        )
         check("targets fail for the still", targets(flat)["mouth r"] is False and targets(flat)["L1"] is False)
     print(f"\nselftest: {'all checks passed' if not failures else f'{len(failures)} FAILED'}")
     return 1 if failures else 0
@@ -777,34 +840,55 @@ def selftest(args) -> int:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--run", action="store_true", help="animate the clips (--clips) and measure them")
     mode.add_argument("--selftest", action="store_true", help="check the measures on pairs with known answers")
-    mode.add_argument("--noise-floor", action="store_true",
-                      help="each clip (--clips) against its resampled, re-encoded copy: the measures' own limit")
-    mode.add_argument("--tracker-agreement", action="store_true",
-                      help="each clip (--clips) read by tracking against per-frame detection")
+    mode.add_argument(
+        "--noise-floor",
+        action="store_true",
+        help="each clip (--clips) against its resampled, re-encoded copy: the measures' own limit",
+    )
+    mode.add_argument(
+        "--tracker-agreement",
+        action="store_true",
+        help="each clip (--clips) read by tracking against per-frame detection",
+    )
     p.add_argument("--source", help="source image (for the identity distance, and the still-source L1)")
     p.add_argument("--driving", help="driving video (selftest: default d10.mp4)")
     p.add_argument("--output", help="output video of the animation")
-    p.add_argument("--same-identity", action="store_true",
-                   help="the source is a frame of the driving video: also compute the reconstruction L1")
+    p.add_argument(
+        "--same-identity",
+        action="store_true",
+        help="the source is a frame of the driving video: also compute the reconstruction L1",
+    )
     p.add_argument("--json", help="write every number (and the per-frame series) to this JSON file")
-    p.add_argument("--grid", help="PNG of driving frames over output frames (--run: one per animation, "
-                                  "named after this path)")
-    p.add_argument("--grid-frames", type=int, default=4, help="evenly spaced frames in the grid besides "
-                                                              "max mouth and max |yaw| (default 4)")
+    p.add_argument(
+        "--grid", help="PNG of driving frames over output frames (--run: one per animation, named after this path)"
+    )
+    p.add_argument(
+        "--grid-frames",
+        type=int,
+        default=4,
+        help="evenly spaced frames in the grid besides max mouth and max |yaw| (default 4)",
+    )
     p.add_argument("--identity-every", type=int, default=10, help="identity of every k-th output frame (default 10)")
     p.add_argument("--max-frames", type=int, help="compare only the first N frames")
     p.add_argument("--native-log", action="store_true", help="keep MediaPipe's native log lines on stderr")
-    p.add_argument("--clips", help=f"--run, --noise-floor: comma-separated driving clips (default {', '.join(c.name for c in DEFAULT_CLIPS)} "
-                                   f"in {MEDIA})")
+    p.add_argument(
+        "--clips",
+        help=f"--run, --noise-floor: comma-separated driving clips (default {', '.join(c.name for c in DEFAULT_CLIPS)} "
+        f"in {MEDIA})",
+    )
     p.add_argument("--portrait", default=str(DEFAULT_PORTRAIT), help="--run: the portrait source (default %(default)s)")
     p.add_argument("--workdir", help="--run, --noise-floor: keep the videos here (default: a temporary folder)")
-    p.add_argument("--animate-args", help="--run: extra options for reanimate animate, e.g. \"--smooth one-euro\"")
+    p.add_argument("--animate-args", help='--run: extra options for reanimate animate, e.g. "--smooth one-euro"')
     args = p.parse_args(argv)
-    if not (args.run or args.selftest or args.noise_floor or args.tracker_agreement) and not (args.driving and args.output):
+    if not (args.run or args.selftest or args.noise_floor or args.tracker_agreement) and not (
+        args.driving and args.output
+    ):
         p.error("give --driving and --output (and usually --source), or --run, or --selftest")
     if args.same_identity and not args.source:
         p.error("--same-identity needs --source")
@@ -826,8 +910,14 @@ def main(argv=None) -> int:
     elif args.tracker_agreement:
         results = tracker_agreement(args)
     else:
-        results = compare(Path(args.driving), Path(args.output), Path(args.source) if args.source else None,
-                          args.same_identity, args.identity_every, max_frames=args.max_frames)
+        results = compare(
+            Path(args.driving),
+            Path(args.output),
+            Path(args.source) if args.source else None,
+            args.same_identity,
+            args.identity_every,
+            max_frames=args.max_frames,
+        )
         print_report(results)
         if args.grid:
             write_grid(Path(args.driving), Path(args.output), grid_frames(results, args.grid_frames), Path(args.grid))

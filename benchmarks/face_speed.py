@@ -58,7 +58,9 @@ def portrait() -> np.ndarray:
 
     from reanimate.io import read_image
 
-    image = read_image(os.path.join(os.path.dirname(matplotlib.__file__), "mpl-data", "sample_data", "grace_hopper.jpg"))
+    image = read_image(
+        os.path.join(os.path.dirname(matplotlib.__file__), "mpl-data", "sample_data", "grace_hopper.jpg")
+    )
     height, width = image.shape[:2]
     side = max(height, width)
     top, left = (side - height) // 2, (side - width) // 2
@@ -116,8 +118,9 @@ def run_once(animate, source: Path, driving: Path, output: Path) -> tuple[int, f
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--driving", default=str(REPO / "examples" / "driving.mp4"),
-                   help="driving video (default examples/driving.mp4)")
+    p.add_argument(
+        "--driving", default=str(REPO / "examples" / "driving.mp4"), help="driving video (default examples/driving.mp4)"
+    )
     p.add_argument("--threads", type=int, default=2, help="CPU cores and threads to use (default 2)")
     p.add_argument("--repeat", type=int, default=1, help="keep the fastest of N runs per size (default 1)")
     args = p.parse_args(argv)

@@ -27,12 +27,12 @@ from collections import defaultdict
 
 import numpy as np
 import torch
+from _synthetic_set import load_model, parse_args, videos
 from scipy.ndimage import distance_transform_edt
 
-from _synthetic_set import load_model, parse_args, videos
-from reanimate.geometry import end_point_error, identity_flow, resize_flow, warp
 from reanimate.animators.base import Transfer
 from reanimate.animators.fomm import FommAnimator
+from reanimate.geometry import end_point_error, identity_flow, resize_flow, warp
 
 STATIC_PX = 0.25  # a pixel whose true motion is below this is static
 DISTANCE_BANDS = ((0, 2), (2, 4), (4, 8), (8, None))
@@ -68,8 +68,11 @@ def main() -> int:
             if mask.any():
                 epe[name].append((error[mask].mean(), still[mask].mean(), mask.mean()))
         source = x[:1].expand_as(x)
-        outputs = {"generator output": result.prediction.float(), "source warped by its flow": warp(source, flow),
-                   "source warped by the true flow": warp(source, truth)}
+        outputs = {
+            "generator output": result.prediction.float(),
+            "source warped by its flow": warp(source, flow),
+            "source warped by the true flow": warp(source, truth),
+        }
         for what, image in outputs.items():
             pixel_l1 = (image - x).abs().mean(1).numpy()
             l1[what, True].append(pixel_l1[visible].mean())

@@ -93,9 +93,14 @@ def main() -> int:
                 out_r = gen_ref(src, kp_source=ks_r, kp_driving=kd_r)
                 out = ours.generator(src, kd, ks)
                 first = lambda kp: {k: v[:1] for k, v in kp.items()}  # noqa: E731
-                rel_r = normalize_kp(kp_source=first(ks_r), kp_driving=first(kd_r), kp_driving_initial=first(k0_r),
-                                     adapt_movement_scale=True, use_relative_movement=True,
-                                     use_relative_jacobian=True)
+                rel_r = normalize_kp(
+                    kp_source=first(ks_r),
+                    kp_driving=first(kd_r),
+                    kp_driving_initial=first(k0_r),
+                    adapt_movement_scale=True,
+                    use_relative_movement=True,
+                    use_relative_jacobian=True,
+                )
                 rel = relative_motion(ks[0], kd[0], k0[0], adapt_movement_scale=True)
                 disc_r = disc_ref({"prediction_1": src}, kp=ks_r)["prediction_map_1"]
                 disc = ours.discriminator({1: src}, ks)[1][1]
@@ -106,11 +111,15 @@ def main() -> int:
                 "occlusion": (out_r["occlusion_map"] - out.occlusion_map).abs().max(),
                 "deformed": (out_r["deformed"] - out.deformed).abs().max(),
                 "prediction": (out_r["prediction"] - out.prediction).abs().max(),
-                "relative": max((rel_r["value"] - rel.value).abs().max(), (rel_r["jacobian"] - rel.jacobian).abs().max()),
+                "relative": max(
+                    (rel_r["value"] - rel.value).abs().max(), (rel_r["jacobian"] - rel.jacobian).abs().max()
+                ),
                 "discriminator": (disc_r - disc).abs().max(),
             }
             worst = max(worst, *(float(v) for v in diffs.values()))
-            print(f"{name:14s} align_corners={str(align):5s} " + " ".join(f"{k}={float(v):.1e}" for k, v in diffs.items()))
+            print(
+                f"{name:14s} align_corners={str(align):5s} " + " ".join(f"{k}={float(v):.1e}" for k, v in diffs.items())
+            )
     print(f"worst max abs difference: {worst:.2e} (tolerance {args.tolerance:g})")
     return 0 if worst <= args.tolerance else 1
 

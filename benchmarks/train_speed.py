@@ -28,11 +28,32 @@ from reanimate.models import load_config
 from reanimate.training.trainer import Trainer, TrainOptions
 
 
-def steps_per_second(config, data: Path, run: Path, batch_size: int, device: str, amp: str | None,
-                     channels_last: bool, steps: int, warmup: int) -> float:
-    trainer = Trainer(config, run, TrainOptions(data_root=str(data), batch_size=batch_size, device=device, amp=amp,
-                                                channels_last=channels_last, progress=False, tensorboard=False,
-                                                num_workers=0, num_repeats=batch_size))
+def steps_per_second(
+    config,
+    data: Path,
+    run: Path,
+    batch_size: int,
+    device: str,
+    amp: str | None,
+    channels_last: bool,
+    steps: int,
+    warmup: int,
+) -> float:
+    trainer = Trainer(
+        config,
+        run,
+        TrainOptions(
+            data_root=str(data),
+            batch_size=batch_size,
+            device=device,
+            amp=amp,
+            channels_last=channels_last,
+            progress=False,
+            tensorboard=False,
+            num_workers=0,
+            num_repeats=batch_size,
+        ),
+    )
     batch = next(iter(trainer._loader(0, 0)))
     for _ in range(warmup):
         trainer.train_step(batch)
@@ -65,8 +86,17 @@ def main() -> int:
         make_synthetic(data, SyntheticConfig(size=size, num_frames=2, num_train=2, num_test=1), progress=False)
         rows = []
         for label, precision, channels_last in (("fp32", None, False), (f"{amp} + channels_last", amp, True)):
-            rate = steps_per_second(config, data, Path(tmp) / label.replace(" ", ""), args.batch_size, args.device,
-                                    precision, channels_last, args.steps, args.warmup)
+            rate = steps_per_second(
+                config,
+                data,
+                Path(tmp) / label.replace(" ", ""),
+                args.batch_size,
+                args.device,
+                precision,
+                channels_last,
+                args.steps,
+                args.warmup,
+            )
             rows.append((label, rate))
         device = torch.cuda.get_device_name() if cuda else f"CPU, {torch.get_num_threads()} threads"
         print(f"{args.config}, batch {args.batch_size}, {device}")

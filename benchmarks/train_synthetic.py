@@ -60,9 +60,11 @@ def main() -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--run", help="run folder name inside --workdir (default: run-<seed>)")
-    parser.add_argument("--train-args", default="--amp bf16 --channels-last",
-                        help="more options for reanimate train (default: %(default)s; bf16 is about 1.5x "
-                             "faster than fp32 on CPU)")
+    parser.add_argument(
+        "--train-args",
+        default="--amp bf16 --channels-last",
+        help="more options for reanimate train (default: %(default)s; bf16 is about 1.5x faster than fp32 on CPU)",
+    )
     args = parser.parse_args()
 
     data = args.workdir / "synthetic-64"
@@ -73,25 +75,54 @@ def main() -> int:
 
     run_dir = args.workdir / (args.run or f"run-{args.seed}")
     start = time.perf_counter()
-    run([sys.executable, "-m", "reanimate", "train", "--config", args.config, "--data", str(data), "-o",
-         str(run_dir), "--max-minutes", str(args.minutes), "--seed", str(args.seed), "--device", args.device,
-         "--workers", str(args.workers), "-q", *shlex.split(args.train_args)])
+    run(
+        [
+            sys.executable,
+            "-m",
+            "reanimate",
+            "train",
+            "--config",
+            args.config,
+            "--data",
+            str(data),
+            "-o",
+            str(run_dir),
+            "--max-minutes",
+            str(args.minutes),
+            "--seed",
+            str(args.seed),
+            "--device",
+            args.device,
+            "--workers",
+            str(args.workers),
+            "-q",
+            *shlex.split(args.train_args),
+        ]
+    )
     minutes = (time.perf_counter() - start) / 60
     last = json.loads((run_dir / "checkpoints" / "latest.json").read_text())["checkpoint"]
     folder = run_dir / "checkpoints" / last
-    results = {"weights": evaluate(ckpt.load(folder / "model.safetensors"), data,
-                                   f"trained ({last}, {minutes:.1f} min)")}
+    results = {
+        "weights": evaluate(ckpt.load(folder / "model.safetensors"), data, f"trained ({last}, {minutes:.1f} min)")
+    }
     if (folder / "model_ema.safetensors").is_file():  # train_params.ema_decay
-        results["weight average"] = evaluate(ckpt.load(folder / "model_ema.safetensors"), data,
-                                             f"weight average ({last})")
+        results["weight average"] = evaluate(
+            ckpt.load(folder / "model_ema.safetensors"), data, f"weight average ({last})"
+        )
     for label, after in results.items():
         print(f"\nsummary ({label})")
-        print(f"  reconstruction L1   {before.l1:.4f} -> {after.l1:.4f}   (x{before.l1 / after.l1:.3f} lower; "
-              f"target >= 2; no motion {after.no_motion_l1:.4f})")
-        print(f"  flow EPE            {after.flow_epe:.3f} px vs no motion {after.no_motion_epe:.3f} px   "
-              f"(x{after.no_motion_epe / after.flow_epe:.3f} lower; target >= 2)")
-        print(f"  flow EPE, visible   {after.flow_epe_visible:.3f} px vs no motion {after.no_motion_epe_visible:.3f} px "
-              f"(x{after.no_motion_epe_visible / after.flow_epe_visible:.3f})")
+        print(
+            f"  reconstruction L1   {before.l1:.4f} -> {after.l1:.4f}   (x{before.l1 / after.l1:.3f} lower; "
+            f"target >= 2; no motion {after.no_motion_l1:.4f})"
+        )
+        print(
+            f"  flow EPE            {after.flow_epe:.3f} px vs no motion {after.no_motion_epe:.3f} px   "
+            f"(x{after.no_motion_epe / after.flow_epe:.3f} lower; target >= 2)"
+        )
+        print(
+            f"  flow EPE, visible   {after.flow_epe_visible:.3f} px vs no motion {after.no_motion_epe_visible:.3f} px "
+            f"(x{after.no_motion_epe_visible / after.flow_epe_visible:.3f})"
+        )
         print(f"  kp equivariance     {before.keypoint_equivariance:.3f} -> {after.keypoint_equivariance:.3f} px")
     return 0
 

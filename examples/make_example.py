@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from reanimate.animators.landmarks import DrivingFace, LandmarkAnimator, LandmarkAnimatorConfig
 from reanimate.faces import FaceMesh, crop_face, square_box
 from reanimate.faces.edit import close_eyes, open_mouth, turn_head
 from reanimate.io import open_writer
-from reanimate.animators.landmarks import DrivingFace, LandmarkAnimator, LandmarkAnimatorConfig
 
 HERE = Path(__file__).resolve().parent
 FPS = 25
@@ -51,8 +51,10 @@ def script(t: np.ndarray) -> dict[str, np.ndarray]:
         "yaw": 18 * np.sin(2 * np.pi * t / 4.0) * np.clip(t / 0.8, 0, 1),
         "pitch": 6 * np.sin(2 * np.pi * t / 3.0 + 1.0),
         "roll": 5 * np.sin(2 * np.pi * t / 5.0),
-        "mouth": sum(smooth_pulse(t, c, w) * a for c, w, a in
-                     ((1.0, 0.7, 0.9), (1.9, 0.5, 0.5), (3.1, 0.9, 1.0), (4.4, 0.4, 0.6), (5.2, 0.6, 0.8))),
+        "mouth": sum(
+            smooth_pulse(t, c, w) * a
+            for c, w, a in ((1.0, 0.7, 0.9), (1.9, 0.5, 0.5), (3.1, 0.9, 1.0), (4.4, 0.4, 0.6), (5.2, 0.6, 0.8))
+        ),
         "blink": sum(smooth_pulse(t, c, 0.28) for c in (0.6, 2.5, 4.0, 5.6)),
     }
 

@@ -49,14 +49,16 @@ def read_official(path: str | os.PathLike) -> dict:
         raise CheckpointError(path, f"not a readable PyTorch checkpoint ({first[:200]})") from None
     if not isinstance(data, dict) or "kp_detector" not in data or "generator" not in data:
         keys = ", ".join(map(str, list(data)[:6])) if isinstance(data, dict) else type(data).__name__
-        raise CheckpointError(path, f"not a FOMM checkpoint: expected 'kp_detector' and 'generator' entries, found {keys}")
+        raise CheckpointError(
+            path, f"not a FOMM checkpoint: expected 'kp_detector' and 'generator' entries, found {keys}"
+        )
     return data
 
 
 def _normalise_state(state: dict[str, torch.Tensor], module: torch.nn.Module) -> dict[str, torch.Tensor]:
     """Strip a DataParallel ``module.`` prefix and add BatchNorm counters older files lack."""
     if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
+        state = {k[len("module.") :]: v for k, v in state.items()}
     state = dict(state)
     expected = module.state_dict()
     for key, value in expected.items():
@@ -70,7 +72,9 @@ def check_state_dict(path, prefix: str, state: dict, module: torch.nn.Module) ->
     expected = module.state_dict()
     for key, value in expected.items():
         if key not in state:
-            raise CheckpointError(path, f"key '{prefix}.{key}' is missing (the config expects shape {tuple(value.shape)})")
+            raise CheckpointError(
+                path, f"key '{prefix}.{key}' is missing (the config expects shape {tuple(value.shape)})"
+            )
         got = tuple(state[key].shape)
         if got != tuple(value.shape):
             raise CheckpointError(
@@ -209,8 +213,10 @@ def load(
     if config is None:
         config = identify_config(path, data)
         if notes is not None:
-            notes.append(f"{Path(path).name}: its tensors match the shipped config {config.name} "
-                         "(give --config to choose another)")
+            notes.append(
+                f"{Path(path).name}: its tensors match the shipped config {config.name} "
+                "(give --config to choose another)"
+            )
     if align_corners is not None:
         config = config.with_align_corners(align_corners)
     model = build_model(config, with_discriminator=with_discriminator and "discriminator" in data)
@@ -221,7 +227,7 @@ def load(
 def _matches(state: dict, module: torch.nn.Module) -> bool:
     expected = module.state_dict()
     if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
+        state = {k[len("module.") :]: v for k, v in state.items()}
     keys = {k for k in expected if not k.endswith("num_batches_tracked")}
     given = {k for k in state if not k.endswith("num_batches_tracked")}
     return keys == given and all(tuple(state[k].shape) == tuple(expected[k].shape) for k in keys)
@@ -244,15 +250,18 @@ def identify_config(path: str | os.PathLike, data: dict | None = None) -> ModelC
             model = build_model(config, with_discriminator="discriminator" in data)
         parts = model.parts()
         if all(_matches(data[part], module) for part, module in parts.items() if part in data) and all(
-                part in data for part in ("kp_detector", "generator")):
+            part in data for part in ("kp_detector", "generator")
+        ):
             found[name] = config
     if not found:
-        raise CheckpointError(path, "its tensors match no shipped config: give the one it was trained with "
-                                    "(--config FILE.yaml)")
+        raise CheckpointError(
+            path, "its tensors match no shipped config: give the one it was trained with (--config FILE.yaml)"
+        )
     distinct = {_animation_params(c) for c in found.values()}
     if len(distinct) > 1:
-        raise CheckpointError(path, f"its tensors match several shipped configs ({', '.join(found)}): "
-                                    "choose one with --config")
+        raise CheckpointError(
+            path, f"its tensors match several shipped configs ({', '.join(found)}): choose one with --config"
+        )
     return next(iter(found.values()))
 
 

@@ -12,8 +12,8 @@ transfers it.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import torch
 
@@ -46,12 +46,14 @@ class Keypoints:
     jacobian: torch.Tensor | None = None
 
     def __post_init__(self):
-        assert self.value.dim() == 3, f"keypoints must be (B, K, D), got {tuple(self.value.shape)}"
+        if self.value.dim() != 3:
+            raise ValueError(f"keypoints must be (B, K, D), got {tuple(self.value.shape)}")
         if self.jacobian is not None:
             b, k, d = self.value.shape
-            assert self.jacobian.shape[-3:] == (k, d, d), (
-                f"jacobian {tuple(self.jacobian.shape)} does not match keypoints {tuple(self.value.shape)}"
-            )
+            if self.jacobian.shape[-3:] != (k, d, d):
+                raise ValueError(
+                    f"jacobian {tuple(self.jacobian.shape)} does not match keypoints {tuple(self.value.shape)}"
+                )
 
     @property
     def batch_size(self) -> int:
@@ -65,32 +67,34 @@ class Keypoints:
     def dims(self) -> int:
         return self.value.shape[2]
 
-    def map(self, fn) -> "Keypoints":
+    def map(self, fn) -> Keypoints:
         """Apply ``fn`` to every tensor field."""
         return Keypoints(fn(self.value), None if self.jacobian is None else fn(self.jacobian))
 
-    def to(self, *args, **kwargs) -> "Keypoints":
+    def to(self, *args, **kwargs) -> Keypoints:
         return self.map(lambda t: t.to(*args, **kwargs))
 
-    def detach(self) -> "Keypoints":
+    def detach(self) -> Keypoints:
         return self.map(torch.Tensor.detach)
 
-    def __getitem__(self, index) -> "Keypoints":
+    def __getitem__(self, index) -> Keypoints:
         """Index the batch dimension (keeps it: ``kp[i]`` has batch size 1)."""
         if isinstance(index, int):
             index = slice(index, index + 1 if index != -1 else None)
         return self.map(lambda t: t[index])
 
-    def expand(self, batch: int) -> "Keypoints":
+    def expand(self, batch: int) -> Keypoints:
         """Broadcast a batch of one to ``batch`` samples (no copy)."""
-        assert self.batch_size in (1, batch), f"cannot expand batch {self.batch_size} to {batch}"
+        if self.batch_size not in (1, batch):
+            raise ValueError(f"cannot expand batch {self.batch_size} to {batch}")
         return self.map(lambda t: t.expand(batch, *t.shape[1:]))
 
     @staticmethod
-    def cat(items: list["Keypoints"]) -> "Keypoints":
+    def cat(items: list[Keypoints]) -> Keypoints:
         value = torch.cat([kp.value for kp in items])
         has_jac = [kp.jacobian is not None for kp in items]
-        assert all(has_jac) or not any(has_jac), "cannot concatenate keypoints with and without Jacobians"
+        if not (all(has_jac) or not any(has_jac)):
+            raise ValueError("cannot concatenate keypoints with and without Jacobians")
         jacobian = torch.cat([kp.jacobian for kp in items]) if all(has_jac) else None
         return Keypoints(value, jacobian)
 
@@ -187,17 +191,21 @@ class HeadMotion:
 
     def __post_init__(self):
         b, n, d = self.canonical.shape
-        assert d == 3, f"canonical points must be (B, N, 3), got {tuple(self.canonical.shape)}"
-        shapes = {"rotation": (self.rotation.shape, (b, 3)), "scale": (self.scale.shape, (b,)),
-                  "expression": (self.expression.shape, (b, n, 3))}
+        if d != 3:
+            raise ValueError(f"canonical points must be (B, N, 3), got {tuple(self.canonical.shape)}")
+        shapes = {
+            "rotation": (self.rotation.shape, (b, 3)),
+            "scale": (self.scale.shape, (b,)),
+            "expression": (self.expression.shape, (b, n, 3)),
+        }
         for name, (shape, expected) in shapes.items():
-            assert tuple(shape) == expected, f"{name} {tuple(shape)} does not match canonical {(b, n, d)}"
-        assert self.translation.shape in ((b, 2), (b, 3)), (
-            f"translation {tuple(self.translation.shape)} must be ({b}, 2) or ({b}, 3)")
+            if tuple(shape) != expected:
+                raise ValueError(f"{name} {tuple(shape)} does not match canonical {(b, n, d)}")
+        if self.translation.shape not in ((b, 2), (b, 3)):
+            raise ValueError(f"translation {tuple(self.translation.shape)} must be ({b}, 2) or ({b}, 3)")
 
     @classmethod
-    def from_points(cls, points: torch.Tensor, rotation: torch.Tensor, rigid: torch.Tensor | None = None
-                    ) -> "HeadMotion":
+    def from_points(cls, points: torch.Tensor, rotation: torch.Tensor, rigid: torch.Tensor | None = None) -> HeadMotion:
         """Decompose posed points with a known head orientation.
 
         Args:
@@ -211,23 +219,24 @@ class HeadMotion:
         return cls._posed(points, centre, size, rotation)
 
     @classmethod
-    def tracked(cls, points: torch.Tensor, initial_points: torch.Tensor, initial: "HeadMotion",
-                rigid: torch.Tensor | None = None) -> "HeadMotion":
+    def tracked(
+        cls, points: torch.Tensor, initial_points: torch.Tensor, initial: HeadMotion, rigid: torch.Tensor | None = None
+    ) -> HeadMotion:
         """Decompose a later frame of the head ``initial`` was read from (at
         ``initial_points``): its rotation and scale are the similarity fitted on the
         rigid points since then (:func:`reanimate.geometry.tracked_frame`), so that what
         the similarity does not explain is expression."""
         b = points.shape[0]
         size = initial.scale.view(-1, 1, 1).expand(b, 1, 1)
-        centre, size, rotation = tracked_frame(points, initial_points.expand(b, -1, -1), size,
-                                               initial.rotation_matrix().expand(b, 3, 3), rigid)
+        centre, size, rotation = tracked_frame(
+            points, initial_points.expand(b, -1, -1), size, initial.rotation_matrix().expand(b, 3, 3), rigid
+        )
         return cls._posed(points, centre, size, rotation)
 
     @classmethod
-    def _posed(cls, points, centre, size, rotation) -> "HeadMotion":
+    def _posed(cls, points, centre, size, rotation) -> HeadMotion:
         canonical = to_canonical(points, centre, size, rotation)
-        return cls(canonical, rotation_to_euler(rotation), size.view(-1), centre[:, 0],
-                   torch.zeros_like(canonical))
+        return cls(canonical, rotation_to_euler(rotation), size.view(-1), centre[:, 0], torch.zeros_like(canonical))
 
     @property
     def batch_size(self) -> int:
@@ -248,17 +257,19 @@ class HeadMotion:
     def points(self) -> torch.Tensor:
         """``(B, N, 3)`` posed points ``s R (canonical + expression) + t``
         (:func:`reanimate.geometry.from_canonical`)."""
-        return from_canonical(self.canonical + self.expression, self.centre(), self.scale.view(-1, 1, 1),
-                              self.rotation_matrix())
+        return from_canonical(
+            self.canonical + self.expression, self.centre(), self.scale.view(-1, 1, 1), self.rotation_matrix()
+        )
 
-    def with_(self, **changes: torch.Tensor) -> "HeadMotion":
+    def with_(self, **changes: torch.Tensor) -> HeadMotion:
         """A copy with some attributes replaced, e.g. ``head.with_(rotation=angles)``:
         edit (or take from another head) one attribute, keep the others."""
         return dataclasses.replace(self, **changes)
 
 
-def relative_head_motion(source: HeadMotion, driving: HeadMotion, driving_initial: HeadMotion,
-                         attributes: Iterable[str] = HEAD_ATTRIBUTES) -> HeadMotion:
+def relative_head_motion(
+    source: HeadMotion, driving: HeadMotion, driving_initial: HeadMotion, attributes: Iterable[str] = HEAD_ATTRIBUTES
+) -> HeadMotion:
     """Transfer the driver's head motion since its initial frame onto the source.
 
     The relative transfer of :func:`reanimate.geometry.relative_pose_motion`: the
@@ -280,7 +291,8 @@ def relative_head_motion(source: HeadMotion, driving: HeadMotion, driving_initia
     """
     attributes = tuple(attributes)
     unknown = set(attributes) - set(HEAD_ATTRIBUTES)
-    assert not unknown, f"unknown head attributes {sorted(unknown)}; choose from {HEAD_ATTRIBUTES}"
+    if unknown:
+        raise ValueError(f"unknown head attributes {sorted(unknown)}; choose from {HEAD_ATTRIBUTES}")
 
     def frame(head: HeadMotion):
         return head.centre(), head.scale.view(-1, 1, 1), head.rotation_matrix()
@@ -291,8 +303,11 @@ def relative_head_motion(source: HeadMotion, driving: HeadMotion, driving_initia
         "rotation": rotation_to_euler(rotation),
         "scale": size.view(-1),
         "translation": centre[:, 0],
-        "expression": relative_keypoints(source.expression, driving.canonical + driving.expression,
-                                         driving_initial.canonical + driving_initial.expression),
+        "expression": relative_keypoints(
+            source.expression,
+            driving.canonical + driving.expression,
+            driving_initial.canonical + driving_initial.expression,
+        ),
     }
     kept = {name: getattr(source, name) for name in HEAD_ATTRIBUTES if name not in attributes}
     kept = {name: value.expand(b, *value.shape[1:]) for name, value in kept.items()}

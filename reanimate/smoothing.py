@@ -32,7 +32,6 @@ ONE_EURO_DEFAULTS = {"min_cutoff": 0.5, "beta": 30.0, "d_cutoff": 2.0}
 KALMAN_DEFAULTS = {"process_noise": 0.05, "measurement_noise": 2.5e-5}
 
 
-
 def _smoothing_factor(cutoff: float | torch.Tensor, fps: float) -> float | torch.Tensor:
     """Casiez et al. 2012: the exponential smoothing factor of a first-order
     low-pass filter with cutoff frequency ``cutoff`` (Hz) sampled at ``fps``:

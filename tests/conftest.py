@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from media import make_image, make_video
+
 from reanimate.checkpoint import save
 from reanimate.models import ModelConfig, build_model
 
@@ -71,7 +71,9 @@ def tiny_checkpoint(tmp_path_factory, tiny_model) -> Path:
 
 @pytest.fixture(scope="session")
 def driving_video(tmp_path_factory) -> Path:
-    return make_video(tmp_path_factory.mktemp("media") / "driving.mp4", num_frames=16, size=(80, 64), fps=25, audio=True)
+    return make_video(
+        tmp_path_factory.mktemp("media") / "driving.mp4", num_frames=16, size=(80, 64), fps=25, audio=True
+    )
 
 
 @pytest.fixture(scope="session")

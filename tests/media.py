@@ -29,8 +29,7 @@ _CONTAINERS = {
 }
 
 
-def synthetic_frames(num_frames: int = 16, size: tuple[int, int] = (64, 48),
-                     pattern: str = "moving") -> np.ndarray:
+def synthetic_frames(num_frames: int = 16, size: tuple[int, int] = (64, 48), pattern: str = "moving") -> np.ndarray:
     """Deterministic frames, uint8 ``(N, H, W, 3)``.
 
     ``"moving"``: a smooth colour gradient with a soft-edged disc moving across it (every
@@ -50,11 +49,14 @@ def synthetic_frames(num_frames: int = 16, size: tuple[int, int] = (64, 48),
     radius = max(2.0, min(width, height) / 5)
     for index in range(num_frames):
         phase = index / max(1, num_frames)
-        background = np.stack([
-            40 + 160 * xx / max(1, width - 1),
-            40 + 160 * yy / max(1, height - 1),
-            np.full_like(xx, 60 + 120 * phase),
-        ], axis=-1)
+        background = np.stack(
+            [
+                40 + 160 * xx / max(1, width - 1),
+                40 + 160 * yy / max(1, height - 1),
+                np.full_like(xx, 60 + 120 * phase),
+            ],
+            axis=-1,
+        )
         cx = radius + (width - 2 * radius) * phase
         cy = height / 2 + (height / 4) * math.sin(2 * math.pi * phase)
         distance = np.sqrt((xx - cx) ** 2 + (yy - cy) ** 2)
@@ -71,8 +73,14 @@ def sine_wave(seconds: float, rate: int = AUDIO_RATE, frequency: float = 440.0) 
     return (0.3 * np.sin(2 * np.pi * frequency * t)).astype(np.float32)[None, :]
 
 
-def make_video(path: str | Path, num_frames: int = 16, size: tuple[int, int] = (64, 48),
-               fps: float | Fraction = 25, audio: bool = False, pattern: str = "moving") -> Path:
+def make_video(
+    path: str | Path,
+    num_frames: int = 16,
+    size: tuple[int, int] = (64, 48),
+    fps: float | Fraction = 25,
+    audio: bool = False,
+    pattern: str = "moving",
+) -> Path:
     """Write a synthetic video (format by extension: mp4, mov, mkv, avi, webm, gif).
 
     The frames are ``synthetic_frames(num_frames, size, pattern)``. With ``audio=True`` a
@@ -132,8 +140,7 @@ def _encode_audio_span(container, stream, samples: np.ndarray, index: int, rate:
     stop = min(samples.shape[1], round((index + 1) / rate * stream.rate))
     if stop <= start:
         return
-    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, start:stop]),
-                                       format="fltp", layout="mono")
+    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, start:stop]), format="fltp", layout="mono")
     frame.sample_rate = stream.rate
     frame.pts = start
     frame.time_base = Fraction(1, stream.rate)
@@ -165,8 +172,13 @@ def make_audio_file(path: str | Path, seconds: float = 0.5) -> Path:
     return path
 
 
-def make_frames_folder(path: str | Path, num_frames: int = 16, size: tuple[int, int] = (64, 48),
-                       name_format: str = "{:06d}.png", pattern: str = "moving") -> Path:
+def make_frames_folder(
+    path: str | Path,
+    num_frames: int = 16,
+    size: tuple[int, int] = (64, 48),
+    name_format: str = "{:06d}.png",
+    pattern: str = "moving",
+) -> Path:
     """Write ``synthetic_frames(...)`` as image files named ``name_format.format(i)``."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -175,8 +187,9 @@ def make_frames_folder(path: str | Path, num_frames: int = 16, size: tuple[int, 
     return path
 
 
-def make_image(path: str | Path, size: tuple[int, int] = (64, 48), mode: str = "RGB",
-               array: np.ndarray | None = None) -> Path:
+def make_image(
+    path: str | Path, size: tuple[int, int] = (64, 48), mode: str = "RGB", array: np.ndarray | None = None
+) -> Path:
     """Write an image in PIL ``mode``; the format follows the extension.
 
     Content: ``array`` when given (must suit the mode: uint8 (H, W[, C]); uint16 for I;16

@@ -105,8 +105,17 @@ def test_a_family_name_can_not_be_taken_twice(still_family):
 
 
 def test_unknown_family_is_a_one_line_error(tmp_path, capsys):
-    code = main(["animate", str(EXAMPLES / "source.png"), str(EXAMPLES / "driving.mp4"), "-o",
-                 str(tmp_path / "o.mp4"), "--model", "nope"])
+    code = main(
+        [
+            "animate",
+            str(EXAMPLES / "source.png"),
+            str(EXAMPLES / "driving.mp4"),
+            "-o",
+            str(tmp_path / "o.mp4"),
+            "--model",
+            "nope",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "unknown model family" in err and "landmarks" in err and len(err.strip().splitlines()) == 1
     assert not list(tmp_path.iterdir())
@@ -117,7 +126,7 @@ def test_no_model_type_branches_in_the_pipelines():
     for path in PIPELINES.glob("*.py"):
         text = path.read_text()
         assert not re.search(r"isinstance\([^)]*(Animator|FirstOrderModel|LandmarkAnimator)", text), path.name
-        assert "startswith(\"vox" not in text and "uses_landmarks" not in text, path.name
+        assert 'startswith("vox' not in text and "uses_landmarks" not in text, path.name
 
 
 def _face_config_text(tiny_text: str, face: str | None, root: str | None = None) -> str:
@@ -129,9 +138,15 @@ def _face_config_text(tiny_text: str, face: str | None, root: str | None = None)
     return text
 
 
-@pytest.mark.parametrize("face, root, expected", [
-    ("true", None, True), ("false", "data/vox-png", False), (None, "data/vox-png", True), (None, None, False),
-])
+@pytest.mark.parametrize(
+    "face, root, expected",
+    [
+        ("true", None, True),
+        ("false", "data/vox-png", False),
+        (None, "data/vox-png", True),
+        (None, None, False),
+    ],
+)
 def test_an_own_checkpoint_carries_whether_it_is_a_face_model(tmp_path, face, root, expected):
     from conftest import TINY_CONFIG
 

@@ -9,6 +9,7 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from test_training import SIZE, dataset_root, options, transformer_doc  # noqa: F401 (dataset_root: fixture)
 
 from reanimate import checkpoint as ckpt
 from reanimate.errors import CheckpointError
@@ -28,7 +29,6 @@ from reanimate.training.losses import background_mask_loss, mask_concentration_l
 from reanimate.training.objectives import GeneratorObjective
 from reanimate.training.trainer import train
 from reanimate.training.vgg import Vgg19Features
-from test_training import SIZE, dataset_root, options, transformer_doc  # noqa: F401 (dataset_root: fixture)
 
 TINY_BG = {"block_expansion": 8, "max_features": 32, "num_blocks": 3, "bg_type": "affine"}
 
@@ -55,11 +55,13 @@ def random_keypoints(batch: int, num_kp: int, seed: int) -> Keypoints:
 # --- the predictor --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("bg_type,translation", [("affine", "none"), ("affine", "sigmoid"), ("shift", "none"),
-                                                 ("zero", "none")])
+@pytest.mark.parametrize(
+    "bg_type,translation", [("affine", "none"), ("affine", "sigmoid"), ("shift", "none"), ("zero", "none")]
+)
 def test_predictor_starts_at_the_identity(bg_type, translation):
-    predictor = BackgroundMotionPredictor(BackgroundMotionConfig(**{**TINY_BG, "bg_type": bg_type,
-                                                                    "translation_type": translation}))
+    predictor = BackgroundMotionPredictor(
+        BackgroundMotionConfig(**{**TINY_BG, "bg_type": bg_type, "translation_type": translation})
+    )
     source, driving = torch.rand(3, 3, 32, 32), torch.rand(3, 3, 32, 32)
     out = predictor.train()(source, driving)
     assert out.shape == (3, 2, 3) and torch.equal(out, identity_affine(3))
@@ -121,16 +123,18 @@ def affine_warp(image: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
 
 def smooth_texture(batch: int, size: int, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    return F.interpolate(torch.rand(batch, 3, size // 4, size // 4, generator=g), size=(size, size),
-                         mode="bicubic", align_corners=True).clamp(0, 1)
+    return F.interpolate(
+        torch.rand(batch, 3, size // 4, size // 4, generator=g), size=(size, size), mode="bicubic", align_corners=True
+    ).clamp(0, 1)
 
 
 def test_correlation_estimator_measures_a_known_camera_motion_untrained():
     predictor = BackgroundMotionPredictor(BackgroundMotionConfig(bg_type="affine", estimator="correlation"))
     assert predictor.predicts and predictor.encoder is None and predictor.fc is None
     source = smooth_texture(2, 64, 0)
-    truth = torch.tensor([[[0.97, -0.08, 0.12], [0.08, 0.97, -0.06]],
-                          [[1.05, 0.0, -0.1], [0.0, 1.05, 0.08]]])  # 4.5-degree turn, shrink; zoom
+    truth = torch.tensor(
+        [[[0.97, -0.08, 0.12], [0.08, 0.97, -0.06]], [[1.05, 0.0, -0.1], [0.0, 1.05, 0.08]]]
+    )  # 4.5-degree turn, shrink; zoom
     driving = affine_warp(source, truth)
     with torch.no_grad():
         predicted = predictor(source, driving)
@@ -145,7 +149,8 @@ def test_correlation_estimator_measures_a_known_camera_motion_untrained():
     with torch.no_grad():
         out = shift(source, moved_right)
     assert torch.allclose(out[:, :, :2], torch.eye(2).expand(2, 2, 2)) and torch.allclose(
-        out[:, :, 2], torch.tensor([0.1, 0.0]).expand(2, 2), atol=0.02)  # 0.6 px
+        out[:, :, 2], torch.tensor([0.1, 0.0]).expand(2, 2), atol=0.02
+    )  # 0.6 px
 
 
 def test_correlation_estimator_has_no_weights_and_passes_gradients_to_its_inputs():
@@ -185,8 +190,11 @@ def test_config_keys_and_errors():
     with pytest.raises(ValueError, match="regression only"):
         BackgroundMotionConfig(estimator="correlation", coordinates=True)
     matching = copy.deepcopy(doc)
-    matching["model_params"]["bg_predictor_params"] = {"bg_type": "affine", "estimator": "correlation",
-                                                       "correlation_size": 16}
+    matching["model_params"]["bg_predictor_params"] = {
+        "bg_type": "affine",
+        "estimator": "correlation",
+        "correlation_size": 16,
+    }
     predictor = build_model(ModelConfig.from_dict(matching)).generator.bg_predictor
     assert predictor.matcher is not None and predictor.matcher.config.correlation_size == 16
     no_motion = copy.deepcopy(doc)
@@ -200,8 +208,7 @@ def test_config_keys_and_errors():
 
 def tiny_dense_motion() -> DenseMotion:
     torch.manual_seed(0)
-    config = DenseMotionConfig(num_kp=3, block_expansion=8, max_features=32, num_blocks=2,
-                               estimate_occlusion_map=True)
+    config = DenseMotionConfig(num_kp=3, block_expansion=8, max_features=32, num_blocks=2, estimate_occlusion_map=True)
     return DenseMotion(config).eval()
 
 
@@ -294,8 +301,11 @@ def test_fomm_generator_is_unchanged_and_skips_add_no_parameters():
         encoding = unet.generator.encode(source[:1])
         assert len(encoding.skips) == 3 and torch.equal(encoding.skips[-1], encoding.features)
         decoded = unet.generator.decode(encoding, kp_d, kp_s[0])
-        assert torch.allclose(decoded.prediction, unet.generator(source[:1].expand(2, -1, -1, -1), kp_d,
-                                                                 kp_s[0].expand(2)).prediction, atol=1e-6)
+        assert torch.allclose(
+            decoded.prediction,
+            unet.generator(source[:1].expand(2, -1, -1, -1), kp_d, kp_s[0].expand(2)).prediction,
+            atol=1e-6,
+        )
 
 
 # --- losses ---------------------------------------------------------------------------
@@ -342,8 +352,9 @@ def test_objective_with_background_predictor_and_losses_lowers_the_loss():
     doc = motrans_doc(loss_weights={"perceptual": [10, 10, 0, 0, 0]})
     model = build_model(ModelConfig.from_dict(doc), seed=0)
     train_config = TrainConfig.from_dict(doc["train_params"])
-    objective = GeneratorObjective(model.kp_detector, model.generator, None, train_config,
-                                   Vgg19Features(seed=0), ms_ssim_weight=10)
+    objective = GeneratorObjective(
+        model.kp_detector, model.generator, None, train_config, Vgg19Features(seed=0), ms_ssim_weight=10
+    )
     torch.manual_seed(0)
     source, driving = torch.rand(2, 3, SIZE, SIZE), torch.rand(2, 3, SIZE, SIZE)
     tps = ThinPlateSpline.random(2, 0.05, 0.005, 5, generator=torch.Generator().manual_seed(0))
@@ -377,8 +388,15 @@ def test_background_equivariance_loss_recovers_known_affine_maps():
     """At init the predictor gives the identity whatever it sees, so the loss is
     mean |I - T| by hand; its gradient reaches the head; 30 steps on the same frames and
     maps lower it; it needs a predictor."""
-    doc = motrans_doc(weight=0, loss_weights={"perceptual": [0, 0, 0, 0, 0], "equivariance_value": 0,
-                                              "equivariance_jacobian": 0, "bg_equivariance": 1})
+    doc = motrans_doc(
+        weight=0,
+        loss_weights={
+            "perceptual": [0, 0, 0, 0, 0],
+            "equivariance_value": 0,
+            "equivariance_jacobian": 0,
+            "bg_equivariance": 1,
+        },
+    )
     model = build_model(ModelConfig.from_dict(doc), seed=0)
     train_config = TrainConfig.from_dict(doc["train_params"])
     objective = GeneratorObjective(model.kp_detector, model.generator, None, train_config, None)
@@ -387,8 +405,9 @@ def test_background_equivariance_loss_recovers_known_affine_maps():
     maps = ThinPlateSpline.random(4, 0.1, generator=torch.Generator().manual_seed(1))
     losses, _ = objective(source, driving, None, maps)
     assert set(losses) == {"bg_equivariance"}
-    assert losses["bg_equivariance"].item() == pytest.approx((torch.eye(2, 3) - maps.affine).abs().mean().item(),
-                                                             rel=1e-5)
+    assert losses["bg_equivariance"].item() == pytest.approx(
+        (torch.eye(2, 3) - maps.affine).abs().mean().item(), rel=1e-5
+    )
     opt = torch.optim.Adam(model.generator.bg_predictor.parameters(), lr=1e-2)
     first = None
     for _ in range(30):
@@ -404,19 +423,22 @@ def test_background_equivariance_loss_recovers_known_affine_maps():
     no_background = motrans_doc(background=False, weight=0, loss_weights={"bg_equivariance": 1})
     plain = build_model(ModelConfig.from_dict(no_background), seed=0)
     with pytest.raises(ValueError, match="background motion predictor"):
-        GeneratorObjective(plain.kp_detector, plain.generator, None,
-                           TrainConfig.from_dict(no_background["train_params"]), None)
+        GeneratorObjective(
+            plain.kp_detector, plain.generator, None, TrainConfig.from_dict(no_background["train_params"]), None
+        )
     matching = motrans_doc(weight=0, loss_weights={"bg_equivariance": 1})
     matching["model_params"]["bg_predictor_params"] = {"bg_type": "affine", "estimator": "correlation"}
     weightless = build_model(ModelConfig.from_dict(matching), seed=0)
     with pytest.raises(ValueError, match="predictor with weights"):
-        GeneratorObjective(weightless.kp_detector, weightless.generator, None,
-                           TrainConfig.from_dict(matching["train_params"]), None)
+        GeneratorObjective(
+            weightless.kp_detector, weightless.generator, None, TrainConfig.from_dict(matching["train_params"]), None
+        )
 
 
 def test_training_run_and_checkpoint_round_trip(dataset_root, tmp_path):  # noqa: F811
-    doc = motrans_doc(num_epochs=10, num_repeats=2, log_freq=1, image_freq=2,
-                      loss_weights={"perceptual": [10, 10, 0, 0, 0]})
+    doc = motrans_doc(
+        num_epochs=10, num_repeats=2, log_freq=1, image_freq=2, loss_weights={"perceptual": [10, 10, 0, 0, 0]}
+    )
     result = train(ModelConfig.from_dict(doc), tmp_path / "run", options(dataset_root, max_steps=2))
     assert result.state.step == 2
     assert all({"bg_fg_mask", "fg_mask_concentration"} <= set(step) for step in result.losses)

@@ -18,8 +18,9 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 def run_animate(tmp_path, *extra) -> tuple[int, str]:
     out = tmp_path / "out"
     out.mkdir(exist_ok=True)
-    code = main(["animate", str(EXAMPLES / "source.png"), str(EXAMPLES / "driving.mp4"), "-o", str(out / "o.mp4"),
-                 "-q", *extra])
+    code = main(
+        ["animate", str(EXAMPLES / "source.png"), str(EXAMPLES / "driving.mp4"), "-o", str(out / "o.mp4"), "-q", *extra]
+    )
     assert not list(out.iterdir()), "something was written"
     return code
 
@@ -31,13 +32,16 @@ def one_line(capsys) -> str:
     return err
 
 
-@pytest.mark.parametrize("content, message", [
-    (None, "no such config file"),
-    ("model_params: [unclosed", "not valid YAML"),
-    ("", "empty"),
-    ("just: text\n", "no 'model_params' section"),
-    ("model_params: !!python/object/apply:os.system ['echo hacked']\n", "YAML tags that build Python objects"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "no such config file"),
+        ("model_params: [unclosed", "not valid YAML"),
+        ("", "empty"),
+        ("just: text\n", "no 'model_params' section"),
+        ("model_params: !!python/object/apply:os.system ['echo hacked']\n", "YAML tags that build Python objects"),
+    ],
+)
 def test_config_alone_is_validated(tmp_path, capsys, content, message):
     path = tmp_path / "config.yaml"
     if content is not None:
@@ -75,8 +79,9 @@ def test_garbage_official_checkpoint(tmp_path, capsys):
 
 def test_official_checkpoint_of_no_shipped_config_names_the_option(tmp_path, capsys, tiny_model):
     path = tmp_path / "tiny.pth.tar"
-    torch.save({"kp_detector": tiny_model.kp_detector.state_dict(),
-                "generator": tiny_model.generator.state_dict()}, path)
+    torch.save(
+        {"kp_detector": tiny_model.kp_detector.state_dict(), "generator": tiny_model.generator.state_dict()}, path
+    )
     assert run_animate(tmp_path, "--checkpoint", str(path)) == 2
     err = one_line(capsys)
     assert "match no shipped config" in err and "--config" in err
@@ -85,8 +90,9 @@ def test_official_checkpoint_of_no_shipped_config_names_the_option(tmp_path, cap
 def test_official_checkpoint_found_from_its_tensors(tmp_path, monkeypatch, tiny_model, tiny_config):
     """With the shipped configs replaced by tiny ones, a reference-layout file of one of
     them loads without --config; two that build different networks are ambiguous."""
-    import reanimate.models.config as config_module
     from conftest import TINY_CONFIG
+
+    import reanimate.models.config as config_module
 
     folder = tmp_path / "configs" / "fomm"
     folder.mkdir(parents=True)
@@ -94,8 +100,9 @@ def test_official_checkpoint_found_from_its_tensors(tmp_path, monkeypatch, tiny_
     (folder / "tiny-big.yaml").write_text(TINY_CONFIG.replace("num_kp: 5", "num_kp: 7"))
     monkeypatch.setattr(config_module, "CONFIG_DIR", tmp_path / "configs")
     path = tmp_path / "tiny.pth.tar"
-    torch.save({"kp_detector": tiny_model.kp_detector.state_dict(),
-                "generator": tiny_model.generator.state_dict()}, path)
+    torch.save(
+        {"kp_detector": tiny_model.kp_detector.state_dict(), "generator": tiny_model.generator.state_dict()}, path
+    )
     assert identify_config(path).name == "tiny-a"
 
     # Same tensors, another temperature: the weights cannot tell them apart.

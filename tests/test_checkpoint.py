@@ -7,13 +7,12 @@ import stat
 
 import pytest
 import torch
+from conftest import randomize
 from safetensors.torch import load_file
 
 from reanimate import checkpoint as ckpt
 from reanimate.errors import CheckpointError
 from reanimate.models import ModelConfig, build_model
-
-from conftest import randomize
 
 
 def official_layout(model, legacy=False, prefix=""):

@@ -2,21 +2,19 @@
 
 import subprocess
 import sys
-from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from media import make_video
+from PIL import Image
+from test_checkpoint import save_official
+
+from reanimate.animators.fomm import FommAnimator
 from reanimate.cli import main
 from reanimate.io import open_frames
-from reanimate.animators.fomm import FommAnimator
 from reanimate.pipelines import AnimationOptions, AnimationPipeline, animate
-
-from test_checkpoint import save_official
 
 
 def run_cli(*args):
@@ -66,8 +64,9 @@ def test_driving_folder_input_and_visualize(tmp_path, source_image, driving_vide
         folder.mkdir()
         for i, frame in enumerate(reader):
             Image.fromarray(frame).save(folder / f"f{i}.png")
-    code = run_cli("animate", source_image, folder, "-o", out, "--checkpoint", tiny_checkpoint, "--visualize", "-q",
-                   "--fps", 10)
+    code = run_cli(
+        "animate", source_image, folder, "-o", out, "--checkpoint", tiny_checkpoint, "--visualize", "-q", "--fps", 10
+    )
     assert code == 0
     with open_frames(out) as reader:
         assert reader.size == (4 * 64, 64)  # source | driving | result | occlusion
@@ -86,26 +85,42 @@ def test_relative_motion_from_a_still_driving_video_reproduces_the_source_animat
     assert max(np.abs(f - frames[0]).max() for f in frames) <= 2
 
 
-def test_best_frame_and_absolute_and_adapt_scale_options(tmp_path, source_image, driving_video, tiny_checkpoint,
-                                                         capsys):
+def test_best_frame_and_absolute_and_adapt_scale_options(
+    tmp_path, source_image, driving_video, tiny_checkpoint, capsys
+):
     for extra in (["--best-frame", 7], ["--find-best-frame", "--adapt-scale"], ["--absolute"]):
         out = tmp_path / f"o{len(list(tmp_path.iterdir()))}"
-        assert run_cli("animate", source_image, driving_video, "-o", out, "--checkpoint", tiny_checkpoint,
-                       *extra) == 0
+        assert run_cli("animate", source_image, driving_video, "-o", out, "--checkpoint", tiny_checkpoint, *extra) == 0
         assert len(list(out.iterdir())) == 16
     err = capsys.readouterr().err
     assert "reference frame 7" in err
     assert "centre-cropped" in err  # the 72x64 source and 80x64 driving are not square
 
 
-def test_official_checkpoint_with_config_and_align_corners_option(tmp_path, source_image, driving_video, tiny_model,
-                                                                  tiny_config_path):
+def test_official_checkpoint_with_config_and_align_corners_option(
+    tmp_path, source_image, driving_video, tiny_model, tiny_config_path
+):
     ref = save_official(tmp_path / "m.pth.tar", tiny_model)
     outs = {}
     for flag in ("true", "false"):
         out = tmp_path / f"o-{flag}"
-        assert run_cli("animate", source_image, driving_video, "-o", out, "--checkpoint", ref, "--config",
-                       tiny_config_path, "--align-corners", flag, "-q") == 0
+        assert (
+            run_cli(
+                "animate",
+                source_image,
+                driving_video,
+                "-o",
+                out,
+                "--checkpoint",
+                ref,
+                "--config",
+                tiny_config_path,
+                "--align-corners",
+                flag,
+                "-q",
+            )
+            == 0
+        )
         outs[flag] = np.asarray(Image.open(out / "000005.png")).astype(int)
     assert np.abs(outs["true"] - outs["false"]).max() > 0
 
@@ -147,8 +162,9 @@ def expect_error(capsys, *args, contains):
     return err
 
 
-def test_error_cases_are_one_line_and_leave_no_output(tmp_path, source_image, driving_video, tiny_checkpoint,
-                                                      tiny_model, capsys):
+def test_error_cases_are_one_line_and_leave_no_output(
+    tmp_path, source_image, driving_video, tiny_checkpoint, tiny_model, capsys
+):
     out = tmp_path / "out.mp4"
     base = ["--checkpoint", tiny_checkpoint, "-q"]
     expect_error(capsys, "animate", tmp_path / "nope.png", driving_video, "-o", out, *base, contains=["nope.png"])
@@ -162,22 +178,61 @@ def test_error_cases_are_one_line_and_leave_no_output(tmp_path, source_image, dr
     empty = tmp_path / "empty"
     empty.mkdir()
     expect_error(capsys, "animate", source_image, empty, "-o", out, *base, contains=["empty"])
-    expect_error(capsys, "animate", source_image, driving_video, "-o", tmp_path / "missing" / "o.mp4", *base,
-                 contains=["missing", "does not exist"])
-    expect_error(capsys, "animate", source_image, driving_video, "-o", out, *base, "--best-frame", 99,
-                 contains=["99"])
+    expect_error(
+        capsys,
+        "animate",
+        source_image,
+        driving_video,
+        "-o",
+        tmp_path / "missing" / "o.mp4",
+        *base,
+        contains=["missing", "does not exist"],
+    )
+    expect_error(capsys, "animate", source_image, driving_video, "-o", out, *base, "--best-frame", 99, contains=["99"])
     # A checkpoint whose shapes do not match the config it is loaded with.
     vox = tmp_path / "vox.pth.tar"
     save_official(vox, tiny_model)
-    expect_error(capsys, "animate", source_image, driving_video, "-o", out, "--checkpoint", vox, "--config",
-                 "vox-256", "-q", contains=["vox.pth.tar", "kp_detector.", "in the checkpoint but"])
-    expect_error(capsys, "animate", source_image, driving_video, "-o", out, "--checkpoint", tmp_path / "x.pth.tar",
-                 "--config", "vox-256", contains=["x.pth.tar"])
-    expect_error(capsys, "animate", source_image, driving_video, "-o", out, *base, "--device", "cuda",
-                 contains=["cuda"]) if not torch.cuda.is_available() else None
+    expect_error(
+        capsys,
+        "animate",
+        source_image,
+        driving_video,
+        "-o",
+        out,
+        "--checkpoint",
+        vox,
+        "--config",
+        "vox-256",
+        "-q",
+        contains=["vox.pth.tar", "kp_detector.", "in the checkpoint but"],
+    )
+    expect_error(
+        capsys,
+        "animate",
+        source_image,
+        driving_video,
+        "-o",
+        out,
+        "--checkpoint",
+        tmp_path / "x.pth.tar",
+        "--config",
+        "vox-256",
+        contains=["x.pth.tar"],
+    )
+    expect_error(
+        capsys, "animate", source_image, driving_video, "-o", out, *base, "--device", "cuda", contains=["cuda"]
+    ) if not torch.cuda.is_available() else None
     expect_error(capsys, "animate", source_image, driving_video, "-o", tmp_path / "o.xyz", *base, contains=["o.xyz"])
-    expect_error(capsys, "convert", vox, "--config", "no-such-config", "-o", tmp_path / "c.safetensors",
-                 contains=["no-such-config"])
+    expect_error(
+        capsys,
+        "convert",
+        vox,
+        "--config",
+        "no-such-config",
+        "-o",
+        tmp_path / "c.safetensors",
+        contains=["no-such-config"],
+    )
     leftovers = sorted(p.name for p in tmp_path.iterdir())
     assert leftovers == ["bad.mp4", "corrupt.png", "empty", "vox.pth.tar"], leftovers
 
@@ -187,8 +242,9 @@ def test_truncated_driving_video_leaves_no_output(tmp_path, source_image, tiny_c
     data = video.read_bytes()
     truncated = tmp_path / "truncated.mp4"
     truncated.write_bytes(data[: len(data) // 2])
-    code = run_cli("animate", source_image, truncated, "-o", tmp_path / "out.mp4", "--checkpoint", tiny_checkpoint,
-                   "-q")
+    code = run_cli(
+        "animate", source_image, truncated, "-o", tmp_path / "out.mp4", "--checkpoint", tiny_checkpoint, "-q"
+    )
     err = capsys.readouterr().err
     if code == 0:  # some decoders recover the frames before the cut; then the output must be complete
         assert (tmp_path / "out.mp4").is_file()
@@ -200,12 +256,41 @@ def test_truncated_driving_video_leaves_no_output(tmp_path, source_image, tiny_c
 
 def test_console_script_runs(tmp_path, source_image, driving_video, tiny_checkpoint):
     out = tmp_path / "o.mp4"
-    proc = subprocess.run([sys.executable, "-m", "reanimate", "animate", str(source_image), str(driving_video),
-                           "-o", str(out), "--checkpoint", str(tiny_checkpoint), "-q"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "reanimate",
+            "animate",
+            str(source_image),
+            str(driving_video),
+            "-o",
+            str(out),
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     assert out.is_file()
-    proc = subprocess.run([sys.executable, "-m", "reanimate", "animate", "x.png", str(driving_video), "-o",
-                           str(out), "--checkpoint", str(tiny_checkpoint)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "reanimate",
+            "animate",
+            "x.png",
+            str(driving_video),
+            "-o",
+            str(out),
+            "--checkpoint",
+            str(tiny_checkpoint),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "x.png" in proc.stderr
 
 
@@ -215,7 +300,9 @@ def test_mixed_precision_path_matches_float32(tmp_path, source_image, driving_vi
     from reanimate import checkpoint
 
     model = checkpoint.load(tiny_checkpoint)
-    full = AnimationPipeline(FommAnimator(model, device="cpu")).animate(source_image, driving_video, tmp_path / "a", progress=False)
+    full = AnimationPipeline(FommAnimator(model, device="cpu")).animate(
+        source_image, driving_video, tmp_path / "a", progress=False
+    )
     half = AnimationPipeline(FommAnimator(model, device="cpu", autocast_dtype=torch.bfloat16)).animate(
         source_image, driving_video, tmp_path / "b", progress=False
     )
@@ -227,10 +314,22 @@ def test_mixed_precision_path_matches_float32(tmp_path, source_image, driving_vi
 
 
 def test_found_best_frame_animates_like_giving_that_frame(tmp_path, source_image, driving_video, tiny_checkpoint):
-    found = animate(source_image, driving_video, tmp_path / "found", checkpoint=tiny_checkpoint,
-                    find_best_frame=True, progress=False)
-    given = animate(source_image, driving_video, tmp_path / "given", checkpoint=tiny_checkpoint,
-                    best_frame=found.reference_frame, progress=False)
+    found = animate(
+        source_image,
+        driving_video,
+        tmp_path / "found",
+        checkpoint=tiny_checkpoint,
+        find_best_frame=True,
+        progress=False,
+    )
+    given = animate(
+        source_image,
+        driving_video,
+        tmp_path / "given",
+        checkpoint=tiny_checkpoint,
+        best_frame=found.reference_frame,
+        progress=False,
+    )
     for name in sorted(p.name for p in found.output.iterdir()):
         x = np.asarray(Image.open(found.output / name)).astype(int)
         y = np.asarray(Image.open(given.output / name)).astype(int)

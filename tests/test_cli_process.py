@@ -16,9 +16,21 @@ def test_sigterm_removes_the_partial_output(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     process = subprocess.Popen(
-        [sys.executable, "-m", "reanimate", "animate", str(EXAMPLES / "source.png"), str(EXAMPLES / "driving.mp4"),
-         "-o", str(out / "result.mp4"), "-q"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "reanimate",
+            "animate",
+            str(EXAMPLES / "source.png"),
+            str(EXAMPLES / "driving.mp4"),
+            "-o",
+            str(out / "result.mp4"),
+            "-q",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while not any(out.iterdir()) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)  # wait until the temporary output exists
@@ -32,7 +44,8 @@ def test_sigterm_removes_the_partial_output(tmp_path):
 
 
 def test_a_closed_pipe_ends_quietly(tmp_path):
-    command = (f"{sys.executable} -m reanimate faces {EXAMPLES / 'driving.mp4'} | head -c 100 > /dev/null")
-    result = subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True, timeout=120,
-                            env={**os.environ})
+    command = f"{sys.executable} -m reanimate faces {EXAMPLES / 'driving.mp4'} | head -c 100 > /dev/null"
+    result = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True, timeout=120, env={**os.environ}
+    )
     assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr, result.stderr

@@ -36,7 +36,9 @@ def test_correlation_values_and_outside_offsets():
 
 def test_correlation_finds_a_known_shift():
     g = torch.Generator().manual_seed(0)
-    reference = torch.nn.functional.normalize(torch.randn(2, 8, 12, 12, generator=g), dim=1)  # unit: the true match is the largest
+    reference = torch.nn.functional.normalize(
+        torch.randn(2, 8, 12, 12, generator=g), dim=1
+    )  # unit: the true match is the largest
     target = torch.roll(reference, shifts=(-1, 2), dims=(2, 3))  # target(y, x) = reference(y + 1, x - 2)
     cost = local_correlation(target, reference, radius=3)
     best = displacements(3)[cost.argmax(1)]  # (B, H, W, 2)

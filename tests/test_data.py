@@ -41,8 +41,7 @@ def colours(num_frames: int = NUM_FRAMES, offset: int = 0) -> np.ndarray:
 def flat_frames(palette: np.ndarray, size: tuple[int, int] = (SIZE, SIZE)) -> np.ndarray:
     """uint8 ``(N, H, W, 3)`` frames, frame ``i`` filled with ``palette[i]``."""
     height, width = size
-    return np.ascontiguousarray(np.broadcast_to(palette[:, None, None, :],
-                                                (len(palette), height, width, 3)))
+    return np.ascontiguousarray(np.broadcast_to(palette[:, None, None, :], (len(palette), height, width, 3)))
 
 
 def write_folder(path: Path, frames: np.ndarray) -> Path:
@@ -119,8 +118,9 @@ def test_frames_are_resized_to_frame_shape(tmp_path, kind):
         frames = read_frames(path, [2, 1], shape)
         assert frames.shape == (2, shape[0], shape[1], 3)
         tolerance = MP4_TOLERANCE if kind == "mp4" else 1e-5
-        np.testing.assert_allclose(frames, np.broadcast_to(palette[[2, 1], None, None] / 255,
-                                                           frames.shape), atol=tolerance)
+        np.testing.assert_allclose(
+            frames, np.broadcast_to(palette[[2, 1], None, None] / 255, frames.shape), atol=tolerance
+        )
 
 
 def test_grey_and_rgba_frames_become_rgb(tmp_path):
@@ -156,8 +156,7 @@ def test_reading_errors_name_the_file(tmp_path):
 # --------------------------------------------------------------------------------------
 
 
-def make_dataset_folder(folder: Path, names: list[str], kind: str = "folder",
-                        num_frames: int = NUM_FRAMES) -> Path:
+def make_dataset_folder(folder: Path, names: list[str], kind: str = "folder", num_frames: int = NUM_FRAMES) -> Path:
     """Videos ``names`` in ``folder``, video ``k`` with the colours ``colours(n, 3 * k)``."""
     folder.mkdir(parents=True, exist_ok=True)
     for k, name in enumerate(names):
@@ -176,8 +175,7 @@ def test_train_and_test_folders_are_used(tmp_path):
     assert (test.videos, test.root) == (["x.mp4", "y.mp4"], tmp_path / "test")
 
     item = test[1]
-    assert item == {"name": "y.mp4", "path": str(tmp_path / "test" / "y.mp4"),
-                    "num_frames": NUM_FRAMES}
+    assert item == {"name": "y.mp4", "path": str(tmp_path / "test" / "y.mp4"), "num_frames": NUM_FRAMES}
     assert test.video_path(0) == tmp_path / "test" / "x.mp4" and test.name(0) == "x.mp4"
     with pytest.raises(IndexError):
         test[2]
@@ -212,8 +210,7 @@ def test_random_split_is_seeded_and_complete(tmp_path):
     assert sorted(train.videos + test.videos) == sorted(names)
     assert train.root == tmp_path
     assert FramesDataset(tmp_path, SHAPE, is_train=False, random_seed=0).videos == test.videos
-    other = [FramesDataset(tmp_path, SHAPE, is_train=False, random_seed=s).videos
-             for s in range(1, 6)]
+    other = [FramesDataset(tmp_path, SHAPE, is_train=False, random_seed=s).videos for s in range(1, 6)]
     assert any(videos != test.videos for videos in other)
 
 
@@ -235,9 +232,14 @@ def test_id_sampling_draws_videos_of_the_id(tmp_path):
 
 def test_seeded_items_are_reproducible(tmp_path):
     make_dataset_folder(tmp_path, [f"v{i}" for i in range(5)])
-    dataset = FramesDataset(tmp_path, SHAPE, augmentation_params={
-        "flip_param": {"horizontal_flip": True, "time_flip": True},
-        "jitter_param": {"brightness": 0.1, "contrast": 0.1, "saturation": 0.1, "hue": 0.1}})
+    dataset = FramesDataset(
+        tmp_path,
+        SHAPE,
+        augmentation_params={
+            "flip_param": {"horizontal_flip": True, "time_flip": True},
+            "jitter_param": {"brightness": 0.1, "contrast": 0.1, "saturation": 0.1, "hue": 0.1},
+        },
+    )
     first, again = dataset[(1, 123)], dataset[(1, 123)]
     assert torch.equal(first["source"], again["source"])
     assert torch.equal(first["driving"], again["driving"])
@@ -260,10 +262,17 @@ def test_dataset_errors_name_the_folder(tmp_path):
 
 def test_from_config(tmp_path, caplog):
     make_dataset_folder(tmp_path / "data", [f"v{i}" for i in range(5)], num_frames=3)
-    params = {"root_dir": str(tmp_path / "elsewhere"), "frame_shape": [8, 8, 3],
-              "id_sampling": False, "pairs_list": None, "colour": "blue",
-              "augmentation_params": {"flip_param": {"horizontal_flip": True, "time_flip": True},
-                                      "crop_param": {"size": [4, 6]}}}
+    params = {
+        "root_dir": str(tmp_path / "elsewhere"),
+        "frame_shape": [8, 8, 3],
+        "id_sampling": False,
+        "pairs_list": None,
+        "colour": "blue",
+        "augmentation_params": {
+            "flip_param": {"horizontal_flip": True, "time_flip": True},
+            "crop_param": {"size": [4, 6]},
+        },
+    }
     with caplog.at_level(logging.WARNING):
         dataset = FramesDataset.from_config(params, is_train=True, root_dir=tmp_path / "data")
     assert "'colour'" in caplog.text
@@ -318,9 +327,17 @@ def test_all_videos_corrupt_raises(tmp_path):
 
 def test_dataloader_workers_give_the_same_batches(tmp_path):
     make_dataset_folder(tmp_path, [f"v{i}" for i in range(6)], num_frames=5)
-    dataset = RepeatedDataset(FramesDataset(tmp_path, SHAPE, augmentation_params={
-        "flip_param": {"horizontal_flip": True, "time_flip": True},
-        "jitter_param": {"hue": 0.2}}), num_repeats=2)
+    dataset = RepeatedDataset(
+        FramesDataset(
+            tmp_path,
+            SHAPE,
+            augmentation_params={
+                "flip_param": {"horizontal_flip": True, "time_flip": True},
+                "jitter_param": {"hue": 0.2},
+            },
+        ),
+        num_repeats=2,
+    )
     assert len(dataset) == 8
 
     def batches(workers):
@@ -429,8 +446,7 @@ def test_time_flip_swaps_source_and_driving(tmp_path):
     (tmp_path / "test").mkdir()
     palette = colours()
     plain = FramesDataset(tmp_path, SHAPE)
-    flipping = FramesDataset(tmp_path, SHAPE, augmentation_params={
-        "flip_param": {"time_flip": True}})
+    flipping = FramesDataset(tmp_path, SHAPE, augmentation_params={"flip_param": {"time_flip": True}})
     swapped = 0
     for seed in range(20):
         before, after = plain[(0, seed)], flipping[(0, seed)]
@@ -443,8 +459,7 @@ def test_time_flip_swaps_source_and_driving(tmp_path):
 
 def test_jitter_changes_colours_within_range():
     clip = random_clip(frames=2) * 0.5 + 0.25
-    jitter = Augmentation(jitter_param={"brightness": 0.3, "contrast": 0.3, "saturation": 0.3,
-                                        "hue": 0.3})
+    jitter = Augmentation(jitter_param={"brightness": 0.3, "contrast": 0.3, "saturation": 0.3, "hue": 0.3})
     for out in outcomes(jitter, clip, range(8)):
         assert out.shape == clip.shape and out.dtype == np.float32
         assert 0 <= out.min() and out.max() <= 1
@@ -468,24 +483,31 @@ def test_rotation_resize_and_crop_geometry():
     for out in outcomes(crop, clip, range(4)):
         assert out.shape == (2, 5, 7, 3)
         # The same window of both frames: find it in the first, check the second.
-        hits = [(y, x) for y in range(SIZE - 4) for x in range(SIZE - 6)
-                if np.array_equal(clip[0, y:y + 5, x:x + 7], out[0])]
+        hits = [
+            (y, x)
+            for y in range(SIZE - 4)
+            for x in range(SIZE - 6)
+            if np.array_equal(clip[0, y : y + 5, x : x + 7], out[0])
+        ]
         assert len(hits) == 1
         y, x = hits[0]
-        assert np.array_equal(clip[1, y:y + 5, x:x + 7], out[1])
-    everything = Augmentation.from_config({
-        "flip_param": {"horizontal_flip": True, "time_flip": True},
-        "rotation_param": {"degrees": 15}, "resize_param": {"ratio": [0.9, 1.1]},
-        "crop_param": {"size": [12, 12]},
-        "jitter_param": {"brightness": 0.1, "contrast": 0.1, "saturation": 0.1, "hue": 0.1}})
+        assert np.array_equal(clip[1, y : y + 5, x : x + 7], out[1])
+    everything = Augmentation.from_config(
+        {
+            "flip_param": {"horizontal_flip": True, "time_flip": True},
+            "rotation_param": {"degrees": 15},
+            "resize_param": {"ratio": [0.9, 1.1]},
+            "crop_param": {"size": [12, 12]},
+            "jitter_param": {"brightness": 0.1, "contrast": 0.1, "saturation": 0.1, "hue": 0.1},
+        }
+    )
     for out in outcomes(everything, clip, range(4)):
         assert out.shape == (2, 12, 12, 3) and 0 <= out.min() and out.max() <= 1
 
 
 def test_augmentation_config_errors_and_warnings(caplog):
     with caplog.at_level(logging.WARNING):
-        Augmentation.from_config({"flip_param": {"horizontal_flip": True, "vertical": True},
-                                  "blur_param": {}})
+        Augmentation.from_config({"flip_param": {"horizontal_flip": True, "vertical": True}, "blur_param": {}})
     assert "'vertical'" in caplog.text and "'blur_param'" in caplog.text
     with pytest.raises(ReanimateError, match="hue must be in"):
         Augmentation(jitter_param={"hue": 0.7})
@@ -519,8 +541,7 @@ def test_paired_dataset_filters_the_pairs_list(tmp_path):
     pairs.write_text("source,driving\na,b\nzzz,a\nc,a\nb,b\na,c\n")
     test = FramesDataset(tmp_path, SHAPE, is_train=False, pairs_list=pairs)
     paired = PairedDataset(test, num_pairs=3)
-    assert [(p["source_name"], p["driving_name"]) for p in paired] == [
-        ("a", "b"), ("c", "a"), ("b", "b")]
+    assert [(p["source_name"], p["driving_name"]) for p in paired] == [("a", "b"), ("c", "a"), ("b", "b")]
     assert paired[0]["driving_path"] == str(tmp_path / "test" / "b")
     with pytest.raises(ValueError):
         PairedDataset(FramesDataset(tmp_path, SHAPE, is_train=True), num_pairs=1)

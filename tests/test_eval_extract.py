@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from media import make_frames_folder, make_image, make_video
+
 from reanimate.errors import InputError, ReanimateError
 from reanimate.evaluation.metrics import average_keypoint_distance, identity_distance
 from reanimate.io import read_image
@@ -120,7 +120,7 @@ def test_keypoints_move_with_the_face(features):
     expected = np.hypot(*SHIFT) * np.arange(MOVING_FRAMES)
     np.testing.assert_allclose(per_frame[:MOVING_FRAMES], expected, atol=1.5)
     assert np.isnan(per_frame[-1])
-    mean_shift = (features.keypoints[1:MOVING_FRAMES] - features.keypoints[:MOVING_FRAMES - 1]).mean(axis=(0, 1))
+    mean_shift = (features.keypoints[1:MOVING_FRAMES] - features.keypoints[: MOVING_FRAMES - 1]).mean(axis=(0, 1))
     np.testing.assert_allclose(mean_shift, SHIFT, atol=0.5)
 
 
@@ -220,9 +220,15 @@ def test_save_and_load_round_trip(tmp_path):
     rng = np.random.default_rng(0)
     keypoints = rng.uniform(0, 100, (3, 478, 2)).astype(np.float32)
     keypoints[1] = np.nan
-    original = VideoFeatures("face", (120, 100), keypoints, np.isfinite(keypoints).all(-1),
-                             keypoints68=rng.uniform(0, 100, (3, 68, 2)), pose=[[1, 2, 3], [np.nan] * 3, [4, 5, 6]],
-                             identity=None)
+    original = VideoFeatures(
+        "face",
+        (120, 100),
+        keypoints,
+        np.isfinite(keypoints).all(-1),
+        keypoints68=rng.uniform(0, 100, (3, 68, 2)),
+        pose=[[1, 2, 3], [np.nan] * 3, [4, 5, 6]],
+        identity=None,
+    )
     original.save(tmp_path / "a.npz")
     assert_same_features(VideoFeatures.load(tmp_path / "a.npz"), original)
     assert [p.name for p in tmp_path.iterdir()] == ["a.npz"]  # no temporary file left behind
@@ -313,8 +319,9 @@ def test_dlib_box_from_landmarks_hand_computed():
     landmarks = np.tile([100.0, 200.0, 5.0], (478, 1))
     landmarks[33] = (90.0, 200.0, 5.0)
     landmarks[263] = (110.0, 200.0, 5.0)
-    np.testing.assert_allclose(dlib_box_from_landmarks(landmarks),
-                               (100 - 0.758 * 20, 200 - 0.675 * 20, 100 + 0.679 * 20, 200 + 0.755 * 20))
+    np.testing.assert_allclose(
+        dlib_box_from_landmarks(landmarks), (100 - 0.758 * 20, 200 - 0.675 * 20, 100 + 0.679 * 20, 200 + 0.755 * 20)
+    )
     landmarks[263, 2] = 5.0 + 10.0 * np.sqrt(3.0)  # a turned head: the 3-D distance counts (40 px)
     landmarks[33, 2] = 5.0 - 10.0 * np.sqrt(3.0)
     box = dlib_box_from_landmarks(landmarks)

@@ -72,8 +72,19 @@ TORCHVISION_ALEXNET = {
 
 #: VGG-16 convolutions: features index -> (out, in) channels.
 _VGG16_CONVS = {
-    0: (64, 3), 2: (64, 64), 5: (128, 64), 7: (128, 128), 10: (256, 128), 12: (256, 256), 14: (256, 256),
-    17: (512, 256), 19: (512, 512), 21: (512, 512), 24: (512, 512), 26: (512, 512), 28: (512, 512),
+    0: (64, 3),
+    2: (64, 64),
+    5: (128, 64),
+    7: (128, 128),
+    10: (256, 128),
+    12: (256, 256),
+    14: (256, 256),
+    17: (512, 256),
+    19: (512, 512),
+    21: (512, 512),
+    24: (512, 512),
+    26: (512, 512),
+    28: (512, 512),
 }
 _VGG16_FEATURES: dict[str, tuple[int, ...]] = {}
 for _i, (_out, _in) in _VGG16_CONVS.items():
@@ -250,8 +261,11 @@ def test_lpips_accepts_dataparallel_prefix_and_whole_lpips_state(tmp_path):
 #: (key, new value or None to delete it, expected message fragment)
 BACKBONE_CORRUPTIONS = [
     ("features.6.weight", None, "torchvision AlexNet state dict: key 'features.6.weight' is missing"),
-    ("features.3.weight", torch.zeros(192, 64, 3, 3),
-     "'features.3.weight' has shape (192, 64, 3, 3), expected (192, 64, 5, 5)"),
+    (
+        "features.3.weight",
+        torch.zeros(192, 64, 3, 3),
+        "'features.3.weight' has shape (192, 64, 3, 3), expected (192, 64, 5, 5)",
+    ),
     ("features.1.weight", torch.zeros(64), "unexpected key 'features.1.weight'"),
     ("features.0.bias", [0.0] * 64, "'features.0.bias' is a list, not a tensor"),
     ("features.0.bias", torch.zeros(64, dtype=torch.int64), "'features.0.bias' has dtype torch.int64"),
@@ -414,15 +428,24 @@ def _corrupted(inception_files, name: str, key: str, value) -> Path:
 TV_INCEPTION = "torchvision's ImageNet Inception-v3"
 #: (key, new value or None to delete it, expected message fragments)
 INCEPTION_CORRUPTIONS = [
-    ("Mixed_6c.branch7x7dbl_3.bn.running_var", None,
-     ["FID Inception-v3 state dict", "key 'Mixed_6c.branch7x7dbl_3.bn.running_var' is missing"]),
-    ("Mixed_5b.branch_pool.conv.weight", torch.zeros(64, 192, 1, 1),
-     ["'Mixed_5b.branch_pool.conv.weight' has shape (64, 192, 1, 1), expected (32, 192, 1, 1)"]),
+    (
+        "Mixed_6c.branch7x7dbl_3.bn.running_var",
+        None,
+        ["FID Inception-v3 state dict", "key 'Mixed_6c.branch7x7dbl_3.bn.running_var' is missing"],
+    ),
+    (
+        "Mixed_5b.branch_pool.conv.weight",
+        torch.zeros(64, 192, 1, 1),
+        ["'Mixed_5b.branch_pool.conv.weight' has shape (64, 192, 1, 1), expected (32, 192, 1, 1)"],
+    ),
     ("fc.weight", torch.zeros(1000, 2048), [TV_INCEPTION, "pt_inception-2015-12-05-6726825d.pth"]),
     ("AuxLogits.fc.weight", torch.zeros(1008, 768), [TV_INCEPTION]),
     ("Mixed_8a.conv.weight", torch.zeros(1), ["unexpected key 'Mixed_8a.conv.weight'"]),
-    ("Mixed_5b.branch1x1.bn.num_batches_tracked", torch.zeros(2),
-     ["'Mixed_5b.branch1x1.bn.num_batches_tracked' has shape (2,), expected ()"]),
+    (
+        "Mixed_5b.branch1x1.bn.num_batches_tracked",
+        torch.zeros(2),
+        ["'Mixed_5b.branch1x1.bn.num_batches_tracked' has shape (2,), expected ()"],
+    ),
 ]
 
 

@@ -8,11 +8,6 @@ import pytest
 
 pytest.importorskip("mediapipe")
 
-from reanimate.cli import main  # noqa: E402
-from reanimate.faces import FaceMesh, crop_face, square_box, topology  # noqa: E402
-from reanimate.faces.edit import close_eyes, open_mouth, turn_head  # noqa: E402
-from reanimate.geometry.mesh import signed_areas  # noqa: E402
-from reanimate.io import open_frames, open_writer, read_image  # noqa: E402
 from reanimate.animators.landmarks import (  # noqa: E402
     DrivingFace,
     LandmarkAnimator,
@@ -21,6 +16,11 @@ from reanimate.animators.landmarks import (  # noqa: E402
     frontal_view,
     mouth_openness,
 )
+from reanimate.cli import main  # noqa: E402
+from reanimate.faces import FaceMesh, crop_face, square_box, topology  # noqa: E402
+from reanimate.faces.edit import close_eyes, open_mouth, turn_head  # noqa: E402
+from reanimate.geometry.mesh import signed_areas  # noqa: E402
+from reanimate.io import open_frames, open_writer, read_image  # noqa: E402
 from reanimate.pipelines import animate  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -89,7 +89,7 @@ def test_blink_closes_the_source_eyes(crop, animator):
     # Where the dark irises were, the closed lids now show skin.
     for centre in (topology.RIGHT_IRIS_CENTER, topology.LEFT_IRIS_CENTER):
         x, y = np.round(landmarks[centre, :2]).astype(int)
-        before, after = image[y - 3:y + 4, x - 3:x + 4].mean(), out[y - 3:y + 4, x - 3:x + 4].mean()
+        before, after = image[y - 3 : y + 4, x - 3 : x + 4].mean(), out[y - 3 : y + 4, x - 3 : x + 4].mean()
         assert after > before + 60, (centre, before, after)
     # And the face mesh sees the eyes at least half closed (glasses make this portrait
     # a hard case for it; the closing in the geometry itself is complete).
@@ -109,7 +109,7 @@ def test_closed_lid_layer_changes_only_the_eyes(crop):
         points = landmarks[list(loop), :2]
         width = np.ptp(points[:, 0])
         (x0, y0), (x1, y1) = np.floor(points.min(0) - width).astype(int), np.ceil(points.max(0) + width).astype(int)
-        near_eyes[max(y0, 0):y1, max(x0, 0):x1] = True
+        near_eyes[max(y0, 0) : y1, max(x0, 0) : x1] = True
     assert changed.sum() > 200  # the lids are redrawn
     assert not changed[~near_eyes].any()
 
@@ -120,11 +120,13 @@ def test_opened_mouth_follows_and_is_filled(crop, animator):
     driver = open_mouth(landmarks, 0.1)
     out = drive(animator, source, driver, landmarks)  # no driver frame: shadow fill
     found = redetect(out)
-    assert mouth_openness(found) > mouth_openness(landmarks) + 0.5 * (mouth_openness(driver) - mouth_openness(landmarks))
+    assert mouth_openness(found) > mouth_openness(landmarks) + 0.5 * (
+        mouth_openness(driver) - mouth_openness(landmarks)
+    )
     # The revealed interior is dark, not stretched lip colour.
     up, low = topology.INNER_LIP_MIDDLE
     centre = np.round((driver[up, :2] + driver[low, :2]) / 2).astype(int)
-    inside = out[centre[1] - 2:centre[1] + 3, centre[0] - 2:centre[0] + 3].astype(float).mean()
+    inside = out[centre[1] - 2 : centre[1] + 3, centre[0] - 2 : centre[0] + 3].astype(float).mean()
     assert inside < 0.6 * source.lips[0].mean()
 
 
@@ -158,11 +160,13 @@ def test_head_turn_does_not_fold_the_visible_face(crop, animator):
         facing_away = signed_areas(driver[:, :2], skin) * source.areas[: source.mesh_count] <= 0
         assert flipped.sum() <= facing_away.sum()
         # Drawn near over far, folded skin is (almost) never what is seen.
-        depth = np.concatenate([points[:, 2], source.depth[len(points):]])
+        depth = np.concatenate([points[:, 2], source.depth[len(points) :]])
         seen = animator.rasterize(source, nodes, depth, SIZE) - 1
         on_skin = (seen >= 0) & (seen < source.mesh_count)
         folded = on_skin & flipped[np.clip(seen, 0, source.mesh_count - 1)]
-        assert folded.sum() < 0.03 * on_skin.sum(), f"{folded.sum()} of {on_skin.sum()} face pixels folded at yaw {degrees}"
+        assert folded.sum() < 0.03 * on_skin.sum(), (
+            f"{folded.sum()} of {on_skin.sum()} face pixels folded at yaw {degrees}"
+        )
         out = animator.render(source, nodes, depth)
         # The border is (up to the flow's upsampling) fixed: no seam when pasted back.
         for edge in (np.s_[0], np.s_[-1], np.s_[:, 0], np.s_[:, -1]):
@@ -174,6 +178,7 @@ def test_animate_with_a_still_driver_and_paste_back(tmp_path, portrait):
     still.mkdir()
     for i in range(3):
         from PIL import Image
+
         Image.fromarray(portrait).save(still / f"{i:03d}.png")
     out = tmp_path / "out"
     result = animate(EXAMPLES / "source.png", still, out, progress=False)
@@ -187,14 +192,18 @@ def test_animate_with_a_still_driver_and_paste_back(tmp_path, portrait):
     with FaceMesh() as mesh:
         box = square_box(mesh.detect(portrait)[0].box, portrait.shape[:2], 0.45)
     outside = np.ones(portrait.shape[:2], bool)
-    outside[box[1]:box[3], box[0]:box[2]] = False
+    outside[box[1] : box[3], box[0] : box[2]] = False
     assert np.array_equal(frame[outside], portrait[outside])
 
 
 def test_animate_follows_the_driver(tmp_path, short_driving):
     out = tmp_path / "out.mp4"
-    assert main(["animate", str(EXAMPLES / "source.png"), str(short_driving), "-o", str(out), "-q",
-                 "--smooth", "one-euro"]) == 0
+    assert (
+        main(
+            ["animate", str(EXAMPLES / "source.png"), str(short_driving), "-o", str(out), "-q", "--smooth", "one-euro"]
+        )
+        == 0
+    )
     with open_frames(out) as reader:
         assert reader.frame_count == 10
         frames = list(reader)
@@ -206,6 +215,7 @@ def test_find_best_frame_uses_face_landmarks(tmp_path, short_driving):
     with open_frames(short_driving) as reader:
         source = reader.read_frame(7)
     from PIL import Image
+
     path = tmp_path / "frame7.png"
     Image.fromarray(source).save(path)
     result = animate(path, short_driving, tmp_path / "o.mp4", progress=False, find_best_frame=True)
@@ -214,6 +224,7 @@ def test_find_best_frame_uses_face_landmarks(tmp_path, short_driving):
 
 def test_no_face_in_source_is_a_one_line_error(tmp_path, short_driving, capsys):
     from PIL import Image
+
     blank = tmp_path / "blank.png"
     Image.fromarray(np.tile(np.linspace(0, 255, 128, dtype=np.uint8)[None, :, None], (128, 1, 3))).save(blank)
     out = tmp_path / "o.mp4"
@@ -240,14 +251,15 @@ def test_several_faces_animate_the_largest_and_say_so(tmp_path, portrait, short_
 
     small = cv2.resize(portrait, (portrait.shape[1] // 2, portrait.shape[0] // 2))
     canvas = np.full((portrait.shape[0], portrait.shape[1] + small.shape[1], 3), 128, np.uint8)
-    canvas[:, :portrait.shape[1]] = portrait
-    canvas[: small.shape[0], portrait.shape[1]:] = small
+    canvas[:, : portrait.shape[1]] = portrait
+    canvas[: small.shape[0], portrait.shape[1] :] = small
     group = tmp_path / "group.png"
     Image.fromarray(canvas).save(group)
     result = animate(group, short_driving, tmp_path / "o.mp4", progress=False)
     assert any("2 faces" in note and "largest" in note for note in result.notes)
-    assert main(["animate", str(group), str(short_driving), "-o", str(tmp_path / "x.mp4"), "-q",
-                 "--face-index", "5"]) == 2
+    assert (
+        main(["animate", str(group), str(short_driving), "-o", str(tmp_path / "x.mp4"), "-q", "--face-index", "5"]) == 2
+    )
     assert "--face-index 5" in capsys.readouterr().err
 
 
@@ -256,8 +268,8 @@ def test_fomm_face_model_crops_and_pastes_back(tmp_path, short_driving):
     and of the driver, and pastes its output back at the source's resolution."""
     from conftest import TINY_CONFIG
 
-    from reanimate.models import ModelConfig, build_model
     from reanimate.animators.fomm import FommAnimator
+    from reanimate.models import ModelConfig, build_model
     from reanimate.pipelines import AnimationPipeline
 
     face_config = TINY_CONFIG.replace("model_params:\n", "model_params:\n  face: true\n")
@@ -306,8 +318,10 @@ def test_gaze_slides_the_iris_and_leaves_the_rest(crop, animator):
     source = animator.encode_source(image, landmarks)
     driver = landmarks.copy()
     shifts = []
-    for corners, iris in ((topology.RIGHT_EYE_CORNERS, (topology.RIGHT_IRIS_CENTER, *topology.RIGHT_IRIS)),
-                          (topology.LEFT_EYE_CORNERS, (topology.LEFT_IRIS_CENTER, *topology.LEFT_IRIS))):
+    for corners, iris in (
+        (topology.RIGHT_EYE_CORNERS, (topology.RIGHT_IRIS_CENTER, *topology.RIGHT_IRIS)),
+        (topology.LEFT_EYE_CORNERS, (topology.LEFT_IRIS_CENTER, *topology.LEFT_IRIS)),
+    ):
         a, b = landmarks[corners[0], :2], landmarks[corners[1], :2]
         shift = 0.15 * (b - a)  # towards the inner corner, 15% of the eye width
         driver[list(iris), :2] += shift
@@ -315,8 +329,10 @@ def test_gaze_slides_the_iris_and_leaves_the_rest(crop, animator):
     out = drive(animator, source, driver, landmarks)
     still = drive(LandmarkAnimator(LandmarkAnimatorConfig(size=SIZE, gaze=False)), source, driver, landmarks)
     changed = np.abs(out.astype(int) - still).max(axis=2) > 0
-    for loop, iris_centre, shift in ((topology.RIGHT_EYE, topology.RIGHT_IRIS_CENTER, shifts[0]),
-                                     (topology.LEFT_EYE, topology.LEFT_IRIS_CENTER, shifts[1])):
+    for loop, iris_centre, shift in (
+        (topology.RIGHT_EYE, topology.RIGHT_IRIS_CENTER, shifts[0]),
+        (topology.LEFT_EYE, topology.LEFT_IRIS_CENTER, shifts[1]),
+    ):
         x0, y0 = np.floor(landmarks[list(loop), :2].min(0)).astype(int) - 2
         x1, y1 = np.ceil(landmarks[list(loop), :2].max(0)).astype(int) + 3
         changed[y0:y1, x0:x1] = False  # only the eyes may change
@@ -404,8 +420,10 @@ def test_sliver_triangles_sample_inside_their_source_triangle(crop, animator):
     # Unheld, the sliver's own map sends some of its cells far away.
     m = triangle_backward_maps(source.nodes, nodes, source.triangles[[t]])[0]
     yy, xx = np.nonzero(cells)
-    raw = np.stack([m[0, 0] * xs[0, xx] + m[0, 1] * ys[yy, 0] + m[0, 2],
-                    m[1, 0] * xs[0, xx] + m[1, 1] * ys[yy, 0] + m[1, 2]], axis=1)
+    raw = np.stack(
+        [m[0, 0] * xs[0, xx] + m[0, 1] * ys[yy, 0] + m[0, 2], m[1, 0] * xs[0, xx] + m[1, 1] * ys[yy, 0] + m[1, 2]],
+        axis=1,
+    )
     corners = source.nodes[source.triangles[t]]
     low, high = corners.min(0) - 1.0, corners.max(0) + 1.0
     assert (np.maximum(low - raw, raw - high).max(1) > 5).any()

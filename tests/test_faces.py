@@ -30,10 +30,10 @@ from reanimate.faces import (
     smooth_boxes,
     square_around,
     square_box,
+    topology,
     track_crop_boxes,
     track_faces,
 )
-from reanimate.faces import topology
 from reanimate.faces.pose import NEUTRAL_PITCH
 from reanimate.geometry import euler_to_rotation
 from reanimate.io import read_image
@@ -79,8 +79,9 @@ def random_image(height: int, width: int, seed: int = 0) -> np.ndarray:
 
 def smooth_image(height: int, width: int) -> np.ndarray:
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    return np.stack([xx / width * 255, yy / height * 255, 128 + 60 * np.sin(xx / 9) * np.cos(yy / 13)],
-                    axis=-1).astype(np.uint8)
+    return np.stack([xx / width * 255, yy / height * 255, 128 + 60 * np.sin(xx / 9) * np.cos(yy / 13)], axis=-1).astype(
+        np.uint8
+    )
 
 
 # -- square boxes and crops -----------------------------------------------------------
@@ -91,8 +92,18 @@ def test_square_box_is_enlarged_and_centred():
     assert box.dtype == np.int64 and box.tolist() == [80, 110, 200, 230]  # side 1.2 * 100 = 120
 
 
-@pytest.mark.parametrize("face", [(0, 0, 50, 60), (590, 0, 640, 40), (0, 430, 30, 480), (600, 440, 640, 480),
-                                  (-20, 200, 40, 260), (300, -10, 360, 50), (630, 470, 650, 490)])
+@pytest.mark.parametrize(
+    "face",
+    [
+        (0, 0, 50, 60),
+        (590, 0, 640, 40),
+        (0, 430, 30, 480),
+        (600, 440, 640, 480),
+        (-20, 200, 40, 260),
+        (300, -10, 360, 50),
+        (630, 470, 650, 490),
+    ],
+)
 def test_square_box_stays_inside_frame_near_borders_and_corners(face):
     height, width = 480, 640
     x0, y0, x1, y1 = square_box(face, (height, width), increase=0.2)
@@ -355,7 +366,7 @@ def test_mesh_sorts_faces_by_area_and_finds_none_in_noise(mesh, portrait):
     half = cv2.resize(portrait, (width // 2, height // 2), interpolation=cv2.INTER_AREA)
     canvas = np.full((height, width + width // 2, 3), 128, np.uint8)
     canvas[:, :width] = portrait
-    canvas[:height // 2, width:] = half
+    canvas[: height // 2, width:] = half
     faces = mesh.detect(canvas)
     assert len(faces) == 2 and faces[0].area > 2 * faces[1].area
     assert faces[0].center[0] < width < faces[1].center[0]

@@ -10,8 +10,8 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-
 from media import make_video
+
 from reanimate.cli import main
 from reanimate.io import open_frames, open_writer, read_image
 from reanimate.pipelines.crop import crop_video
@@ -39,7 +39,7 @@ def portrait_frames(size=(256, 192), frames=FRAMES, face_frames=FACE_FRAMES) -> 
     portrait = read_image(portrait_path())
     x0, y0, x1, y1 = _face_box(portrait)
     pad = 0.35 * (x1 - x0)
-    head = portrait[max(0, int(y0 - pad)):int(y1 + pad / 2), max(0, int(x0 - pad)):int(x1 + pad)]
+    head = portrait[max(0, int(y0 - pad)) : int(y1 + pad / 2), max(0, int(x0 - pad)) : int(x1 + pad)]
     width, height = size
     yy, xx = np.mgrid[0:height, 0:width]
     background = np.stack([40 + 0.5 * xx, 60 + 0.5 * yy, np.full_like(xx, 90)], -1).clip(0, 255).astype(np.uint8)
@@ -51,7 +51,7 @@ def portrait_frames(size=(256, 192), frames=FRAMES, face_frames=FACE_FRAMES) -> 
         h, w = resized.shape[:2]
         left = int(5 + t * (width - w - 10))
         top = (height - h) // 2
-        out[index, top:top + h, left:left + w] = resized
+        out[index, top : top + h, left : left + w] = resized
     return out
 
 
@@ -80,8 +80,9 @@ def audio_seconds(path: Path) -> float:
 
 def test_crop_writes_one_square_video_per_face_track(face_video, tmp_path, capsys):
     out = tmp_path / "crops"
-    code = main(["crop", str(face_video), "-o", str(out), "--min-frames", "20", "--image-shape", "64,64",
-                 "--no-progress"])
+    code = main(
+        ["crop", str(face_video), "-o", str(out), "--min-frames", "20", "--image-shape", "64,64", "--no-progress"]
+    )
     assert code == 0
     written = out / "talk_track0.mp4"
     assert capsys.readouterr().out.split() == [str(written)]

@@ -229,9 +229,14 @@ def test_euler_quarter_turns_follow_the_image_convention():
 
 def test_euler_round_trip_and_image_rotation_adds_to_roll():
     gen = torch.Generator().manual_seed(0)
-    angles = torch.stack([torch.rand(64, generator=gen) * 178 - 89,
-                          torch.rand(64, generator=gen) * 358 - 179,
-                          torch.rand(64, generator=gen) * 358 - 179], dim=1).double()
+    angles = torch.stack(
+        [
+            torch.rand(64, generator=gen) * 178 - 89,
+            torch.rand(64, generator=gen) * 358 - 179,
+            torch.rand(64, generator=gen) * 358 - 179,
+        ],
+        dim=1,
+    ).double()
     rotations = euler_to_rotation(*angles.T)
     assert rotations.shape == (64, 3, 3) and rotations.dtype == torch.float64
     assert torch.allclose(rotations @ rotations.transpose(1, 2), torch.eye(3, dtype=torch.float64).expand(64, 3, 3))
@@ -254,7 +259,9 @@ def test_euler_gimbal_lock_keeps_the_rotation():
 def test_fit_rotation_recovers_a_known_rotation_and_never_reflects():
     gen = torch.Generator().manual_seed(1)
     points = torch.randn(2, 30, 3, generator=gen, dtype=torch.float64)
-    truth = euler_to_rotation(torch.tensor([25.0, -60.0]), torch.tensor([-10.0, 5.0]), torch.tensor([3.0, 170.0])).double()
+    truth = euler_to_rotation(
+        torch.tensor([25.0, -60.0]), torch.tensor([-10.0, 5.0]), torch.tensor([3.0, 170.0])
+    ).double()
     moved = points @ truth.transpose(1, 2) + torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64)
     fitted = fit_rotation(points, moved)
     assert torch.allclose(fitted, truth, atol=1e-10)
@@ -289,8 +296,9 @@ def _rotation(yaw: float, pitch: float, roll: float) -> torch.Tensor:
 
 def _face_like(seed: int, count: int = 40) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
-    return torch.randn(1, count, 3, generator=gen, dtype=torch.float64) * torch.tensor([50.0, 60.0, 30.0],
-                                                                                     dtype=torch.float64)
+    return torch.randn(1, count, 3, generator=gen, dtype=torch.float64) * torch.tensor(
+        [50.0, 60.0, 30.0], dtype=torch.float64
+    )
 
 
 def test_relative_pose_motion_still_driver_returns_the_source():
@@ -306,16 +314,21 @@ def test_relative_pose_motion_transfers_a_rigid_turn_onto_the_source_shape():
     q = _rotation(20.0, -5.0, 8.0)
     # The driver turns about its centre, grows by 1.2 and moves by (10, -4, 0).
     centre = initial.mean(1, keepdim=True)
-    driving = 1.2 * (initial - centre) @ q.transpose(1, 2) + centre + torch.tensor([10.0, -4.0, 0.0],
-                                                                                  dtype=torch.float64)
+    driving = (
+        1.2 * (initial - centre) @ q.transpose(1, 2) + centre + torch.tensor([10.0, -4.0, 0.0], dtype=torch.float64)
+    )
     rs, ri = _rotation(-35.0, 0.0, 0.0), torch.eye(3, dtype=torch.float64)[None]
     out = relative_pose_motion(source, driving, initial, rs, ri)
-    size_ratio = ((source - source.mean(1, True)).square().sum(-1).mean().sqrt()
-                  / (initial - centre).square().sum(-1).mean().sqrt())
+    size_ratio = (source - source.mean(1, True)).square().sum(-1).mean().sqrt() / (initial - centre).square().sum(
+        -1
+    ).mean().sqrt()
     c_s = source.mean(1, keepdim=True)
     turn = rs @ q @ rs.transpose(1, 2)  # the driver's turn, made in the source's head frame
-    expected = 1.2 * (source - c_s) @ turn.transpose(1, 2) + c_s + size_ratio * torch.tensor([10.0, -4.0, 0.0],
-                                                                                         dtype=torch.float64)
+    expected = (
+        1.2 * (source - c_s) @ turn.transpose(1, 2)
+        + c_s
+        + size_ratio * torch.tensor([10.0, -4.0, 0.0], dtype=torch.float64)
+    )
     assert torch.allclose(out, expected, atol=1e-8)
 
 

@@ -25,11 +25,13 @@ def _turned(points: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
 
 def test_points_hand_computed():
     # yaw 90 (R = Ry(-90)): the head's x axis goes to camera +z, y stays; x = s R (C + E) + t.
-    head = HeadMotion(canonical=torch.tensor([[[1.0, 0.0, 0.0]]], dtype=torch.float64),
-                      rotation=torch.tensor([[90.0, 0.0, 0.0]], dtype=torch.float64),
-                      scale=torch.tensor([2.0], dtype=torch.float64),
-                      translation=torch.tensor([[10.0, 20.0]], dtype=torch.float64),  # 2-D: z = 0
-                      expression=torch.tensor([[[0.0, 1.0, 0.0]]], dtype=torch.float64))
+    head = HeadMotion(
+        canonical=torch.tensor([[[1.0, 0.0, 0.0]]], dtype=torch.float64),
+        rotation=torch.tensor([[90.0, 0.0, 0.0]], dtype=torch.float64),
+        scale=torch.tensor([2.0], dtype=torch.float64),
+        translation=torch.tensor([[10.0, 20.0]], dtype=torch.float64),  # 2-D: z = 0
+        expression=torch.tensor([[[0.0, 1.0, 0.0]]], dtype=torch.float64),
+    )
     assert torch.allclose(head.points(), torch.tensor([[[10.0, 22.0, 2.0]]], dtype=torch.float64), atol=1e-12)
 
 
@@ -74,8 +76,9 @@ def test_transfer_matches_relative_pose_motion():
     driving = driving + torch.randn(driving.shape, generator=gen, dtype=torch.float64)  # expression
     rs, ri, rigid = _rotation(-25.0, 4.0, 1.0), _rotation(5.0, 2.0, -3.0), torch.arange(0, 20)
     start = HeadMotion.from_points(initial, ri, rigid)
-    out = relative_head_motion(HeadMotion.from_points(source, rs, rigid),
-                               HeadMotion.tracked(driving, initial, start, rigid), start)
+    out = relative_head_motion(
+        HeadMotion.from_points(source, rs, rigid), HeadMotion.tracked(driving, initial, start, rigid), start
+    )
     assert torch.allclose(out.points(), relative_pose_motion(source, driving, initial, rs, ri, rigid), atol=1e-9)
 
 

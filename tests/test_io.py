@@ -13,8 +13,6 @@ import av
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from media import (
     make_audio_file,
     make_empty_video,
@@ -23,6 +21,8 @@ from media import (
     make_video,
     synthetic_frames,
 )
+from PIL import Image
+
 from reanimate.errors import InputError, ReanimateError
 from reanimate.io import (
     FrameReader,
@@ -58,8 +58,10 @@ def assert_input_error(excinfo: pytest.ExceptionInfo, path: Path, *words: str) -
 def streams_of(path: Path) -> tuple[list[str], list[str]]:
     """(video codec names, audio codec names) of a media file."""
     with av.open(str(path)) as container:
-        return ([s.codec_context.name for s in container.streams.video],
-                [s.codec_context.name for s in container.streams.audio])
+        return (
+            [s.codec_context.name for s in container.streams.video],
+            [s.codec_context.name for s in container.streams.audio],
+        )
 
 
 def rss_bytes() -> int:
@@ -83,11 +85,25 @@ def test_read_rgb_png_is_exact(tmp_path):
     np.testing.assert_array_equal(image, expected)
 
 
-@pytest.mark.parametrize("mode, name", [
-    ("RGB", "x.jpg"), ("RGBA", "x.png"), ("LA", "x.png"), ("L", "x.png"), ("1", "x.png"),
-    ("P", "x.png"), ("I;16", "x.png"), ("I;16B", "x.tif"), ("I", "x.tif"), ("F", "x.tif"),
-    ("CMYK", "x.jpg"), ("CMYK", "x.tif"), ("RGB", "x.bmp"), ("RGB", "x.webp"),
-])
+@pytest.mark.parametrize(
+    "mode, name",
+    [
+        ("RGB", "x.jpg"),
+        ("RGBA", "x.png"),
+        ("LA", "x.png"),
+        ("L", "x.png"),
+        ("1", "x.png"),
+        ("P", "x.png"),
+        ("I;16", "x.png"),
+        ("I;16B", "x.tif"),
+        ("I", "x.tif"),
+        ("F", "x.tif"),
+        ("CMYK", "x.jpg"),
+        ("CMYK", "x.tif"),
+        ("RGB", "x.bmp"),
+        ("RGB", "x.webp"),
+    ],
+)
 def test_read_image_any_mode_gives_rgb_uint8(tmp_path, mode, name):
     path = make_image(tmp_path / name, size=(40, 30), mode=mode)
     image = read_image(path)
@@ -316,8 +332,7 @@ def test_extension_helpers_and_natural_sort():
     assert is_video_path("a/B.MP4") and is_video_path("x.gif") and not is_video_path("x.png")
     assert is_image_path("x.JPEG") and is_image_path("x.tif") and not is_image_path("x.mov")
     names = ["frame10.png", "frame2.png", "Frame1.png", "frame100.png", "a.png"]
-    assert sorted(names, key=natural_sort_key) == [
-        "a.png", "Frame1.png", "frame2.png", "frame10.png", "frame100.png"]
+    assert sorted(names, key=natural_sort_key) == ["a.png", "Frame1.png", "frame2.png", "frame10.png", "frame100.png"]
 
 
 @pytest.mark.parametrize("ext, max_error", [(e, 5.0) for e in VIDEO_EXTS] + [(".gif", 25.0)])
@@ -369,8 +384,7 @@ def test_read_rotated_video(tmp_path):
     tkhd = data.find(b"tkhd")
     assert data[tkhd + 4] == 0  # version 0 box: the matrix starts 36 bytes after the flags
     matrix_at = tkhd + 8 + 36
-    data[matrix_at : matrix_at + 36] = struct.pack(">9i", 0, 0x10000, 0, -0x10000, 0, 0, 0, 0,
-                                                   0x40000000)
+    data[matrix_at : matrix_at + 36] = struct.pack(">9i", 0, 0x10000, 0, -0x10000, 0, 0, 0, 0, 0x40000000)
     rotated_path = tmp_path / "rotated.mp4"
     rotated_path.write_bytes(data)
     reader = open_frames(rotated_path)
@@ -512,8 +526,12 @@ def test_video_round_trip(tmp_path, ext, fps):
 
 
 def test_fps_is_kept_exactly(tmp_path):
-    for fps, expected in [(29.97, Fraction(2997, 100)), (30000 / 1001, Fraction(30000, 1001)),
-                          (Fraction(24000, 1001), Fraction(24000, 1001)), (12.5, Fraction(25, 2))]:
+    for fps, expected in [
+        (29.97, Fraction(2997, 100)),
+        (30000 / 1001, Fraction(30000, 1001)),
+        (Fraction(24000, 1001), Fraction(24000, 1001)),
+        (12.5, Fraction(25, 2)),
+    ]:
         path = tmp_path / "out.mp4"
         with open_writer(path, fps=fps) as writer:
             writer.write(synthetic_frames(4, (32, 32)))
@@ -557,8 +575,9 @@ def test_odd_size_h264_is_padded_by_edge_replication(tmp_path):
     assert mean_abs_error(decoded[:, 47, :63], frames[:, 46, :]) < 4
 
 
-@pytest.mark.parametrize("ext, audio_codec", [(".mp4", "aac"), (".mkv", "aac"), (".mov", "aac"),
-                                               (".avi", "aac"), (".webm", "opus")])
+@pytest.mark.parametrize(
+    "ext, audio_codec", [(".mp4", "aac"), (".mkv", "aac"), (".mov", "aac"), (".avi", "aac"), (".webm", "opus")]
+)
 def test_audio_is_taken_from_source(tmp_path, ext, audio_codec):
     source = make_video(tmp_path / "driving.mp4", num_frames=25, fps=25, audio=True)
     out = tmp_path / f"out{ext}"

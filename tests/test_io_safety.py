@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from media import make_frames_folder, synthetic_frames
 from PIL import Image
 
-from media import make_frames_folder, synthetic_frames
 from reanimate.errors import InputError, OutputError
 from reanimate.io import open_frames, open_writer, read_image
 
@@ -117,8 +117,7 @@ def test_output_in_proc_is_a_user_error(name):
     assert_one_line(excinfo, target, "cannot create")
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
-                    reason="root writes into read-only folders")
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes into read-only folders")
 @pytest.mark.parametrize("name", ["out.mp4", "frames"])
 def test_read_only_output_folder(tmp_path, name):
     folder = tmp_path / "locked"
@@ -151,14 +150,16 @@ def file_size_limit():
 
 
 @linux_only
-@pytest.mark.parametrize("name, frames, size, limit, failing", [
-    ("out.mp4", 3, 64, 1000, "close"),  # x264 holds the frames until the flush in close()
-    ("out.mp4", 80, 128, 20000, "write"),
-    ("out.gif", 3, 64, 1000, "close"),
-    ("frames", 3, 64, 4000, "write"),  # one noise PNG is ~12 kB
-])
-def test_disk_full_is_a_user_error_and_leaves_nothing(tmp_path, file_size_limit, name, frames,
-                                                      size, limit, failing):
+@pytest.mark.parametrize(
+    "name, frames, size, limit, failing",
+    [
+        ("out.mp4", 3, 64, 1000, "close"),  # x264 holds the frames until the flush in close()
+        ("out.mp4", 80, 128, 20000, "write"),
+        ("out.gif", 3, 64, 1000, "close"),
+        ("frames", 3, 64, 4000, "write"),  # one noise PNG is ~12 kB
+    ],
+)
+def test_disk_full_is_a_user_error_and_leaves_nothing(tmp_path, file_size_limit, name, frames, size, limit, failing):
     noise = np.random.default_rng(0).integers(0, 256, (frames, size, size, 3), dtype=np.uint8)
     target = tmp_path / name
     writer = open_writer(target, fps=25)
@@ -225,9 +226,10 @@ def test_image_over_pillows_error_limit_is_read_and_limit_restored(tmp_path, mon
 
 def png_header(width: int, height: int) -> bytes:
     """A PNG whose header declares ``width x height`` RGB and whose data is missing."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
 

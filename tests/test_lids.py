@@ -98,8 +98,10 @@ def _eyes(gap: float) -> np.ndarray:
     from reanimate.faces import topology
 
     points = np.zeros((478, 3))
-    for corners, pairs, x0 in ((topology.RIGHT_EYE_CORNERS, topology.RIGHT_EYE_LID_PAIRS, 0.0),
-                               (topology.LEFT_EYE_CORNERS, topology.LEFT_EYE_LID_PAIRS, 100.0)):
+    for corners, pairs, x0 in (
+        (topology.RIGHT_EYE_CORNERS, topology.RIGHT_EYE_LID_PAIRS, 0.0),
+        (topology.LEFT_EYE_CORNERS, topology.LEFT_EYE_LID_PAIRS, 100.0),
+    ):
         points[corners[0], :2] = (x0, 0)
         points[corners[1], :2] = (x0 + 40, 0)
         for k, (up, low) in enumerate(pairs):

@@ -6,7 +6,6 @@ import numpy as np
 import torch
 
 from reanimate.geometry import fit_similarity
-from reanimate.geometry.relative import polygon_area
 from reanimate.geometry.mesh import (
     fit_affine,
     fit_local_jacobians,
@@ -14,6 +13,7 @@ from reanimate.geometry.mesh import (
     signed_areas,
     triangle_backward_maps,
 )
+from reanimate.geometry.relative import polygon_area
 
 
 def test_nearest_neighbours_excludes_self_and_orders_by_distance():

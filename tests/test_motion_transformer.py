@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from reanimate.models import count_parameters
+from reanimate.models.complexity import count_macs
 from reanimate.models.hrnet import HRNetBackbone, HRNetConfig, StemBackbone, build_backbone
 from reanimate.models.motion_transformer import (
     MotionTransformer,
@@ -13,7 +14,6 @@ from reanimate.models.motion_transformer import (
     convert_mtia_state_dict,
     sine_position_encoding,
 )
-from reanimate.models.complexity import count_macs
 from reanimate.motion import Keypoints
 
 
@@ -297,8 +297,9 @@ def test_attention_command_writes_maps_per_layer_and_token(tmp_path, capsys):
     Image.fromarray((np.random.default_rng(0).random((80, 64, 3)) * 255).astype(np.uint8)).save(image)
     assert main(["attention", str(image), "--checkpoint", str(weights), "-o", str(tmp_path / "att")]) == 0
     files = sorted(p.name for p in (tmp_path / "att").iterdir())
-    assert files == sorted(["grid.png", "attention.npz"] + [f"layer{l:02d}_token{k:02d}.png"
-                                                           for l in (1, 2) for k in range(10)])
+    assert files == sorted(
+        ["grid.png", "attention.npz"] + [f"layer{layer:02d}_token{k:02d}.png" for layer in (1, 2) for k in range(10)]
+    )
     data = np.load(tmp_path / "att" / "attention.npz")
     assert data["attention"].shape == (2, 10, 4, 4) and data["keypoints"].shape == (10, 2)  # 64/16 = 4 tokens a side
     sums = data["attention"].sum(axis=(2, 3))

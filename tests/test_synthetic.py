@@ -98,8 +98,7 @@ def _square_scene(shift: tuple[float, float]):
     moved = still.copy()
     moved[0, :2, 2] = (10.0, 10.0)
     moved[1, :2, 2] = (10.0 + shift[0], 10.0 + shift[1])
-    return [render._Layer(flat, 1.0, still),
-            render._Layer(flat * 0 + 1, 1.0, moved, (0.0, 0.0, 4.0, 4.0, 0.0))]
+    return [render._Layer(flat, 1.0, still), render._Layer(flat * 0 + 1, 1.0, moved, (0.0, 0.0, 4.0, 4.0, 0.0))]
 
 
 def test_hand_built_scene_has_the_exact_flow_and_visibility():
@@ -210,7 +209,11 @@ def test_dataset_layout_on_disk(tmp_path):
     assert out == tmp_path / "data"
     assert sorted(p.name for p in out.iterdir()) == ["synthetic.json", "test", "train"]
     assert sorted(p.name for p in (out / "train").iterdir()) == [
-        "video_00000", "video_00000.flow.npz", "video_00001", "video_00001.flow.npz"]
+        "video_00000",
+        "video_00000.flow.npz",
+        "video_00001",
+        "video_00001.flow.npz",
+    ]
     video = out / "train" / "video_00001"
     assert sorted(p.name for p in video.iterdir()) == ["00000.png", "00001.png", "00002.png"]
     assert read_image(video / "00002.png").shape == (16, 16, 3)
@@ -226,7 +229,8 @@ def test_dataset_layout_on_disk(tmp_path):
     assert sum(v["camera_motion"] for v in meta["videos"]["train"]) == 1  # 0.5 of 2
     # the files hold exactly the video rendered in memory from (seed, split, index)
     frames, flow_mem, visible_mem = render_video(
-        TINY, np.random.default_rng([TINY.seed, 0, 1]), meta["videos"]["train"][1]["camera_motion"])
+        TINY, np.random.default_rng([TINY.seed, 0, 1]), meta["videos"]["train"][1]["camera_motion"]
+    )
     assert np.array_equal(read_image(video / "00002.png"), frames[2])
     assert np.allclose(flow, flow_mem, atol=1e-3) and np.array_equal(visible, visible_mem)
 

@@ -24,8 +24,8 @@ from reanimate.geometry.tps import ThinPlateSpline
 from reanimate.models import ModelConfig, build_model
 from reanimate.training.batchnorm import recompute_batchnorm_statistics
 from reanimate.training.checkpoints import latest_checkpoint
-from reanimate.training.ema import ema_decay_at, update_ema
 from reanimate.training.config import TrainConfig
+from reanimate.training.ema import ema_decay_at, update_ema
 from reanimate.training.objectives import DiscriminatorObjective, GeneratorObjective
 from reanimate.training.trainer import TrainOptions, resume, train
 from reanimate.training.vgg import Vgg19Features
@@ -41,23 +41,42 @@ TINY = {
     },
     "model_params": {
         "common_params": {"num_kp": 4, "num_channels": 3, "estimate_jacobian": True},
-        "kp_detector_params": {"temperature": 0.1, "block_expansion": 8, "max_features": 32,
-                               "scale_factor": 1, "num_blocks": 3},
+        "kp_detector_params": {
+            "temperature": 0.1,
+            "block_expansion": 8,
+            "max_features": 32,
+            "scale_factor": 1,
+            "num_blocks": 3,
+        },
         "generator_params": {
-            "block_expansion": 8, "max_features": 32, "num_down_blocks": 2, "num_bottleneck_blocks": 1,
+            "block_expansion": 8,
+            "max_features": 32,
+            "num_down_blocks": 2,
+            "num_bottleneck_blocks": 1,
             "estimate_occlusion_map": True,
             "dense_motion_params": {"block_expansion": 8, "max_features": 32, "num_blocks": 3, "scale_factor": 1},
         },
-        "discriminator_params": {"scales": [1], "block_expansion": 8, "max_features": 32, "num_blocks": 3,
-                                 "sn": True},
+        "discriminator_params": {"scales": [1], "block_expansion": 8, "max_features": 32, "num_blocks": 3, "sn": True},
     },
     "train_params": {
-        "num_epochs": 2, "num_repeats": 2, "epoch_milestones": [1], "batch_size": 4,
-        "scales": [1, 0.5], "checkpoint_freq": 1, "log_freq": 1, "image_freq": 3, "num_workers": 0,
+        "num_epochs": 2,
+        "num_repeats": 2,
+        "epoch_milestones": [1],
+        "batch_size": 4,
+        "scales": [1, 0.5],
+        "checkpoint_freq": 1,
+        "log_freq": 1,
+        "image_freq": 3,
+        "num_workers": 0,
         "transform_params": {"sigma_affine": 0.05, "sigma_tps": 0.005, "points_tps": 5},
-        "loss_weights": {"generator_gan": 0, "discriminator_gan": 1, "feature_matching": [10, 10, 10],
-                         "perceptual": [10, 10, 10, 10, 10], "equivariance_value": 10,
-                         "equivariance_jacobian": 10},
+        "loss_weights": {
+            "generator_gan": 0,
+            "discriminator_gan": 1,
+            "feature_matching": [10, 10, 10],
+            "perceptual": [10, 10, 10, 10, 10],
+            "equivariance_value": 10,
+            "equivariance_jacobian": 10,
+        },
     },
 }
 
@@ -81,7 +100,7 @@ def write_video(folder: Path, rng: np.random.Generator, frames: int = 6) -> None
     for t in range(frames):
         image = texture.copy()
         y, x = np.clip(start + t * velocity, 0, SIZE - 9)
-        image[y:y + 8, x:x + 8] = [1.0, 0.9, 0.2]
+        image[y : y + 8, x : x + 8] = [1.0, 0.9, 0.2]
         Image.fromarray((image * 255).astype(np.uint8)).save(folder / f"{t:03d}.png")
 
 
@@ -134,14 +153,21 @@ def _objective_inputs(doc):
 def test_generator_objective_terms_and_gradients():
     doc = tiny_doc(loss_weights={"generator_gan": 1})
     model, train_config, source, driving, tps = _objective_inputs(doc)
-    objective = GeneratorObjective(model.kp_detector, model.generator, model.discriminator, train_config,
-                                   Vgg19Features(seed=0), ms_ssim_weight=10)
+    objective = GeneratorObjective(
+        model.kp_detector, model.generator, model.discriminator, train_config, Vgg19Features(seed=0), ms_ssim_weight=10
+    )
     # The discriminator belongs to its own step: not a submodule of this one.
     assert not any(n.startswith("discriminator") for n, _ in objective.named_parameters())
     with objective.frozen_discriminator():
         losses, generated = objective(source, driving, tps)
-    assert set(losses) == {"perceptual", "ms_ssim", "generator_gan", "feature_matching",
-                           "equivariance_value", "equivariance_jacobian"}
+    assert set(losses) == {
+        "perceptual",
+        "ms_ssim",
+        "generator_gan",
+        "feature_matching",
+        "equivariance_value",
+        "equivariance_jacobian",
+    }
     assert all(v.ndim == 0 and torch.isfinite(v) and v >= 0 for v in losses.values())
     assert generated.output.prediction.shape == (2, 3, SIZE, SIZE)
     sum(losses.values()).backward()
@@ -149,8 +175,9 @@ def test_generator_objective_terms_and_gradients():
     assert all(p.grad is None for p in model.discriminator.parameters())
     assert all(p.requires_grad for p in model.discriminator.parameters())  # unfrozen again
 
-    d_losses = DiscriminatorObjective(model.discriminator, train_config)(driving, generated.output.prediction,
-                                                                         generated.kp_driving)
+    d_losses = DiscriminatorObjective(model.discriminator, train_config)(
+        driving, generated.output.prediction, generated.kp_driving
+    )
     d_losses["discriminator_gan"].backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.discriminator.parameters())
 
@@ -163,8 +190,13 @@ def test_zero_weights_switch_terms_off():
     assert set(losses) == {"equivariance_value"}
     assert objective.vgg is None
     with pytest.raises(ValueError, match="discriminator"):
-        GeneratorObjective(model.kp_detector, model.generator, None,
-                           TrainConfig.from_dict({"loss_weights": {"generator_gan": 1}}), None)
+        GeneratorObjective(
+            model.kp_detector,
+            model.generator,
+            None,
+            TrainConfig.from_dict({"loss_weights": {"generator_gan": 1}}),
+            None,
+        )
 
 
 def test_precise_batchnorm_statistics_are_the_batch_average():
@@ -274,8 +306,9 @@ def test_resume_gives_the_losses_of_an_uninterrupted_run(dataset_root, tmp_path)
     assert final_full.keys() == final_split.keys()
     assert all(torch.equal(final_full[k], final_split[k]) for k in final_full)
     # So are the averaged weights, restored from the stop's model_ema.safetensors.
-    ema_full, ema_split = (load_file(str(latest_checkpoint(tmp_path / run) / "model_ema.safetensors"))
-                           for run in ("full", "split"))
+    ema_full, ema_split = (
+        load_file(str(latest_checkpoint(tmp_path / run) / "model_ema.safetensors")) for run in ("full", "split")
+    )
     assert ema_full.keys() == ema_split.keys() and all(torch.equal(ema_full[k], ema_split[k]) for k in ema_full)
     assert any(not torch.equal(ema_full[k], final_full[k]) for k in ema_full if k.endswith("weight"))
     # The learning rate was decayed at the milestone (epoch 1).
@@ -287,8 +320,11 @@ def test_checkpoint_model_file_animates_and_converts(dataset_root, tmp_path):
     result = train(ModelConfig.from_dict(tiny_doc()), tmp_path / "run", options(dataset_root, max_steps=1))
     model = ckpt.load(result.checkpoint / "model.safetensors")
     assert model.config.image_size == (SIZE, SIZE)
-    assert sorted(p.name for p in result.checkpoint.iterdir()) == ["model.safetensors", "state.json",
-                                                                   "state.safetensors"]
+    assert sorted(p.name for p in result.checkpoint.iterdir()) == [
+        "model.safetensors",
+        "state.json",
+        "state.safetensors",
+    ]
     # Nothing half-written is left next to it.
     assert not [p for p in result.checkpoint.parent.iterdir() if p.name.startswith(".")]
 
@@ -313,7 +349,9 @@ def test_init_fine_tunes_from_a_checkpoint(dataset_root, tmp_path):
     config = ModelConfig.from_dict(tiny_doc())
     start = build_model(config, with_discriminator=True, seed=123)
     ckpt.save(tmp_path / "start.safetensors", start)
-    result = train(config, tmp_path / "run", options(dataset_root, max_steps=1, init=str(tmp_path / "start.safetensors")))
+    result = train(
+        config, tmp_path / "run", options(dataset_root, max_steps=1, init=str(tmp_path / "start.safetensors"))
+    )
     trained = ckpt.load(result.checkpoint / "model.safetensors")
     # One small Adam step away from the initial weights, not from a fresh random init.
     a = dict(start.kp_detector.named_parameters())
@@ -335,8 +373,11 @@ def test_run_folder_errors(dataset_root, tmp_path):
 
 
 def test_bf16_autocast_step_on_cpu(dataset_root, tmp_path):
-    result = train(ModelConfig.from_dict(tiny_doc()), tmp_path / "run",
-                   options(dataset_root, max_steps=2, amp="bf16", channels_last=True))
+    result = train(
+        ModelConfig.from_dict(tiny_doc()),
+        tmp_path / "run",
+        options(dataset_root, max_steps=2, amp="bf16", channels_last=True),
+    )
     assert result.state.step == 2
     assert all(np.isfinite(v) for step in result.losses for v in step.values())
 
@@ -344,8 +385,7 @@ def test_bf16_autocast_step_on_cpu(dataset_root, tmp_path):
 def test_tensorboard_scalars_and_images(dataset_root, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    train(ModelConfig.from_dict(tiny_doc()), tmp_path / "run",
-          options(dataset_root, max_steps=3, tensorboard=True))
+    train(ModelConfig.from_dict(tiny_doc()), tmp_path / "run", options(dataset_root, max_steps=3, tensorboard=True))
     events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
     events.Reload()
     tags = events.Tags()
@@ -364,25 +404,34 @@ def test_two_process_ddp_keeps_ranks_identical(dataset_root, tmp_path, estimator
     doc = tiny_doc(num_epochs=5) if estimator == "keypoint_detector" else transformer_doc(num_epochs=5)
     config = config_file(tmp_path, doc)
     script = tmp_path / "ddp_run.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import os, torch
         from reanimate.training.trainer import TrainOptions, Trainer
         from reanimate.models import load_config
-        trainer = Trainer(load_config({str(config)!r}), {str(tmp_path / 'run')!r},
+        trainer = Trainer(load_config({str(config)!r}), {str(tmp_path / "run")!r},
                           TrainOptions(data_root={str(dataset_root)!r}, max_steps=2, progress=False,
                                        tensorboard=False))
         result = trainer.fit()
         state = {{k: v for k, v in trainer.model.state_dict().items()}}
         torch.save(state, {str(tmp_path)!r} + f"/rank{{os.environ['RANK']}}.pt")
         print("steps", result.state.step, "batch", trainer.batch_per_rank)
-    """))
+    """)
+    )
     repo = str(Path(__file__).resolve().parents[1])
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])),
+    }
     # --standalone: a free port for each run (a fixed one can still be held by the last run)
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           str(script)],
-                          capture_output=True, text=True, timeout=300, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("steps 2 batch 2") == 2
     a = torch.load(tmp_path / "rank0.pt", weights_only=True)
@@ -396,8 +445,24 @@ def test_two_process_ddp_keeps_ranks_identical(dataset_root, tmp_path, estimator
 def test_cli_train_reconstruct_and_animate_pairs(dataset_root, tmp_path, capsys):
     config = config_file(tmp_path, tiny_doc())
     run = tmp_path / "run"
-    assert main(["train", "--config", str(config), "--data", str(dataset_root), "-o", str(run),
-                 "--max-steps", "2", "--no-tensorboard", "-q"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(config),
+                "--data",
+                str(dataset_root),
+                "-o",
+                str(run),
+                "--max-steps",
+                "2",
+                "--no-tensorboard",
+                "-q",
+            ]
+        )
+        == 0
+    )
     assert "stopped at epoch 1, step 2" in capsys.readouterr().err
     assert main(["train", "--resume", str(run), "--max-steps", "3", "-q", "--no-tensorboard"]) == 0
     assert latest_checkpoint(run).name == "step-00000003"
@@ -414,12 +479,29 @@ def test_cli_train_reconstruct_and_animate_pairs(dataset_root, tmp_path, capsys)
     pairs = tmp_path / "pairs.csv"
     pairs.write_text("source,driving\nvideo0,video1\nvideo1,video0\nmissing,video0\n")
     out = tmp_path / "pairs"
-    assert main(["animate-pairs", "--checkpoint", model_file, "--data", str(dataset_root), "--pairs", str(pairs),
-                 "-o", str(out), "-q"]) == 0
+    assert (
+        main(
+            [
+                "animate-pairs",
+                "--checkpoint",
+                model_file,
+                "--data",
+                str(dataset_root),
+                "--pairs",
+                str(pairs),
+                "-o",
+                str(out),
+                "-q",
+            ]
+        )
+        == 0
+    )
     assert sorted(p.name for p in out.glob("*.mp4")) == ["video0-video1.mp4", "video1-video0.mp4"]
 
-    assert main(["train", "--config", str(config), "--data", str(tmp_path / "nope"), "-o", str(tmp_path / "r2"),
-                 "-q"]) == 2
+    assert (
+        main(["train", "--config", str(config), "--data", str(tmp_path / "nope"), "-o", str(tmp_path / "r2"), "-q"])
+        == 2
+    )
     assert "nope" in capsys.readouterr().err
 
 
@@ -455,8 +537,11 @@ def test_reconstruct_gt_flow_measures_against_the_ground_truth(tmp_path):
     from reanimate.data import FramesDataset, SyntheticConfig, make_synthetic
     from reanimate.pipelines.reconstruct import reconstruct
 
-    root = make_synthetic(tmp_path / "syn", SyntheticConfig(size=SIZE, num_frames=4, num_train=1, num_test=3,
-                                                            camera_motion_fraction=0.5), progress=False)
+    root = make_synthetic(
+        tmp_path / "syn",
+        SyntheticConfig(size=SIZE, num_frames=4, num_train=1, num_test=3, camera_motion_fraction=0.5),
+        progress=False,
+    )
     model = build_model(ModelConfig.from_dict(tiny_doc()), seed=0)
     dataset = FramesDataset(root, frame_shape=(SIZE, SIZE, 3), is_train=False)
     result = reconstruct(model, dataset, save=None, gt_flow=True, progress=False)
@@ -474,18 +559,24 @@ def transformer_doc(**train_overrides) -> dict:
     """TINY with the motion transformer (MoTrans) as the motion estimator."""
     doc = tiny_doc(**train_overrides)
     doc["model_params"]["motion_estimator"] = "transformer"
-    doc["model_params"]["kp_detector_params"] = {"backbone": "stem", "dim": 32, "depth": 2, "heads": 4,
-                                                 "mlp_ratio": 2.0}
+    doc["model_params"]["kp_detector_params"] = {
+        "backbone": "stem",
+        "dim": 32,
+        "depth": 2,
+        "heads": 4,
+        "mlp_ratio": 2.0,
+    }
     return doc
 
 
 def test_motion_transformer_trains_and_its_checkpoint_animates(dataset_root, tmp_path):
+    from reanimate.data import FramesDataset
     from reanimate.models import MotionTransformer
     from reanimate.pipelines.reconstruct import reconstruct
-    from reanimate.data import FramesDataset
 
-    doc = transformer_doc(num_epochs=100, num_repeats=8, log_freq=5, image_freq=0, lr_generator=1e-3,
-                          lr_kp_detector=1e-3)
+    doc = transformer_doc(
+        num_epochs=100, num_repeats=8, log_freq=5, image_freq=0, lr_generator=1e-3, lr_kp_detector=1e-3
+    )
     config = ModelConfig.from_dict(doc)
     assert isinstance(build_model(config).kp_detector, MotionTransformer)
     result = train(config, tmp_path / "run", options(dataset_root, max_steps=30))
@@ -509,5 +600,8 @@ def test_unknown_motion_estimator_is_a_config_error(tmp_path):
 
 def test_backbone_weights_need_the_transformer(dataset_root, tmp_path):
     with pytest.raises(ReanimateError, match="motion_estimator: transformer"):
-        train(ModelConfig.from_dict(tiny_doc()), tmp_path / "run", options(dataset_root, max_steps=1,
-                                                                           backbone_weights="hrnet.pth"))
+        train(
+            ModelConfig.from_dict(tiny_doc()),
+            tmp_path / "run",
+            options(dataset_root, max_steps=1, backbone_weights="hrnet.pth"),
+        )

@@ -35,18 +35,25 @@ def test_landmark_animator_on_the_bundled_example(three_frames, tmp_path, paste_
     size = frames[0].shape[0]
     assert frames[0].shape == (size, 3 * size, 3)  # no occlusion map: three panels
     # The driving panel shows the driver's crop with landmarks drawn: it differs from the source panel.
-    source_panel, driving_panel = frames[0][:, :size], frames[0][:, size: 2 * size]
+    source_panel, driving_panel = frames[0][:, :size], frames[0][:, size : 2 * size]
     assert np.abs(source_panel.astype(int) - driving_panel).mean() > 5
 
 
 def test_fomm_shows_keypoints_and_its_occlusion_map(three_frames, tmp_path, tiny_checkpoint):
     out = tmp_path / "vis"
-    animate(EXAMPLES / "source.png", three_frames, out, checkpoint=tiny_checkpoint, visualize=True, device="cpu",
-            progress=False)
+    animate(
+        EXAMPLES / "source.png",
+        three_frames,
+        out,
+        checkpoint=tiny_checkpoint,
+        visualize=True,
+        device="cpu",
+        progress=False,
+    )
     frames = frames_of(out)
     assert frames[0].shape == (64, 4 * 64, 3)  # the tiny config estimates an occlusion map
-    occlusion = frames[0][:, 3 * 64:]
+    occlusion = frames[0][:, 3 * 64 :]
     assert np.array_equal(occlusion[..., 0], occlusion[..., 1])  # a grey map
     # Keypoints are drawn in saturated colours on the driving panel.
-    driving = frames[0][:, 64: 128].astype(int)
+    driving = frames[0][:, 64:128].astype(int)
     assert (driving.max(axis=-1) - driving.min(axis=-1) > 200).any()

@@ -77,7 +77,7 @@ class Motion:
     def __len__(self) -> int:
         return self.keypoints.batch_size
 
-    def __getitem__(self, index: int) -> "Motion":
+    def __getitem__(self, index: int) -> Motion:
         return dataclasses.replace(self, keypoints=self.keypoints[index])
 
 

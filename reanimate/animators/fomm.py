@@ -65,8 +65,12 @@ class FommAnimator(Animator):
 
     @property
     def requirements(self) -> Requirements:
-        return Requirements(size=self.config.image_size, face=self.config.face, crop_increase=FOMM_CROP_INCREASE,
-                            device=self.device.type)
+        return Requirements(
+            size=self.config.image_size,
+            face=self.config.face,
+            crop_increase=FOMM_CROP_INCREASE,
+            device=self.device.type,
+        )
 
     def describe(self) -> str:
         return f"fomm ({self.config.name}, {self.config.motion_estimator})"
@@ -104,8 +108,14 @@ class FommAnimator(Animator):
         return FommSource(image, self.detect(image), encoding)
 
     @torch.inference_mode()
-    def generate(self, source: FommSource, kp_driving: Keypoints, kp_initial: Keypoints | None,
-                 transfer: Transfer, driving: torch.Tensor | None = None):
+    def generate(
+        self,
+        source: FommSource,
+        kp_driving: Keypoints,
+        kp_initial: Keypoints | None,
+        transfer: Transfer,
+        driving: torch.Tensor | None = None,
+    ):
         """Move the source to the driving keypoints (relative to ``kp_initial`` if
         ``transfer.relative``). Returns the generator's output (prediction, occlusion map…).
 
@@ -114,8 +124,13 @@ class FommAnimator(Animator):
         code; animation of another image keeps the background still, as theirs does).
         """
         if transfer.relative:
-            kp_target = relative_motion(source.keypoints, kp_driving, kp_initial, transfer.adapt_scale,
-                                        relative_jacobian=transfer.relative_jacobian)
+            kp_target = relative_motion(
+                source.keypoints,
+                kp_driving,
+                kp_initial,
+                transfer.adapt_scale,
+                relative_jacobian=transfer.relative_jacobian,
+            )
         else:
             kp_target = kp_driving
         generator = self.model.generator
@@ -157,9 +172,14 @@ def _model_info(config_name: str) -> tuple[str, list[tuple[str, int, int]]]:
     return f"{config_name} ({config.motion_estimator}) at {h}x{w}", list(model_report(config))
 
 
-FAMILY = register_family(Family(
-    "fomm", "First Order Motion Model (CNN keypoints or the motion transformer); needs --checkpoint",
-    build=_build, uses_checkpoint=True, model_info=_model_info,
-))
+FAMILY = register_family(
+    Family(
+        "fomm",
+        "First Order Motion Model (CNN keypoints or the motion transformer); needs --checkpoint",
+        build=_build,
+        uses_checkpoint=True,
+        model_info=_model_info,
+    )
+)
 
 __all__ = ["FOMM_CROP_INCREASE", "FommAnimator", "FommSource"]

@@ -138,7 +138,8 @@ def build_animator(
             _validate_config(config)
             raise ReanimateError(
                 f"--config {config} describes a {family.name} model's networks; it needs the trained weights "
-                "too (--checkpoint FILE). Without a checkpoint the zero-shot face animator runs: drop --config")
+                "too (--checkpoint FILE). Without a checkpoint the zero-shot face animator runs: drop --config"
+            )
         raise ReanimateError(f"--model {family.name} needs --checkpoint")
     return family.build(BuildRequest(checkpoint, config, align_corners, device, fp16))
 
@@ -153,4 +154,3 @@ def _validate_config(config: object) -> None:
 
 def model_names() -> Iterable[str]:
     return ["auto", *families()]
-

@@ -19,9 +19,10 @@ from .models import MODEL_COMMANDS, add_model_commands, run_model_command
 from .training import TRAINING_COMMANDS, add_training_commands, run_training_command
 
 
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="reanimate", description="Bring a still image to life with the motion of a driving video.")
+    parser = argparse.ArgumentParser(
+        prog="reanimate", description="Bring a still image to life with the motion of a driving video."
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -71,8 +72,7 @@ def _version() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s: %(message)s")
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
     previous = {}
     for signum in (signal.SIGTERM, signal.SIGHUP):
         try:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import add_model_args
-from .common import parse_bool
+from .common import add_model_args, parse_bool
 
 
 def add_animate_command(sub) -> None:
@@ -14,46 +13,83 @@ def add_animate_command(sub) -> None:
     p.add_argument("source", help="source image")
     p.add_argument("driving", help="driving video (mp4/mov/avi/mkv/gif/webm) or folder of frames")
     p.add_argument("-o", "--output", required=True, help="output video file, or folder for PNG frames")
-    p.add_argument("--model", default="auto", metavar="FAMILY",
-                   help="auto (default): the family the checkpoint names, else the zero-shot face-landmark "
-                        "animator (landmarks), which needs no weights; or a family name: landmarks, fomm")
+    p.add_argument(
+        "--model",
+        default="auto",
+        metavar="FAMILY",
+        help="auto (default): the family the checkpoint names, else the zero-shot face-landmark "
+        "animator (landmarks), which needs no weights; or a family name: landmarks, fomm",
+    )
     add_model_args(p, checkpoint_required=False)
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace an existing, non-empty frames folder at the output path")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace an existing, non-empty frames folder at the output path"
+    )
     motion = p.add_mutually_exclusive_group()
-    motion.add_argument("--relative", dest="relative", action="store_true", default=True,
-                        help="transfer motion relative to the first/best driving frame (default)")
+    motion.add_argument(
+        "--relative",
+        dest="relative",
+        action="store_true",
+        default=True,
+        help="transfer motion relative to the first/best driving frame (default)",
+    )
     motion.add_argument("--absolute", dest="relative", action="store_false", help="copy absolute keypoint positions")
     scale = p.add_mutually_exclusive_group()
-    scale.add_argument("--adapt-scale", dest="adapt_scale", action="store_true", default=None,
-                       help="scale motion by the ratio of keypoint convex-hull areas (default for the landmark model)")
+    scale.add_argument(
+        "--adapt-scale",
+        dest="adapt_scale",
+        action="store_true",
+        default=None,
+        help="scale motion by the ratio of keypoint convex-hull areas (default for the landmark model)",
+    )
     scale.add_argument("--no-adapt-scale", dest="adapt_scale", action="store_false")
     best = p.add_mutually_exclusive_group()
-    best.add_argument("--find-best-frame", action="store_true",
-                      help="start from the driving frame whose face landmarks (or keypoints) best match the source")
+    best.add_argument(
+        "--find-best-frame",
+        action="store_true",
+        help="start from the driving frame whose face landmarks (or keypoints) best match the source",
+    )
     best.add_argument("--best-frame", type=int, metavar="N", help="driving frame N is aligned with the source")
     faces = p.add_argument_group("faces")
-    faces.add_argument("--crop", choices=("auto", "none"), default="auto",
-                       help="auto (default): crop the face for face models, animate the crop, paste it back")
-    faces.add_argument("--paste-back", type=parse_bool, metavar="true|false", default=None,
-                       help="blend the animated face into the full-size source (default: true when cropping)")
-    faces.add_argument("--increase", type=float, metavar="F",
-                       help="crop margin per side, as a fraction of the face size (default 0.45 for the "
-                            "landmark animator, 0.1 for FOMM)")
-    faces.add_argument("--face-index", type=int, metavar="I",
-                       help="animate the I-th largest face of the source (default: the largest)")
-    faces.add_argument("--max-missing", type=float, default=0.5, metavar="F",
-                       help="fail if more than this fraction of driving frames has no face (default 0.5)")
-    p.add_argument("--smooth", choices=("one-euro", "kalman"),
-                   help="filter driving keypoints over time against jitter")
+    faces.add_argument(
+        "--crop",
+        choices=("auto", "none"),
+        default="auto",
+        help="auto (default): crop the face for face models, animate the crop, paste it back",
+    )
+    faces.add_argument(
+        "--paste-back",
+        type=parse_bool,
+        metavar="true|false",
+        default=None,
+        help="blend the animated face into the full-size source (default: true when cropping)",
+    )
+    faces.add_argument(
+        "--increase",
+        type=float,
+        metavar="F",
+        help="crop margin per side, as a fraction of the face size (default 0.45 for the "
+        "landmark animator, 0.1 for FOMM)",
+    )
+    faces.add_argument(
+        "--face-index", type=int, metavar="I", help="animate the I-th largest face of the source (default: the largest)"
+    )
+    faces.add_argument(
+        "--max-missing",
+        type=float,
+        default=0.5,
+        metavar="F",
+        help="fail if more than this fraction of driving frames has no face (default 0.5)",
+    )
+    p.add_argument("--smooth", choices=("one-euro", "kalman"), help="filter driving keypoints over time against jitter")
     p.add_argument("--stats", action="store_true", help="print frames, speed per stage and keypoint jitter")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--batch-size", type=int, default=4, help="driving frames per model call")
     p.add_argument("--fp16", action="store_true", help="half precision (CUDA only)")
     p.add_argument("--pad", action="store_true", help="letterbox non-square inputs instead of centre-cropping")
     p.add_argument("--fps", type=float, help="frame rate of a driving frame folder (default 25)")
-    p.add_argument("--visualize", action="store_true",
-                   help="write source | driving+keypoints | result | occlusion side by side")
+    p.add_argument(
+        "--visualize", action="store_true", help="write source | driving+keypoints | result | occlusion side by side"
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
@@ -61,24 +97,46 @@ def run_animate(args: argparse.Namespace) -> int:
     from ..pipelines import animate
 
     result = animate(
-        args.source, args.driving, args.output,
-        checkpoint=args.checkpoint, model=args.model, config=args.config, align_corners=args.align_corners,
-        device=args.device, fp16=args.fp16, progress=not args.quiet, fps=args.fps,
-        relative=args.relative, adapt_scale=args.adapt_scale, best_frame=args.best_frame,
-        find_best_frame=args.find_best_frame, batch_size=args.batch_size, pad=args.pad,
-        visualize=args.visualize, crop=args.crop, paste_back=args.paste_back, increase=args.increase,
-        face_index=args.face_index, smooth=args.smooth, max_missing=args.max_missing,
+        args.source,
+        args.driving,
+        args.output,
+        checkpoint=args.checkpoint,
+        model=args.model,
+        config=args.config,
+        align_corners=args.align_corners,
+        device=args.device,
+        fp16=args.fp16,
+        progress=not args.quiet,
+        fps=args.fps,
+        relative=args.relative,
+        adapt_scale=args.adapt_scale,
+        best_frame=args.best_frame,
+        find_best_frame=args.find_best_frame,
+        batch_size=args.batch_size,
+        pad=args.pad,
+        visualize=args.visualize,
+        crop=args.crop,
+        paste_back=args.paste_back,
+        increase=args.increase,
+        face_index=args.face_index,
+        smooth=args.smooth,
+        max_missing=args.max_missing,
         overwrite=args.overwrite,
     )
     if not args.quiet:
         for note in result.notes:
             print(f"note: {note}", file=sys.stderr)
-        print(f"wrote {result.output} ({result.frames} frames, {result.frames_per_second:.1f} frames/s, "
-              f"reference frame {result.reference_frame})", file=sys.stderr)
+        print(
+            f"wrote {result.output} ({result.frames} frames, {result.frames_per_second:.1f} frames/s, "
+            f"reference frame {result.reference_frame})",
+            file=sys.stderr,
+        )
     if args.stats:
         stages = ", ".join(f"{k} {1000 * v / max(result.frames, 1):.1f}" for k, v in result.timings.items())
         jitter = ", ".join(f"{k} {v:.5f}" for k, v in result.jitter.items())
-        print(f"stats: {result.frames} frames in {result.seconds:.2f} s ({result.frames_per_second:.1f} frames/s); "
-              f"ms per frame: {stages}; jitter (mean keypoint acceleration): {jitter}; "
-              f"frames without a face: {result.missing_faces}")
+        print(
+            f"stats: {result.frames} frames in {result.seconds:.2f} s ({result.frames_per_second:.1f} frames/s); "
+            f"ms per frame: {stages}; jitter (mean keypoint acceleration): {jitter}; "
+            f"frames without a face: {result.missing_faces}"
+        )
     return 0

@@ -9,7 +9,6 @@ from pathlib import Path
 from ..errors import ReanimateError
 from .common import add_model_args
 
-
 MODEL_COMMANDS = ("convert", "init-checkpoint", "attention", "model-info")
 
 
@@ -24,12 +23,20 @@ def add_model_commands(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", required=True, help="output .safetensors")
 
-    p = sub.add_parser("attention", help="the motion transformer's attention maps of an image: per layer and "
-                                         "keypoint token, over the image (MoTrans Fig. 3)")
+    p = sub.add_parser(
+        "attention",
+        help="the motion transformer's attention maps of an image: per layer and "
+        "keypoint token, over the image (MoTrans Fig. 3)",
+    )
     p.add_argument("source", help="image")
     add_model_args(p)
-    p.add_argument("-o", "--output", required=True, metavar="OUTDIR",
-                   help="folder for layerLL_tokenKK.png overlays, grid.png and attention.npz")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUTDIR",
+        help="folder for layerLL_tokenKK.png overlays, grid.png and attention.npz",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--pad", action="store_true", help="letterbox a non-square image instead of centre-cropping")
 

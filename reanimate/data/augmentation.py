@@ -72,9 +72,14 @@ class Augmentation:
         ReanimateError: a value is out of range or of the wrong type.
     """
 
-    def __init__(self, flip_param: Mapping | None = None, jitter_param: Mapping | None = None,
-                 resize_param: Mapping | None = None, rotation_param: Mapping | None = None,
-                 crop_param: Mapping | None = None):
+    def __init__(
+        self,
+        flip_param: Mapping | None = None,
+        jitter_param: Mapping | None = None,
+        resize_param: Mapping | None = None,
+        rotation_param: Mapping | None = None,
+        crop_param: Mapping | None = None,
+    ):
         flip = _group("flip_param", flip_param)
         self.horizontal_flip = bool(flip.get("horizontal_flip", False))
         self.time_flip = bool(flip.get("time_flip", False))
@@ -88,12 +93,13 @@ class Augmentation:
         self.resize_ratio: tuple[float, float] | None = None
         self.resize_interpolation = str(resize.get("interpolation", "nearest"))
         if resize_param is not None:
-            self.resize_ratio = _range("resize_param.ratio",
-                                       resize.get("ratio", _DEFAULT_RESIZE_RATIO), positive=True)
+            self.resize_ratio = _range("resize_param.ratio", resize.get("ratio", _DEFAULT_RESIZE_RATIO), positive=True)
             if self.resize_interpolation not in _INTERPOLATIONS:
-                raise ReanimateError(f"augmentation_params.resize_param.interpolation must be "
-                                     f"one of {', '.join(_INTERPOLATIONS)}, got "
-                                     f"{self.resize_interpolation!r}")
+                raise ReanimateError(
+                    f"augmentation_params.resize_param.interpolation must be "
+                    f"one of {', '.join(_INTERPOLATIONS)}, got "
+                    f"{self.resize_interpolation!r}"
+                )
 
         crop = _group("crop_param", crop_param)
         self.crop_size: tuple[int, int] | None = None
@@ -106,15 +112,16 @@ class Augmentation:
         self.saturation = _non_negative("jitter_param.saturation", jitter.get("saturation", 0))
         self.hue = _non_negative("jitter_param.hue", jitter.get("hue", 0))
         if self.hue > _MAX_HUE:
-            raise ReanimateError(f"augmentation_params.jitter_param.hue must be in "
-                                 f"[0, {_MAX_HUE}], got {self.hue}")
+            raise ReanimateError(f"augmentation_params.jitter_param.hue must be in [0, {_MAX_HUE}], got {self.hue}")
 
         if self.resize_ratio is not None and self.crop_size is None:
-            logger.warning("augmentation_params: resize_param without crop_param gives frames "
-                           "of varying size, which cannot be batched; add crop_param")
+            logger.warning(
+                "augmentation_params: resize_param without crop_param gives frames "
+                "of varying size, which cannot be batched; add crop_param"
+            )
 
     @classmethod
-    def from_config(cls, params: Mapping[str, Any] | None) -> "Augmentation":
+    def from_config(cls, params: Mapping[str, Any] | None) -> Augmentation:
         """Build from a config's ``augmentation_params`` (``None``: no augmentation).
 
         Unknown keys are ignored with a warning.
@@ -126,15 +133,20 @@ class Augmentation:
         known = {key: params[key] for key in _KEYS if key in params}
         for key in params:
             if key not in _KEYS:
-                logger.warning("augmentation_params: ignoring unknown key %r (known: %s)",
-                               key, ", ".join(_KEYS))
+                logger.warning("augmentation_params: ignoring unknown key %r (known: %s)", key, ", ".join(_KEYS))
         return cls(**known)
 
     @property
     def enabled(self) -> bool:
         """Whether any augmentation is configured (else calls return the clip unchanged)."""
-        return bool(self.horizontal_flip or self.time_flip or self.rotation_degrees
-                    or self.resize_ratio or self.crop_size or self._jitter_enabled)
+        return bool(
+            self.horizontal_flip
+            or self.time_flip
+            or self.rotation_degrees
+            or self.resize_ratio
+            or self.crop_size
+            or self._jitter_enabled
+        )
 
     @property
     def _jitter_enabled(self) -> bool:
@@ -147,10 +159,8 @@ class Augmentation:
         differ from the input's only with ``resize_param`` or ``crop_param``. The input is
         never modified.
         """
-        assert frames.ndim == 4 and frames.shape[-1] == 3, \
-            f"expected a clip (T, H, W, 3), got shape {frames.shape}"
-        assert np.issubdtype(frames.dtype, np.floating), \
-            f"expected float frames in [0, 1], got {frames.dtype}"
+        assert frames.ndim == 4 and frames.shape[-1] == 3, f"expected a clip (T, H, W, 3), got shape {frames.shape}"
+        assert np.issubdtype(frames.dtype, np.floating), f"expected float frames in [0, 1], got {frames.dtype}"
         clip = frames.astype(np.float32, copy=False)
         # Order of the reference AllAugmentationTransform: flip, rotate, resize, crop, jitter.
         if self.time_flip and rng.random() < _FLIP_PROBABILITY:
@@ -198,8 +208,10 @@ class Augmentation:
         if self.crop_size is not None:
             parts.append(f"crop{self.crop_size}")
         if self._jitter_enabled:
-            parts.append(f"jitter(brightness={self.brightness}, contrast={self.contrast}, "
-                         f"saturation={self.saturation}, hue={self.hue})")
+            parts.append(
+                f"jitter(brightness={self.brightness}, contrast={self.contrast}, "
+                f"saturation={self.saturation}, hue={self.hue})"
+            )
         return f"Augmentation({', '.join(parts)})"
 
 
@@ -213,10 +225,19 @@ def _rotate(clip: np.ndarray, degrees: float) -> np.ndarray:
     grid, ``((W - 1) / 2, (H - 1) / 2)`` as skimage's ``rotate``; zeros outside."""
     height, width = clip.shape[1:3]
     matrix = cv2.getRotationMatrix2D(((width - 1) / 2, (height - 1) / 2), float(degrees), 1.0)
-    return np.stack([cv2.warpAffine(np.ascontiguousarray(frame), matrix, (width, height),
-                                    flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                                    borderValue=(0, 0, 0))
-                     for frame in clip])
+    return np.stack(
+        [
+            cv2.warpAffine(
+                np.ascontiguousarray(frame),
+                matrix,
+                (width, height),
+                flags=cv2.INTER_LINEAR,
+                borderMode=cv2.BORDER_CONSTANT,
+                borderValue=(0, 0, 0),
+            )
+            for frame in clip
+        ]
+    )
 
 
 def _rescale(clip: np.ndarray, factor: float, interpolation: str) -> np.ndarray:
@@ -229,9 +250,9 @@ def _rescale(clip: np.ndarray, factor: float, interpolation: str) -> np.ndarray:
         flag = cv2.INTER_NEAREST
     else:  # "bilinear"; area averaging when shrinking stands in for skimage's anti-aliasing
         flag = cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR
-    return np.stack([cv2.resize(np.ascontiguousarray(frame), (new_width, new_height),
-                                interpolation=flag)
-                     for frame in clip])
+    return np.stack(
+        [cv2.resize(np.ascontiguousarray(frame), (new_width, new_height), interpolation=flag) for frame in clip]
+    )
 
 
 def _random_crop(clip: np.ndarray, size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
@@ -241,12 +262,13 @@ def _random_crop(clip: np.ndarray, size: tuple[int, int], rng: np.random.Generat
     pad_h = max(0, crop_h - height)
     pad_w = max(0, crop_w - width)
     if pad_h or pad_w:
-        clip = np.pad(clip, ((0, 0), (pad_h // 2, pad_h - pad_h // 2),
-                             (pad_w // 2, pad_w - pad_w // 2), (0, 0)), mode="edge")
+        clip = np.pad(
+            clip, ((0, 0), (pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0)), mode="edge"
+        )
         height, width = clip.shape[1:3]
     top = int(rng.integers(0, height - crop_h + 1))
     left = int(rng.integers(0, width - crop_w + 1))
-    return clip[:, top:top + crop_h, left:left + crop_w]
+    return clip[:, top : top + crop_h, left : left + crop_w]
 
 
 def _grey(clip: np.ndarray) -> np.ndarray:
@@ -295,12 +317,14 @@ def _group(name: str, params: Mapping | None) -> Mapping:
     if params is None:
         return {}
     if not isinstance(params, Mapping):
-        raise ReanimateError(f"augmentation_params.{name} must be a mapping of "
-                             f"{', '.join(_KEYS[name])}, got {params!r}")
+        raise ReanimateError(
+            f"augmentation_params.{name} must be a mapping of {', '.join(_KEYS[name])}, got {params!r}"
+        )
     for key in params:
         if key not in _KEYS[name]:
-            logger.warning("augmentation_params.%s: ignoring unknown key %r (known: %s)",
-                           name, key, ", ".join(_KEYS[name]))
+            logger.warning(
+                "augmentation_params.%s: ignoring unknown key %r (known: %s)", name, key, ", ".join(_KEYS[name])
+            )
     return params
 
 
@@ -341,9 +365,13 @@ def _degrees(value: Any) -> tuple[float, float]:
 def _size(value: Any) -> tuple[int, int]:
     """``s`` -> ``(s, s)``; ``[h, w]`` as is; positive integers."""
     sizes = [value, value] if isinstance(value, numbers.Integral) else value
-    if (isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__") or len(sizes) != 2
-            or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and s > 0
-                       for s in sizes)):
-        raise ReanimateError("augmentation_params.crop_param.size must be a positive integer "
-                             f"or [height, width], got {value!r}")
+    if (
+        isinstance(sizes, (str, bytes))
+        or not hasattr(sizes, "__len__")
+        or len(sizes) != 2
+        or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and s > 0 for s in sizes)
+    ):
+        raise ReanimateError(
+            f"augmentation_params.crop_param.size must be a positive integer or [height, width], got {value!r}"
+        )
     return int(sizes[0]), int(sizes[1])

@@ -39,6 +39,7 @@ from torch.utils.data import Dataset, Sampler
 from reanimate.data.augmentation import Augmentation
 from reanimate.errors import InputError, ReanimateError
 from reanimate.io import is_image_path, is_video_path, natural_sort_key
+
 # The readers of one video live in reanimate.io.clips; re-exported here, where they were.
 from reanimate.io.clips import (
     FileClip,
@@ -158,10 +159,16 @@ class FramesDataset(Dataset):
             has no videos.
     """
 
-    def __init__(self, root_dir: str | os.PathLike, frame_shape: FrameShape = (256, 256, 3),
-                 id_sampling: bool = False, is_train: bool = True, random_seed: int = 0,
-                 pairs_list: str | os.PathLike | None = None,
-                 augmentation_params: Mapping[str, Any] | None = None):
+    def __init__(
+        self,
+        root_dir: str | os.PathLike,
+        frame_shape: FrameShape = (256, 256, 3),
+        id_sampling: bool = False,
+        is_train: bool = True,
+        random_seed: int = 0,
+        pairs_list: str | os.PathLike | None = None,
+        augmentation_params: Mapping[str, Any] | None = None,
+    ):
         self.root_dir = Path(root_dir)
         self.frame_shape = (*check_frame_shape(frame_shape), 3)
         self.is_train = bool(is_train)
@@ -172,25 +179,36 @@ class FramesDataset(Dataset):
 
         if not self.root_dir.is_dir():
             problem = "is not a folder" if self.root_dir.exists() else "dataset folder not found"
-            raise InputError(self.root_dir, f"{problem} (expected a folder of videos, or "
-                             "train/ and test/ folders of videos)")
+            raise InputError(
+                self.root_dir, f"{problem} (expected a folder of videos, or train/ and test/ folders of videos)"
+            )
         if (self.root_dir / "train").is_dir():
             if not (self.root_dir / "test").is_dir():
-                raise InputError(self.root_dir, "has a train/ folder but no test/ folder; add "
-                                 "test/, or remove train/ to split the videos at random")
+                raise InputError(
+                    self.root_dir,
+                    "has a train/ folder but no test/ folder; add "
+                    "test/, or remove train/ to split the videos at random",
+                )
             logger.info("%s: using the dataset's own train/test split", self.root_dir)
             self.root = self.root_dir / split
             names = _list_videos(self.root)
         else:
-            logger.info("%s: no train/ folder, splitting the videos %g/%g at random (seed %d)",
-                        self.root_dir, 100 * (1 - TEST_FRACTION), 100 * TEST_FRACTION,
-                        random_seed)
+            logger.info(
+                "%s: no train/ folder, splitting the videos %g/%g at random (seed %d)",
+                self.root_dir,
+                100 * (1 - TEST_FRACTION),
+                100 * TEST_FRACTION,
+                random_seed,
+            )
             self.root = self.root_dir
             train, test = _random_split(_list_videos(self.root_dir), random_seed)
             names = train if self.is_train else test
         if not names:
-            raise InputError(self.root, f"no videos for the {split} split (expected folders "
-                             "of frames, video files or images of frames side by side)")
+            raise InputError(
+                self.root,
+                f"no videos for the {split} split (expected folders "
+                "of frames, video files or images of frames side by side)",
+            )
 
         self._id_videos: dict[str, list[str]] = {}
         if self.id_sampling:
@@ -203,23 +221,28 @@ class FramesDataset(Dataset):
         self._warned: set[Path] = set()
 
     @classmethod
-    def from_config(cls, dataset_params: Mapping[str, Any], is_train: bool,
-                    root_dir: str | os.PathLike | None = None) -> "FramesDataset":
+    def from_config(
+        cls, dataset_params: Mapping[str, Any], is_train: bool, root_dir: str | os.PathLike | None = None
+    ) -> FramesDataset:
         """Build from a config's ``dataset_params`` (:data:`DATASET_KEYS`; others are
         ignored with a warning). ``root_dir`` replaces the config's."""
         params = dict(dataset_params or {})
         for key in params:
             if key not in DATASET_KEYS:
-                logger.warning("dataset_params: ignoring unknown key %r (known: %s)",
-                               key, ", ".join(DATASET_KEYS))
+                logger.warning("dataset_params: ignoring unknown key %r (known: %s)", key, ", ".join(DATASET_KEYS))
         root = root_dir if root_dir is not None else params.get("root_dir")
         if root is None:
-            raise InputError(None, "dataset_params.root_dir is not set; give the dataset "
-                             "folder in the config or on the command line")
-        return cls(root, frame_shape=params.get("frame_shape", (256, 256, 3)),
-                   id_sampling=params.get("id_sampling", False), is_train=is_train,
-                   pairs_list=params.get("pairs_list"),
-                   augmentation_params=params.get("augmentation_params"))
+            raise InputError(
+                None, "dataset_params.root_dir is not set; give the dataset folder in the config or on the command line"
+            )
+        return cls(
+            root,
+            frame_shape=params.get("frame_shape", (256, 256, 3)),
+            id_sampling=params.get("id_sampling", False),
+            is_train=is_train,
+            pairs_list=params.get("pairs_list"),
+            augmentation_params=params.get("augmentation_params"),
+        )
 
     def __len__(self) -> int:
         return len(self.videos)
@@ -240,8 +263,7 @@ class FramesDataset(Dataset):
         index = self._check_index(index)
         if not self.is_train:
             path = self.video_path(index)
-            return {"name": path.name, "path": str(path),
-                    "num_frames": self._open(path).num_frames}
+            return {"name": path.name, "path": str(path), "num_frames": self._open(path).num_frames}
         for attempt in range(len(self)):
             current = (index + attempt) % len(self)
             rng = _item_rng(seed, attempt)
@@ -250,8 +272,7 @@ class FramesDataset(Dataset):
                 return self._sample(path, rng)
             except _UNREADABLE as exc:
                 self._report_unreadable(path, exc)
-        raise InputError(self.root, f"none of the {len(self)} training videos can be read "
-                         "(see the warnings above)")
+        raise InputError(self.root, f"none of the {len(self)} training videos can be read (see the warnings above)")
 
     def _check_index(self, idx: int) -> int:
         idx = operator.index(idx)
@@ -296,8 +317,9 @@ class FramesDataset(Dataset):
         # An InputError names the file at fault (the video, or one frame of a folder).
         named = isinstance(exc, InputError) and exc.path is not None and Path(exc.path) == path
         detail = str(exc) if named else f"{path} ({exc})"
-        logger.warning("skipping unreadable training video %s; another video is used in its "
-                       "place (reported once per file)", detail)
+        logger.warning(
+            "skipping unreadable training video %s; another video is used in its place (reported once per file)", detail
+        )
 
     def __repr__(self) -> str:
         kind = "ids" if self.id_sampling else "videos"
@@ -338,8 +360,7 @@ class SeededSampler(Sampler):
     ``set_epoch(epoch, skip=k)`` continues exactly where it stopped.
     """
 
-    def __init__(self, length: int, seed: int = 0, shuffle: bool = True, rank: int = 0,
-                 world_size: int = 1):
+    def __init__(self, length: int, seed: int = 0, shuffle: bool = True, rank: int = 0, world_size: int = 1):
         super().__init__()
         self.length = operator.index(length)
         self.seed = operator.index(seed)
@@ -349,8 +370,9 @@ class SeededSampler(Sampler):
         if self.length < 0 or self.seed < 0:
             raise ValueError(f"length and seed must be >= 0, got {length} and {seed}")
         if self.world_size < 1 or not 0 <= self.rank < self.world_size:
-            raise ValueError(f"need world_size >= 1 and 0 <= rank < world_size, "
-                             f"got rank {rank}, world_size {world_size}")
+            raise ValueError(
+                f"need world_size >= 1 and 0 <= rank < world_size, got rank {rank}, world_size {world_size}"
+            )
         self.epoch = 0
         self.skip = 0
 

@@ -38,8 +38,7 @@ def read_pairs_csv(path: str | os.PathLike) -> list[tuple[str, str]]:
     """
     path = Path(path)
     if not path.is_file():
-        raise InputError(path, "pairs list not found" if not path.exists()
-                         else "pairs list is not a file")
+        raise InputError(path, "pairs list not found" if not path.exists() else "pairs list is not a file")
     try:
         with path.open(newline="", encoding="utf-8-sig") as file:
             reader = csv.reader(file)
@@ -47,8 +46,11 @@ def read_pairs_csv(path: str | os.PathLike) -> list[tuple[str, str]]:
             missing = [column for column in _PAIR_COLUMNS if column not in header]
             if missing:
                 found = ", ".join(header) if header else "no header"
-                raise InputError(path, f"pairs list needs columns 'source' and 'driving' in its "
-                                 f"header line (missing {', '.join(missing)}; found {found})")
+                raise InputError(
+                    path,
+                    f"pairs list needs columns 'source' and 'driving' in its "
+                    f"header line (missing {', '.join(missing)}; found {found})",
+                )
             source_at, driving_at = header.index("source"), header.index("driving")
             pairs = []
             for row in reader:
@@ -90,16 +92,24 @@ class PairedDataset(Dataset):
         if dataset.pairs_list is not None:
             index_of = {name: index for index, name in enumerate(dataset.videos)}
             rows = read_pairs_csv(dataset.pairs_list)
-            kept = [(index_of[source], index_of[driving]) for source, driving in rows
-                    if source in index_of and driving in index_of]
+            kept = [
+                (index_of[source], index_of[driving])
+                for source, driving in rows
+                if source in index_of and driving in index_of
+            ]
             self.pairs = kept[:num_pairs]
-            logger.info("%s: %d of %d pairs are videos of %s; using %d", dataset.pairs_list,
-                        len(kept), len(rows), dataset.root, len(self.pairs))
+            logger.info(
+                "%s: %d of %d pairs are videos of %s; using %d",
+                dataset.pairs_list,
+                len(kept),
+                len(rows),
+                dataset.root,
+                len(self.pairs),
+            )
         else:
             count = min(num_pairs, len(dataset))
             # Distinct cells of the count x count grid of (driving, source) indices.
-            cells = np.random.default_rng(seed).choice(count * count, min(num_pairs, count * count),
-                                                       replace=False)
+            cells = np.random.default_rng(seed).choice(count * count, min(num_pairs, count * count), replace=False)
             self.pairs = [(int(cell % count), int(cell // count)) for cell in cells]
 
     def __len__(self) -> int:
@@ -109,5 +119,9 @@ class PairedDataset(Dataset):
         source, driving = self.pairs[idx]
         source_path = self.dataset.video_path(source)
         driving_path = self.dataset.video_path(driving)
-        return {"source_name": source_path.name, "source_path": str(source_path),
-                "driving_name": driving_path.name, "driving_path": str(driving_path)}
+        return {
+            "source_name": source_path.name,
+            "source_path": str(source_path),
+            "driving_name": driving_path.name,
+            "driving_path": str(driving_path),
+        }

@@ -41,7 +41,7 @@ class BodyPose:
     def close(self) -> None:
         self._pose.close()
 
-    def __enter__(self) -> "BodyPose":
+    def __enter__(self) -> BodyPose:
         return self
 
     def __exit__(self, *exc_info) -> None:

@@ -93,8 +93,9 @@ class FeatureCache:
         version = hashlib.sha256(extractor.version.encode()).hexdigest()[:16]
         return self.directory / f"{file_digest(path)}-{version}.npz"
 
-    def get(self, path: str | os.PathLike, extractor: FeatureExtractor,
-            progress: Progress | None = None) -> VideoFeatures:
+    def get(
+        self, path: str | os.PathLike, extractor: FeatureExtractor, progress: Progress | None = None
+    ) -> VideoFeatures:
         """The features of the video file, frame folder or image at ``path``: from the
         cache, or measured with ``extractor`` (``progress`` as in its call) and stored.
 

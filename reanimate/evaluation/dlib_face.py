@@ -117,8 +117,9 @@ class DlibFace:
         of ``image``, largest first."""
         return self._detect_shrunk(*_shrink(image))
 
-    def measure(self, image: np.ndarray, mesh_box: np.ndarray | None = None,
-                descriptor: bool = True, detect: bool = True) -> DlibMeasurement | None:
+    def measure(
+        self, image: np.ndarray, mesh_box: np.ndarray | None = None, descriptor: bool = True, detect: bool = True
+    ) -> DlibMeasurement | None:
         """68 landmarks (and the descriptor) of one face of an RGB ``uint8 (H, W, 3)`` image.
 
         The face is dlib's detection that overlaps ``mesh_box`` (``(4,)`` pixels, e.g.
@@ -144,8 +145,9 @@ class DlibFace:
     def _detect_shrunk(self, small: np.ndarray, scale: np.ndarray) -> np.ndarray:
         """Detections on the shrunk image, as boxes in pixels of the original, largest first."""
         rectangles = self._detector(small, DLIB_UPSAMPLE)
-        boxes = np.array([[r.left(), r.top(), r.right(), r.bottom()] for r in rectangles],
-                         dtype=np.float64).reshape(-1, 4) / np.tile(scale, 2)
+        boxes = np.array([[r.left(), r.top(), r.right(), r.bottom()] for r in rectangles], dtype=np.float64).reshape(
+            -1, 4
+        ) / np.tile(scale, 2)
         return boxes[np.argsort(-_box_areas(boxes), kind="stable")]
 
 

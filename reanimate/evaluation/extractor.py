@@ -151,8 +151,9 @@ class FeatureExtractor:
         found = self._dlib.measure(frame, box, descriptor=want_identity)
         if found is None:
             return row
-        return row._replace(keypoints68=found.landmarks68,
-                            identity=row.identity if found.descriptor is None else found.descriptor)
+        return row._replace(
+            keypoints68=found.landmarks68, identity=row.identity if found.descriptor is None else found.descriptor
+        )
 
     def _assemble(self, rows: list[_FrameRow], size: tuple[int, int]) -> VideoFeatures:
         count = NUM_LANDMARKS if self.kind == "face" else BODY_KEYPOINTS
@@ -172,7 +173,7 @@ class FeatureExtractor:
         self._dlib = None
         self._closed = True
 
-    def __enter__(self) -> "FeatureExtractor":
+    def __enter__(self) -> FeatureExtractor:
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -182,8 +183,9 @@ class FeatureExtractor:
         return f"FeatureExtractor({self.version!r})"
 
 
-def _measure_frames(frames: Iterable[np.ndarray], measure: Callable[[int, np.ndarray], _FrameRow],
-                    progress: Progress | None) -> tuple[list[_FrameRow], tuple[int, int]]:
+def _measure_frames(
+    frames: Iterable[np.ndarray], measure: Callable[[int, np.ndarray], _FrameRow], progress: Progress | None
+) -> tuple[list[_FrameRow], tuple[int, int]]:
     """``measure(index, frame)`` of each frame, checked to be uint8 RGB of one size; and
     the ``(H, W)`` size (``(0, 0)`` without frames)."""
     rows, size = [], None
@@ -194,8 +196,7 @@ def _measure_frames(frames: Iterable[np.ndarray], measure: Callable[[int, np.nda
         if size is None:
             size = frame.shape[:2]
         elif frame.shape[:2] != size:
-            raise ValueError(f"frame {index} is {frame.shape[1]}x{frame.shape[0]}, the first frame "
-                             f"{size[1]}x{size[0]}")
+            raise ValueError(f"frame {index} is {frame.shape[1]}x{frame.shape[0]}, the first frame {size[1]}x{size[0]}")
         rows.append(measure(index, frame))
         if progress is not None:
             progress(1)

@@ -83,9 +83,13 @@ class VideoFeatures:
         """Write to ``path`` (``.npz``) atomically: a temporary file in the same folder,
         then renamed; nothing is left at ``path`` on error."""
         path = Path(path)
-        arrays = {"format": np.int64(FEATURES_FORMAT), "kind": np.str_(self.kind),
-                  "size": np.array(self.size, dtype=np.int64),
-                  "keypoints": self.keypoints, "visible": self.visible}
+        arrays = {
+            "format": np.int64(FEATURES_FORMAT),
+            "kind": np.str_(self.kind),
+            "size": np.array(self.size, dtype=np.int64),
+            "keypoints": self.keypoints,
+            "visible": self.visible,
+        }
         for name in ("keypoints68", "pose", "identity"):
             if getattr(self, name) is not None:
                 arrays[name] = getattr(self, name)
@@ -96,7 +100,7 @@ class VideoFeatures:
             raise InputError(path, f"cannot be written ({exc.strerror or exc})") from None
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "VideoFeatures":
+    def load(cls, path: str | os.PathLike) -> VideoFeatures:
         """Read a file written by :meth:`save`; :class:`InputError` if it is not one."""
         path = Path(path)
         try:
@@ -104,8 +108,13 @@ class VideoFeatures:
                 if "format" not in data or int(data["format"]) != FEATURES_FORMAT:
                     raise InputError(path, f"is not a video-features file of format {FEATURES_FORMAT}")
                 optional = {name: data[name] for name in ("keypoints68", "pose", "identity") if name in data}
-                return cls(kind=str(data["kind"]), size=tuple(data["size"].tolist()),
-                           keypoints=data["keypoints"], visible=data["visible"], **optional)
+                return cls(
+                    kind=str(data["kind"]),
+                    size=tuple(data["size"].tolist()),
+                    keypoints=data["keypoints"],
+                    visible=data["visible"],
+                    **optional,
+                )
         except FileNotFoundError:
             raise InputError(path, "not found") from None
         except OSError as exc:

@@ -263,7 +263,6 @@ class FIDInceptionV3(MeasuringNetwork):
         self.fc.weight.copy_(0.01 * torch.randn(self.fc.weight.shape, generator=generator))
         self.fc.bias.zero_()
 
-
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` in ``[0, 1]`` -> ``(B, 3, 299, 299)`` in ``[-1, 1]`` (size kept
         without ``resize_input``)."""

@@ -103,11 +103,18 @@ ALEX = BackboneSpec(
     torchvision_file="alexnet-owt-7be5be79.pth",
     description="torchvision AlexNet state dict",
     layers=(
-        ("conv", 64, 11, 4, 2), ("relu",), ("maxpool", 3, 2),  # 0-2
-        ("conv", 192, 5, 1, 2), ("relu",), ("maxpool", 3, 2),  # 3-5
-        ("conv", 384, 3, 1, 1), ("relu",),  # 6-7
-        ("conv", 256, 3, 1, 1), ("relu",),  # 8-9
-        ("conv", 256, 3, 1, 1), ("relu",),  # 10-11 (torchvision's final max-pool, 12, is not needed)
+        ("conv", 64, 11, 4, 2),
+        ("relu",),
+        ("maxpool", 3, 2),  # 0-2
+        ("conv", 192, 5, 1, 2),
+        ("relu",),
+        ("maxpool", 3, 2),  # 3-5
+        ("conv", 384, 3, 1, 1),
+        ("relu",),  # 6-7
+        ("conv", 256, 3, 1, 1),
+        ("relu",),  # 8-9
+        ("conv", 256, 3, 1, 1),
+        ("relu",),  # 10-11 (torchvision's final max-pool, 12, is not needed)
     ),
     taps=(1, 4, 7, 9, 11),
     tap_names=("relu1", "relu2", "relu3", "relu4", "relu5"),
@@ -236,7 +243,6 @@ class LPIPS(MeasuringNetwork):
         for head in self.heads:
             weight = head.model[1].weight
             weight.copy_(torch.rand(weight.shape, generator=generator) / weight.shape[1])
-
 
     def activations(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The five tapped ReLU outputs for ``x (B, 3, H, W)`` in ``[-1, 1]``, after the

@@ -9,7 +9,7 @@ after removing position and scale (:func:`reanimate.geometry.normalized_shape`).
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import torch
@@ -29,13 +29,13 @@ def normalized_landmarks(landmarks: np.ndarray) -> np.ndarray:
     """
     points = np.asarray(landmarks, dtype=np.float64)
     assert points.ndim in (2, 3) and points.shape[-1] in (2, 3), (
-        f"expected (N, 2|3) or (B, N, 2|3) landmarks, got {points.shape}")
+        f"expected (N, 2|3) or (B, N, 2|3) landmarks, got {points.shape}"
+    )
     batch = torch.from_numpy(np.ascontiguousarray(points[..., :2])).reshape(-1, *points.shape[-2:-1], 2)
     return normalized_shape(batch).numpy().reshape(points.shape[:-1] + (2,))
 
 
-def best_frame_index(source_landmarks: np.ndarray,
-                     driving_landmarks: Iterable[np.ndarray | None]) -> tuple[int, float]:
+def best_frame_index(source_landmarks: np.ndarray, driving_landmarks: Iterable[np.ndarray | None]) -> tuple[int, float]:
     """Index of the driving frame whose normalised landmarks are nearest the source's.
 
     Streaming: ``driving_landmarks`` is consumed once, one frame at a time (e.g. a

@@ -8,7 +8,7 @@ as numpy shapes are.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -78,8 +78,9 @@ def square_box(box: Sequence[float], image_size: Sequence[int], increase: float 
     return square_around(((x0 + x1) / 2, (y0 + y1) / 2), side, image_size)
 
 
-def track_crop_boxes(boxes: np.ndarray, image_size: Sequence[int], increase: float = 0.1,
-                     sigma: float = 2.0, fixed: bool = False) -> np.ndarray:
+def track_crop_boxes(
+    boxes: np.ndarray, image_size: Sequence[int], increase: float = 0.1, sigma: float = 2.0, fixed: bool = False
+) -> np.ndarray:
     """Steady square crop boxes for a face track, one per frame.
 
     The face boxes are smoothed over time (:func:`~reanimate.faces.tracking.smooth_boxes`,
@@ -167,14 +168,16 @@ def feather_mask(size: int | Sequence[int], feather: float = DEFAULT_FEATHER) ->
     return np.outer(ramp(height), ramp(width))
 
 
-def paste_back_into(out: np.ndarray, crop: np.ndarray, box: Sequence[float],
-                    mask: np.ndarray | None = None) -> np.ndarray:
+def paste_back_into(
+    out: np.ndarray, crop: np.ndarray, box: Sequence[float], mask: np.ndarray | None = None
+) -> np.ndarray:
     """Blend ``crop`` into ``out`` at ``box``, in place (see :func:`paste_back`); returns ``out``.
 
     For a preallocated frame buffer: only the pixels inside the box are read or written.
     """
     assert out.dtype == np.uint8 and out.ndim == 3 and crop.ndim == 3 and crop.shape[2] == out.shape[2], (
-        f"expected uint8 (H, W, C) image and (h, w, C) crop, got {out.dtype} {out.shape} and {crop.shape}")
+        f"expected uint8 (H, W, C) image and (h, w, C) crop, got {out.dtype} {out.shape} and {crop.shape}"
+    )
     x0, y0, x1, y1 = _box_ints(box)
     height, width = out.shape[:2]
     cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
@@ -190,13 +193,11 @@ def paste_back_into(out: np.ndarray, crop: np.ndarray, box: Sequence[float],
     weights = np.ascontiguousarray(weights[inner])
     region = out[cy0:cy1, cx0:cx1]
     # Only the box region is touched, so the cost does not grow with the frame.
-    region[...] = cv2.blendLinear(np.ascontiguousarray(patch), np.ascontiguousarray(region),
-                                  weights, 1.0 - weights)
+    region[...] = cv2.blendLinear(np.ascontiguousarray(patch), np.ascontiguousarray(region), weights, 1.0 - weights)
     return out
 
 
-def paste_back(image: np.ndarray, crop: np.ndarray, box: Sequence[float],
-               mask: np.ndarray | None = None) -> np.ndarray:
+def paste_back(image: np.ndarray, crop: np.ndarray, box: Sequence[float], mask: np.ndarray | None = None) -> np.ndarray:
     """A copy of ``image`` with ``crop`` blended in at ``box``.
 
     Args:

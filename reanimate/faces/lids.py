@@ -85,8 +85,17 @@ class LidLayer:
     lash: np.ndarray
 
 
-def lid_layer(image: np.ndarray, openings: list[np.ndarray], bands: list[np.ndarray], margins: list[np.ndarray],
-              grow: float, feather: float, dark: float = 0.75, black: float = 0.5, iterations: int = 100) -> LidLayer:
+def lid_layer(
+    image: np.ndarray,
+    openings: list[np.ndarray],
+    bands: list[np.ndarray],
+    margins: list[np.ndarray],
+    grow: float,
+    feather: float,
+    dark: float = 0.75,
+    black: float = 0.5,
+    iterations: int = 100,
+) -> LidLayer:
     """Paint the eye openings and the lid bands above them over with skin from around
     them (:func:`smooth_fill`).
 
@@ -165,8 +174,17 @@ def distance_to_polyline(points: np.ndarray, polyline: np.ndarray) -> np.ndarray
     return np.linalg.norm(points[:, None, :] - nearest, axis=2).min(1)
 
 
-def draw_closed_lid(out: np.ndarray, layer: LidLayer, map_x: np.ndarray, map_y: np.ndarray, opening: np.ndarray,
-                    margin: np.ndarray, amount: float, lash_width: float, pad: int) -> None:
+def draw_closed_lid(
+    out: np.ndarray,
+    layer: LidLayer,
+    map_x: np.ndarray,
+    map_y: np.ndarray,
+    opening: np.ndarray,
+    margin: np.ndarray,
+    amount: float,
+    lash_width: float,
+    pad: int,
+) -> None:
     """In place: draw the lid layer over one closing eye and a lash line along its margin.
 
     Args:
@@ -196,8 +214,15 @@ def draw_closed_lid(out: np.ndarray, layer: LidLayer, map_x: np.ndarray, map_y: 
     region += weight[..., None] * (lid - region)
     if lash_width > 0:
         line = np.zeros_like(still_open)
-        cv2.polylines(line, [np.round((margin - (x0, y0)) * 16).astype(np.int32)], False, 1.0,
-                      max(1, int(round(lash_width))), cv2.LINE_AA, shift=4)
+        cv2.polylines(
+            line,
+            [np.round((margin - (x0, y0)) * 16).astype(np.int32)],
+            False,
+            1.0,
+            max(1, int(round(lash_width))),
+            cv2.LINE_AA,
+            shift=4,
+        )
         line = cv2.GaussianBlur(line, (0, 0), 0.8) * amount
         region += line[..., None] * (layer.lash - region)
     out[y0:y1, x0:x1] = np.clip(region + 0.5, 0, 255).astype(np.uint8)

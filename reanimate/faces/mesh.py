@@ -71,7 +71,8 @@ class Face:
     def __post_init__(self):
         self.landmarks = np.asarray(self.landmarks, dtype=np.float32)
         assert self.landmarks.shape == (NUM_LANDMARKS, 3), (
-            f"expected ({NUM_LANDMARKS}, 3) landmarks, got {self.landmarks.shape}")
+            f"expected ({NUM_LANDMARKS}, 3) landmarks, got {self.landmarks.shape}"
+        )
 
     @property
     def box(self) -> np.ndarray:
@@ -112,14 +113,22 @@ class FaceMesh:
     ...     faces = mesh.detect(image)
     """
 
-    def __init__(self, max_faces: int = 1, video: bool = False, refine: bool = True,
-                 min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5):
+    def __init__(
+        self,
+        max_faces: int = 1,
+        video: bool = False,
+        refine: bool = True,
+        min_detection_confidence: float = 0.5,
+        min_tracking_confidence: float = 0.5,
+    ):
         if max_faces < 1:
             raise ReanimateError(f"max_faces must be at least 1, got {max_faces}")
         face_mesh = require_face_mesh()
         with quiet_native_stderr():
             self._mesh = face_mesh.FaceMesh(
-                static_image_mode=not video, max_num_faces=int(max_faces), refine_landmarks=refine,
+                static_image_mode=not video,
+                max_num_faces=int(max_faces),
+                refine_landmarks=refine,
                 min_detection_confidence=min_detection_confidence,
                 min_tracking_confidence=min_tracking_confidence,
             )
@@ -166,7 +175,7 @@ class FaceMesh:
             self._mesh.close()
             self._mesh = None
 
-    def __enter__(self) -> "FaceMesh":
+    def __enter__(self) -> FaceMesh:
         return self
 
     def __exit__(self, *exc_info) -> None:

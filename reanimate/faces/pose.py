@@ -76,7 +76,8 @@ def head_rotation(landmarks: np.ndarray) -> np.ndarray:
     """
     points = np.asarray(landmarks, dtype=np.float64)
     assert points.ndim in (2, 3) and points.shape[-1] == 3 and points.shape[-2] >= 468, (
-        f"expected (478, 3) or (B, 478, 3) landmarks, got {points.shape}")
+        f"expected (478, 3) or (B, 478, 3) landmarks, got {points.shape}"
+    )
     across = (points[..., _LEFT, :] - points[..., _RIGHT, :]).mean(axis=-2)
     across /= np.linalg.norm(across, axis=-1, keepdims=True)
     down = points[..., NOSE_BASE, :].mean(axis=-2) - points[..., FOREHEAD_TOP, :].mean(axis=-2)

@@ -8,8 +8,8 @@ its face is lost (here optionally after a few missed frames, ``max_gap``).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -34,7 +34,8 @@ class FaceTrack:
             self.detected = np.ones(len(self.boxes), dtype=bool)
         self.detected = np.asarray(self.detected, dtype=bool)
         assert self.detected.shape == (len(self.boxes),), (
-            f"detected {self.detected.shape} does not match boxes {self.boxes.shape}")
+            f"detected {self.detected.shape} does not match boxes {self.boxes.shape}"
+        )
 
     @property
     def end(self) -> int:
@@ -157,8 +158,9 @@ class FaceTracker:
         return [track for _, track in sorted(tracks, key=lambda item: (item[1].start, item[0]))]
 
 
-def link_boxes(boxes_per_frame: Iterable[Sequence], iou_threshold: float = 0.25, max_gap: int = 0,
-               against_initial: bool = False) -> list[FaceTrack]:
+def link_boxes(
+    boxes_per_frame: Iterable[Sequence], iou_threshold: float = 0.25, max_gap: int = 0, against_initial: bool = False
+) -> list[FaceTrack]:
     """Tracks from the face boxes of consecutive frames (see :class:`FaceTracker`).
 
     Args:
@@ -171,8 +173,13 @@ def link_boxes(boxes_per_frame: Iterable[Sequence], iou_threshold: float = 0.25,
     return tracker.finish()
 
 
-def track_faces(frames: Iterable[np.ndarray], detector: Callable[[np.ndarray], Sequence],
-                iou_threshold: float = 0.25, max_gap: int = 0, against_initial: bool = False) -> list[FaceTrack]:
+def track_faces(
+    frames: Iterable[np.ndarray],
+    detector: Callable[[np.ndarray], Sequence],
+    iou_threshold: float = 0.25,
+    max_gap: int = 0,
+    against_initial: bool = False,
+) -> list[FaceTrack]:
     """Detect faces in every frame and link them into tracks, streaming.
 
     Args:
@@ -213,7 +220,7 @@ def gaussian_smooth(values: np.ndarray, sigma: float) -> np.ndarray:
         lo, hi = max(0, -offset), min(n, n - offset)  # rows t with t + offset inside
         if lo >= hi:
             continue
-        total[lo:hi] += k * flat[lo + offset:hi + offset]
+        total[lo:hi] += k * flat[lo + offset : hi + offset]
         weight[lo:hi] += k
     return (total / weight).reshape(values.shape)
 

@@ -40,14 +40,15 @@ def local_correlation(target: torch.Tensor, reference: torch.Tensor, radius: int
     costs = []
     for dy in range(2 * r + 1):
         for dx in range(2 * r + 1):
-            window = padded[:, :, dy:dy + h, dx:dx + w]
+            window = padded[:, :, dy : dy + h, dx : dx + w]
             cost = (target * window).sum(1)
-            costs.append(torch.where(inside[:, 0, dy:dy + h, dx:dx + w] > 0, cost, cost.new_tensor(_OUTSIDE)))
+            costs.append(torch.where(inside[:, 0, dy : dy + h, dx : dx + w] > 0, cost, cost.new_tensor(_OUTSIDE)))
     return torch.stack(costs, dim=1)
 
 
-def windowed_soft_argmax(cost: torch.Tensor, radius: int, temperature: torch.Tensor | float,
-                         window: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+def windowed_soft_argmax(
+    cost: torch.Tensor, radius: int, temperature: torch.Tensor | float, window: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Sub-cell offset of the best match: a softmax-weighted mean over the offsets within
     ``window`` cells of each cell's argmax (a global soft-argmax is pulled towards the
     centre of the search range by the many poor matches).
@@ -71,9 +72,15 @@ def windowed_soft_argmax(cost: torch.Tensor, radius: int, temperature: torch.Ten
     return offset, confidence
 
 
-def fit_affine_robust(points: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor,
-                      iterations: int = 3, scale: float = 1.0, ridge: float = 1e-3,
-                      translation_only: bool = False) -> torch.Tensor:
+def fit_affine_robust(
+    points: torch.Tensor,
+    targets: torch.Tensor,
+    weights: torch.Tensor,
+    iterations: int = 3,
+    scale: float = 1.0,
+    ridge: float = 1e-3,
+    translation_only: bool = False,
+) -> torch.Tensor:
     """Weighted least-squares affine map ``targets ~= A points + t``, re-weighted
     ``iterations - 1`` times with Cauchy weights ``w / (1 + (residual / scale) ** 2)`` so
     that points moving otherwise (a figure on a moving background) lose their say.

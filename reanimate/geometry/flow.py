@@ -9,7 +9,7 @@ coordinates, x first, ``-1`` and ``1`` the centres of the corner pixels (the
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -62,19 +62,18 @@ def end_point_error(
     """
     assert flow.ndim == 4 and flow.shape[-1] == 2, f"flow must be (B, H, W, 2), got {tuple(flow.shape)}"
     assert flow.shape == target.shape, (
-        f"flow {tuple(flow.shape)} and target {tuple(target.shape)} must have the same shape")
+        f"flow {tuple(flow.shape)} and target {tuple(target.shape)} must have the same shape"
+    )
     assert reduction in ("mean", "none"), f"reduction must be 'mean' or 'none', got {reduction!r}"
     height, width = spatial_size if spatial_size is not None else flow.shape[1:3]
     # (n - 1) / 2 pixels per normalised unit; a size-1 axis has no extent (as in grid.py).
-    scale = torch.tensor([max(width - 1, 1) / 2, max(height - 1, 1) / 2],
-                         dtype=flow.dtype, device=flow.device)
+    scale = torch.tensor([max(width - 1, 1) / 2, max(height - 1, 1) / 2], dtype=flow.dtype, device=flow.device)
     error = ((flow - target) * scale).norm(dim=-1)
     if reduction == "none":
         return error
     if mask is None:
         return error.mean()
-    assert mask.shape == error.shape, (
-        f"mask must be (B, H, W) = {tuple(error.shape)}, got {tuple(mask.shape)}")
+    assert mask.shape == error.shape, f"mask must be (B, H, W) = {tuple(error.shape)}, got {tuple(mask.shape)}"
     weights = mask.to(error.dtype)
     return (error * weights).sum() / weights.sum()
 
@@ -119,6 +118,6 @@ def warp(
     """
     assert image.ndim == 4, f"image must be (B, C, H, W), got {tuple(image.shape)}"
     assert flow.ndim == 4 and flow.shape[-1] == 2 and flow.shape[0] == image.shape[0], (
-        f"flow must be (B, h, w, 2) with B = {image.shape[0]}, got {tuple(flow.shape)}")
-    return F.grid_sample(image, flow.to(image.dtype), mode=mode, padding_mode=padding_mode,
-                         align_corners=align_corners)
+        f"flow must be (B, h, w, 2) with B = {image.shape[0]}, got {tuple(flow.shape)}"
+    )
+    return F.grid_sample(image, flow.to(image.dtype), mode=mode, padding_mode=padding_mode, align_corners=align_corners)

@@ -8,7 +8,7 @@ of :func:`torch.nn.functional.grid_sample`.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

@@ -5,16 +5,14 @@ Keypoints are ``(..., K, D)`` tensors in [-1, 1], x first (see :mod:`.grid`).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
 from .grid import coordinate_grid
 
 
-def keypoints_to_gaussian(
-    keypoints: torch.Tensor, spatial_size: Sequence[int], variance: float
-) -> torch.Tensor:
+def keypoints_to_gaussian(keypoints: torch.Tensor, spatial_size: Sequence[int], variance: float) -> torch.Tensor:
     """Unnormalised Gaussian bump around each keypoint (FOMM Eq. 6 uses their differences).
 
     ``exp(-|z - kp|^2 / (2 * variance))`` evaluated on :func:`coordinate_grid`.

@@ -142,9 +142,13 @@ def rigid_frame(points: torch.Tensor, rigid: torch.Tensor | None = None) -> tupl
     return centre, size
 
 
-def tracked_frame(points: torch.Tensor, reference: torch.Tensor, reference_size: torch.Tensor,
-                  reference_rotation: torch.Tensor, rigid: torch.Tensor | None = None
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def tracked_frame(
+    points: torch.Tensor,
+    reference: torch.Tensor,
+    reference_size: torch.Tensor,
+    reference_rotation: torch.Tensor,
+    rigid: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Centre, size and orientation of ``points`` followed from a ``reference`` frame of
     the same object: the similarity ``(s, Q)`` fitted on the rigid points
     (:func:`fit_similarity`) gives ``sigma = s sigma_ref`` and ``R = Q R_ref``.
@@ -164,8 +168,9 @@ def tracked_frame(points: torch.Tensor, reference: torch.Tensor, reference_size:
     return centre, scale.view(-1, 1, 1) * reference_size, rotation @ reference_rotation
 
 
-def to_canonical(points: torch.Tensor, centre: torch.Tensor, size: torch.Tensor,
-                 rotation: torch.Tensor) -> torch.Tensor:
+def to_canonical(
+    points: torch.Tensor, centre: torch.Tensor, size: torch.Tensor, rotation: torch.Tensor
+) -> torch.Tensor:
     """Points in an object's own frame: ``C = R^T (x - c) / sigma``, row-wise.
 
     Args:
@@ -178,8 +183,9 @@ def to_canonical(points: torch.Tensor, centre: torch.Tensor, size: torch.Tensor,
     return (points - centre) @ rotation / size
 
 
-def from_canonical(canonical: torch.Tensor, centre: torch.Tensor, size: torch.Tensor,
-                   rotation: torch.Tensor) -> torch.Tensor:
+def from_canonical(
+    canonical: torch.Tensor, centre: torch.Tensor, size: torch.Tensor, rotation: torch.Tensor
+) -> torch.Tensor:
     """Inverse of :func:`to_canonical`: ``x = c + sigma R C``, ``(B, N, 3)``."""
     return centre + size * canonical @ rotation.transpose(-1, -2)
 
@@ -262,8 +268,9 @@ def relative_pose_motion(
     frame_s = (*rigid_frame(source, rigid), rotation_source)
     frame_i = (*rigid_frame(initial, rigid), rotation_initial)
     frame_d = tracked_frame(driving, initial, frame_i[1], rotation_initial.expand(b, 3, 3), rigid)
-    c_t = relative_keypoints(to_canonical(source, *frame_s), to_canonical(driving, *frame_d),
-                             to_canonical(initial, *frame_i))
+    c_t = relative_keypoints(
+        to_canonical(source, *frame_s), to_canonical(driving, *frame_d), to_canonical(initial, *frame_i)
+    )
     return from_canonical(c_t, *relative_similarity(frame_s, frame_d, frame_i))
 
 

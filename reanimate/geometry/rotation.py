@@ -99,8 +99,9 @@ def _centred(points: torch.Tensor, weights: torch.Tensor | None) -> tuple[torch.
     return points - mean, mean, weights
 
 
-def _orthogonal_procrustes(centred_a: torch.Tensor, centred_b: torch.Tensor,
-                           weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _orthogonal_procrustes(
+    centred_a: torch.Tensor, centred_b: torch.Tensor, weights: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Kabsch: the proper rotation ``R`` minimising ``sum w ||R a - b||^2`` of centred sets.
 
     Returns ``(R (B, D, D), trace(S D))``, the latter needed for Umeyama's scale.
@@ -118,12 +119,11 @@ def _orthogonal_procrustes(centred_a: torch.Tensor, centred_b: torch.Tensor,
 
 def _check_point_sets(points_a: torch.Tensor, points_b: torch.Tensor) -> None:
     assert points_a.shape == points_b.shape and points_a.dim() == 3, (
-        f"expected two (B, N, D) point sets of the same shape, got {tuple(points_a.shape)} "
-        f"and {tuple(points_b.shape)}")
+        f"expected two (B, N, D) point sets of the same shape, got {tuple(points_a.shape)} and {tuple(points_b.shape)}"
+    )
 
 
-def fit_rotation(points_a: torch.Tensor, points_b: torch.Tensor,
-                 weights: torch.Tensor | None = None) -> torch.Tensor:
+def fit_rotation(points_a: torch.Tensor, points_b: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     """Least-squares rotation between corresponding point sets (Kabsch algorithm).
 
     Both sets are centred on their (weighted) means, then ``R`` minimises
@@ -144,8 +144,9 @@ def fit_rotation(points_a: torch.Tensor, points_b: torch.Tensor,
     return rotation
 
 
-def fit_similarity(points_a: torch.Tensor, points_b: torch.Tensor, weights: torch.Tensor | None = None
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def fit_similarity(
+    points_a: torch.Tensor, points_b: torch.Tensor, weights: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Least-squares similarity transform ``b ~= scale * R a + t`` (Umeyama 1991).
 
     Args:
@@ -159,7 +160,7 @@ def fit_similarity(points_a: torch.Tensor, points_b: torch.Tensor, weights: torc
     centred_a, mean_a, w = _centred(points_a, weights)
     centred_b, mean_b, _ = _centred(points_b, weights)
     rotation, trace = _orthogonal_procrustes(centred_a, centred_b, w)
-    variance_a = (w * centred_a ** 2).sum(dim=(-2, -1))
+    variance_a = (w * centred_a**2).sum(dim=(-2, -1))
     scale = trace / variance_a.clamp(min=torch.finfo(points_a.dtype).tiny)
     translation = mean_b.squeeze(-2) - scale.unsqueeze(-1) * (rotation @ mean_a.transpose(-1, -2)).squeeze(-1)
     return scale, rotation, translation
@@ -176,4 +177,3 @@ def rotation_angle(rotation_a: torch.Tensor, rotation_b: torch.Tensor) -> torch.
 
 
 __all__ = ["euler_to_rotation", "fit_rotation", "fit_similarity", "rotation_angle", "rotation_to_euler"]
-

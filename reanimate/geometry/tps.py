@@ -47,7 +47,7 @@ class ThinPlateSpline:
         norm: str = "l1",
         generator: torch.Generator | None = None,
         device: torch.device | str | None = None,
-    ) -> "ThinPlateSpline":
+    ) -> ThinPlateSpline:
         """Sample random transforms as in FOMM B.2."""
         noise = torch.randn(batch, 2, 3, generator=generator, device=device) * sigma_affine
         affine = noise + torch.eye(2, 3, device=device)
@@ -58,11 +58,12 @@ class ThinPlateSpline:
         return cls(affine=affine, control_points=control, weights=weights, norm=norm)
 
     @classmethod
-    def identity(cls, batch: int = 1, points_tps: int | None = None) -> "ThinPlateSpline":
+    def identity(cls, batch: int = 1, points_tps: int | None = None) -> ThinPlateSpline:
         return cls.random(batch, 0.0, 0.0 if points_tps else None, points_tps)
 
-    def to(self, device: torch.device | str) -> "ThinPlateSpline":
+    def to(self, device: torch.device | str) -> ThinPlateSpline:
         """A copy with its tensors on ``device``."""
+
         def move(x):
             return None if x is None else x.to(device)
 

@@ -61,10 +61,16 @@ class AudioMuxer:
     ``audio_range``, only packets starting inside it are used, shifted by its start.
     """
 
-    def __init__(self, source: av.container.InputContainer, in_stream: av.audio.stream.AudioStream,
-                 output: av.container.OutputContainer, out_stream: av.audio.stream.AudioStream,
-                 transcode: bool, path: Path,
-                 audio_range: tuple[Fraction, Fraction] | None = None):
+    def __init__(
+        self,
+        source: av.container.InputContainer,
+        in_stream: av.audio.stream.AudioStream,
+        output: av.container.OutputContainer,
+        out_stream: av.audio.stream.AudioStream,
+        transcode: bool,
+        path: Path,
+        audio_range: tuple[Fraction, Fraction] | None = None,
+    ):
         self._source = source
         self._in_stream = in_stream
         self._output = output
@@ -81,8 +87,9 @@ class AudioMuxer:
         self._next_pts: int | None = None
 
     @classmethod
-    def attach(cls, path: Path, output: av.container.OutputContainer,
-               audio_range: tuple[Fraction, Fraction] | None = None) -> "AudioMuxer | None":
+    def attach(
+        cls, path: Path, output: av.container.OutputContainer, audio_range: tuple[Fraction, Fraction] | None = None
+    ) -> AudioMuxer | None:
         """Add an audio stream for ``path``'s audio to ``output``; None if it has none."""
         source = open_media(path, "audio")
         if not source.streams.audio:
@@ -93,15 +100,13 @@ class AudioMuxer:
         if codec in output.supported_codecs:
             out_stream = output.add_stream_from_template(in_stream)
             logger.info("%s: copying %s audio", path, codec)
-            return cls(source, in_stream, output, out_stream, transcode=False, path=path,
-                       audio_range=audio_range)
+            return cls(source, in_stream, output, out_stream, transcode=False, path=path, audio_range=audio_range)
         target = "aac" if "aac" in output.supported_codecs else "libopus"
         rate = 48000 if target == "libopus" else in_stream.codec_context.sample_rate
         out_stream = output.add_stream(target, rate=rate)
         out_stream.layout = "stereo" if in_stream.channels > 1 else "mono"
         logger.info("%s: transcoding %s audio to %s", path, codec, target)
-        return cls(source, in_stream, output, out_stream, transcode=True, path=path,
-                   audio_range=audio_range)
+        return cls(source, in_stream, output, out_stream, transcode=True, path=path, audio_range=audio_range)
 
     def feed_until(self, seconds: float | Fraction) -> None:
         """Mux every source packet that starts before ``seconds`` (output time)."""
@@ -129,8 +134,7 @@ class AudioMuxer:
                         continue
                     return packet
         except av.FFmpegError as exc:
-            logger.warning("%s: audio cut short by unreadable data (%s)", self._path,
-                           ffmpeg_reason(exc))
+            logger.warning("%s: audio cut short by unreadable data (%s)", self._path, ffmpeg_reason(exc))
         return None
 
     def _mux(self, packet: av.Packet) -> None:
@@ -160,8 +164,7 @@ class AudioMuxer:
         if not self._in_stream.time_base:
             return
         try:
-            self._source.seek(int(target / self._in_stream.time_base), stream=self._in_stream,
-                              backward=True)
+            self._source.seek(int(target / self._in_stream.time_base), stream=self._in_stream, backward=True)
         except av.FFmpegError as exc:  # not seekable: demux from where it is, the start
             logger.debug("%s: cannot seek the audio (%s)", self._path, ffmpeg_reason(exc))
 

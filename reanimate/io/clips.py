@@ -55,8 +55,7 @@ def count_frames(path: str | os.PathLike, frame_shape: FrameShape = (256, 256, 3
     return open_clip(Path(path), check_frame_shape(frame_shape)).num_frames
 
 
-def read_frames(path: str | os.PathLike, indices: Sequence[int],
-                frame_shape: FrameShape = (256, 256, 3)) -> np.ndarray:
+def read_frames(path: str | os.PathLike, indices: Sequence[int], frame_shape: FrameShape = (256, 256, 3)) -> np.ndarray:
     """The frames ``indices`` (0-based, any order, repeats allowed) of a video.
 
     Reads only what it needs: the listed files of a folder; a video file decoded from the
@@ -72,8 +71,7 @@ def read_frames(path: str | os.PathLike, indices: Sequence[int],
     return open_clip(Path(path), check_frame_shape(frame_shape)).read(indices)
 
 
-def iter_frames(path: str | os.PathLike,
-                frame_shape: FrameShape = (256, 256, 3)) -> Iterator[np.ndarray]:
+def iter_frames(path: str | os.PathLike, frame_shape: FrameShape = (256, 256, 3)) -> Iterator[np.ndarray]:
     """Stream every frame of a video as float32 ``(H, W, 3)`` in ``[0, 1]``, resized to
     ``frame_shape[:2]``. Holds one frame at a time (a side-by-side image: that image).
 
@@ -93,16 +91,18 @@ def frames_to_batch(frames: Sequence[np.ndarray] | np.ndarray) -> torch.Tensor:
 def check_frame_shape(frame_shape: FrameShape) -> tuple[int, int]:
     """``(H, W)`` from ``(H, W)`` or ``(H, W, 3)``; :class:`ReanimateError` otherwise."""
     shape = tuple(frame_shape)
-    if (len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] != 3)
-            or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0
-                       for s in shape)):
-        raise ReanimateError(f"frame_shape must be [height, width, 3] with positive sizes, "
-                             f"got {list(frame_shape)}")
+    if (
+        len(shape) not in (2, 3)
+        or (len(shape) == 3 and shape[2] != 3)
+        or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0 for s in shape)
+    ):
+        raise ReanimateError(f"frame_shape must be [height, width, 3] with positive sizes, got {list(frame_shape)}")
     return int(shape[0]), int(shape[1])
 
 
-def open_clip(path: Path, shape: tuple[int, int],
-              known_count: int | None = None) -> "FolderClip | FileClip | StackedClip":
+def open_clip(
+    path: Path, shape: tuple[int, int], known_count: int | None = None
+) -> FolderClip | FileClip | StackedClip:
     """The reader for ``path``'s kind of video, giving frames of ``shape`` ``(H, W)``.
     ``known_count``: a video file's frame count found earlier (saves decoding it)."""
     if not path.exists():
@@ -113,8 +113,11 @@ def open_clip(path: Path, shape: tuple[int, int],
         return FileClip(path, shape, known_count)
     if is_image_path(path):
         return StackedClip(path, shape)
-    raise InputError(path, "not a video: expected a folder of frames, a video file "
-                     f"({', '.join(sorted(VIDEO_EXTENSIONS))}) or an image of frames side by side")
+    raise InputError(
+        path,
+        "not a video: expected a folder of frames, a video file "
+        f"({', '.join(sorted(VIDEO_EXTENSIONS))}) or an image of frames side by side",
+    )
 
 
 class ShortVideoError(InputError):
@@ -122,8 +125,7 @@ class ShortVideoError(InputError):
     (``available``; the :class:`FileClip` counts that many from then on)."""
 
     def __init__(self, path: Path, index: int, available: int):
-        super().__init__(path, f"frame {index} is out of range (the video ends after "
-                         f"{available} frames)")
+        super().__init__(path, f"frame {index} is out of range (the video ends after {available} frames)")
         self.available = available
 
 
@@ -213,9 +215,12 @@ class StackedClip:
         self.image = read_image(path)
         width = self.image.shape[1]
         if width % shape[1]:
-            raise InputError(path, f"is {width} pixels wide, not a multiple of the frame width "
-                             f"{shape[1]} (an image of frames side by side needs frame_shape "
-                             "[height, width, 3] of one frame)")
+            raise InputError(
+                path,
+                f"is {width} pixels wide, not a multiple of the frame width "
+                f"{shape[1]} (an image of frames side by side needs frame_shape "
+                "[height, width, 3] of one frame)",
+            )
 
     @property
     def num_frames(self) -> int:
@@ -231,7 +236,7 @@ class StackedClip:
 
     def _frame(self, index: int) -> np.ndarray:
         width = self.shape[1]
-        return _to_float(self.image[:, index * width:(index + 1) * width], self.shape)
+        return _to_float(self.image[:, index * width : (index + 1) * width], self.shape)
 
 
 def _check_indices(path: Path, indices: Sequence[int], count: int | None) -> list[int]:

@@ -30,7 +30,12 @@ from reanimate.errors import InputError
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "read_image", "fit_to_shape", "frames_to_tensor", "tensor_to_frames", "LUMA_WEIGHTS", "MAX_IMAGE_PIXELS",
+    "read_image",
+    "fit_to_shape",
+    "frames_to_tensor",
+    "tensor_to_frames",
+    "LUMA_WEIGHTS",
+    "MAX_IMAGE_PIXELS",
 ]
 
 #: Luma weights of ITU-R BT.601 for RGB, as torchvision and PIL use for greyscale.
@@ -86,8 +91,9 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     except UnidentifiedImageError:
         raise InputError(path, "not an image file (or an image format Pillow cannot read)") from None
     except Image.DecompressionBombError:
-        raise InputError(path, f"image has more than {MAX_IMAGE_PIXELS:,} pixels, too many to "
-                         "read; downscale it first") from None
+        raise InputError(
+            path, f"image has more than {MAX_IMAGE_PIXELS:,} pixels, too many to read; downscale it first"
+        ) from None
     except (OSError, SyntaxError, ValueError) as exc:
         # Pillow reports truncated or damaged data as OSError / SyntaxError / ValueError.
         raise InputError(path, f"truncated or corrupt image data ({exc})") from None
@@ -184,9 +190,7 @@ def _grey_to_rgb(grey: np.ndarray) -> np.ndarray:
     return np.repeat(grey[..., None], 3, axis=2)
 
 
-def fit_to_shape(
-    image: np.ndarray, shape: tuple[int, int], mode: str = "crop"
-) -> tuple[np.ndarray, str | None]:
+def fit_to_shape(image: np.ndarray, shape: tuple[int, int], mode: str = "crop") -> tuple[np.ndarray, str | None]:
     """Resize an ``(H, W, 3)`` uint8 image to ``shape = (height, width)``.
 
     When the aspect ratios differ, ``mode="crop"`` first centre-crops the image to the
@@ -269,8 +273,9 @@ def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
 def _check_frame(frame: np.ndarray, name: str) -> None:
     """Raise ``ValueError`` unless ``frame`` is a uint8 ``(H, W, 3)`` array."""
     if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8:
-        raise ValueError(f"{name} must be a uint8 numpy array, got {type(frame).__name__} "
-                         f"{getattr(frame, 'dtype', '')}")
+        raise ValueError(
+            f"{name} must be a uint8 numpy array, got {type(frame).__name__} {getattr(frame, 'dtype', '')}"
+        )
     if frame.ndim != 3 or frame.shape[2] != 3 or frame.shape[0] < 1 or frame.shape[1] < 1:
         raise ValueError(f"{name} must have shape (H, W, 3), got {frame.shape}")
 
@@ -299,9 +304,7 @@ def frames_to_tensor(frames: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
             _check_frame(frame, "frame")
         batch = np.stack(frames)
     if batch.dtype != np.uint8 or batch.ndim != 4 or batch.shape[3] != 3:
-        raise ValueError(
-            f"frames must be uint8 with shape (N, H, W, 3), got {batch.dtype} {batch.shape}"
-        )
+        raise ValueError(f"frames must be uint8 with shape (N, H, W, 3), got {batch.dtype} {batch.shape}")
     # np.require copies only what is not C-contiguous or not writable (decoded frames may be read-only).
     tensor = torch.from_numpy(np.require(batch, requirements=("C", "W"))).to(torch.float32).div_(255.0)
     return tensor.permute(0, 3, 1, 2).contiguous()

@@ -42,7 +42,7 @@ def ffmpeg_reason(exc: BaseException) -> str:
     return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
 
-def open_frames(path: str | os.PathLike, fps: float | None = None) -> "FrameReader":
+def open_frames(path: str | os.PathLike, fps: float | None = None) -> FrameReader:
     """Open a video file or a folder of frame images for streaming reading.
 
     Args:
@@ -122,7 +122,7 @@ class FrameReader:
         for frames in list(self._live):
             frames.close()
 
-    def __enter__(self) -> "FrameReader":
+    def __enter__(self) -> FrameReader:
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -130,8 +130,10 @@ class FrameReader:
 
     def __repr__(self) -> str:
         width, height = self.size
-        return (f"FrameReader({str(self.path)!r}, {width}x{height}, fps={self.fps:g}, "
-                f"frame_count={self.frame_count}, has_audio={self.has_audio})")
+        return (
+            f"FrameReader({str(self.path)!r}, {width}x{height}, fps={self.fps:g}, "
+            f"frame_count={self.frame_count}, has_audio={self.has_audio})"
+        )
 
 
 class _FolderSource:
@@ -154,8 +156,7 @@ class _FolderSource:
 
     def read_frame(self, index: int) -> np.ndarray:
         if index >= len(self.files):
-            raise InputError(self.folder, f"frame {index} is out of range "
-                             f"(the folder has {len(self.files)} frames)")
+            raise InputError(self.folder, f"frame {index} is out of range (the folder has {len(self.files)} frames)")
         return self._read(index)
 
     def _read(self, index: int) -> np.ndarray:
@@ -165,9 +166,17 @@ class _FolderSource:
         # Frame folders exported by other tools sometimes mix sizes (issue 17); a video
         # has one size, so follow the first frame rather than refuse the folder.
         if self.resized == 0:
-            logger.warning("%s: frames differ in size (%s is %dx%d, the first frame %s is %dx%d); "
-                           "resizing every such frame to %dx%d", self.folder, self.files[index].name,
-                           frame.shape[1], frame.shape[0], self.files[0].name, *self.size, *self.size)
+            logger.warning(
+                "%s: frames differ in size (%s is %dx%d, the first frame %s is %dx%d); "
+                "resizing every such frame to %dx%d",
+                self.folder,
+                self.files[index].name,
+                frame.shape[1],
+                frame.shape[0],
+                self.files[0].name,
+                *self.size,
+                *self.size,
+            )
         self.resized += 1
         width, height = self.size
         return resize_area(frame, height, width)
@@ -178,8 +187,9 @@ def frame_files(folder: Path) -> list[Path]:
     :class:`InputError` when there are none."""
     files = list_frame_files(folder)
     if not files:
-        raise InputError(folder, "folder contains no frame images (expected "
-                         f"{', '.join(sorted(IMAGE_EXTENSIONS))} files)")
+        raise InputError(
+            folder, f"folder contains no frame images (expected {', '.join(sorted(IMAGE_EXTENSIONS))} files)"
+        )
     return files
 
 
@@ -235,10 +245,11 @@ class _VideoSource:
             return
         missing = self.frame_count - decoded
         if missing > max(_FRAME_COUNT_SLACK, self.frame_count // 100):
-            raise InputError(self.path, f"video data ends at frame {decoded} but the file "
-                             f"declares {self.frame_count} frames (truncated file?)")
-        logger.warning("%s: decoded %d frames, the file declares %d", self.path, decoded,
-                       self.frame_count)
+            raise InputError(
+                self.path,
+                f"video data ends at frame {decoded} but the file declares {self.frame_count} frames (truncated file?)",
+            )
+        logger.warning("%s: decoded %d frames, the file declares %d", self.path, decoded, self.frame_count)
 
     def read_frame(self, index: int) -> np.ndarray:
         frames = self.frames()
@@ -249,8 +260,7 @@ class _VideoSource:
                     return frame
         finally:
             frames.close()
-        raise InputError(self.path, f"frame {index} is out of range "
-                         f"(the video has {position + 1} frames)")
+        raise InputError(self.path, f"frame {index} is out of range (the video has {position + 1} frames)")
 
 
 def open_media(path: Path, what: str = "video") -> av.container.InputContainer:
@@ -261,8 +271,9 @@ def open_media(path: Path, what: str = "video") -> av.container.InputContainer:
     except EOFError:  # av.error.EOFError: nothing after the header
         raise InputError(path, f"file ends before any {what} data (empty or truncated)") from None
     except av.FFmpegError as exc:
-        raise InputError(path, f"cannot be opened to read its {what} ({ffmpeg_reason(exc)}); "
-                         "is it a video file?") from None
+        raise InputError(
+            path, f"cannot be opened to read its {what} ({ffmpeg_reason(exc)}); is it a video file?"
+        ) from None
     except OSError as exc:
         raise InputError(path, f"cannot be read ({exc.strerror or exc})") from None
 
@@ -285,8 +296,9 @@ def _stream_fps(stream: av.video.stream.VideoStream, path: Path) -> float:
     return DEFAULT_FOLDER_FPS
 
 
-def _decode_frames(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
-                   path: Path) -> Iterator[np.ndarray]:
+def _decode_frames(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, path: Path
+) -> Iterator[np.ndarray]:
     """Decode ``stream`` into RGB arrays, reporting decoder errors with the frame index."""
     index = 0
     try:
@@ -294,8 +306,7 @@ def _decode_frames(container: av.container.InputContainer, stream: av.video.stre
             yield _frame_to_rgb(frame)
             index += 1
     except av.FFmpegError as exc:
-        raise InputError(path, f"corrupt video data at frame {index} "
-                         f"({ffmpeg_reason(exc)})") from None
+        raise InputError(path, f"corrupt video data at frame {index} ({ffmpeg_reason(exc)})") from None
 
 
 def _frame_to_rgb(frame: av.VideoFrame) -> np.ndarray:

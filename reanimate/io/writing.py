@@ -62,10 +62,14 @@ _VIDEO_FORMATS = {
 }
 
 
-def open_writer(path: str | os.PathLike, fps: float,
-                audio_from: str | os.PathLike | None = None, crf: int = 18,
-                audio_range: tuple[float, float] | None = None,
-                overwrite: bool = False) -> "FrameWriter":
+def open_writer(
+    path: str | os.PathLike,
+    fps: float,
+    audio_from: str | os.PathLike | None = None,
+    crf: int = 18,
+    audio_range: tuple[float, float] | None = None,
+    overwrite: bool = False,
+) -> FrameWriter:
     """Open an atomic, streaming writer of ``uint8 (H, W, 3)`` RGB frames.
 
     Output kinds, chosen by ``path``:
@@ -121,19 +125,26 @@ def open_writer(path: str | os.PathLike, fps: float,
         raise OutputError(path, f"output folder {path.parent} does not exist")
     video_format = _VIDEO_FORMATS.get(path.suffix.lower())
     if path.is_dir() and video_format is not None:
-        raise OutputError(path, f"is an existing folder, cannot write a {path.suffix} video there; "
-                          "choose another output name")
+        raise OutputError(
+            path, f"is an existing folder, cannot write a {path.suffix} video there; choose another output name"
+        )
     if path.is_dir() or not path.suffix:
         if path.exists() and not path.is_dir():
             raise OutputError(path, "exists and is not a folder; cannot write frames into it")
         if not overwrite and _has_entries(path):
-            raise OutputError(path, "frame folder exists and is not empty; choose a new or empty "
-                              "folder, or allow replacing it (open_writer(..., overwrite=True))")
+            raise OutputError(
+                path,
+                "frame folder exists and is not empty; choose a new or empty "
+                "folder, or allow replacing it (open_writer(..., overwrite=True))",
+            )
         return _FolderWriter(path, rate)
     if video_format is None:
         supported = ", ".join(sorted(_VIDEO_FORMATS))
-        raise InputError(path, f"unsupported output extension {path.suffix!r} "
-                         f"(use {supported}, or a path without extension for PNG frames)")
+        raise InputError(
+            path,
+            f"unsupported output extension {path.suffix!r} "
+            f"(use {supported}, or a path without extension for PNG frames)",
+        )
     _check_encoder(video_format.codec, path)
     _check_crf(crf, video_format.codec)
     audio_path = None
@@ -170,8 +181,11 @@ def _check_encoder(codec: str, path: Path) -> None:
     try:
         av.codec.Codec(codec, "w")
     except (ValueError, av.FFmpegError):  # UnknownCodecError is a ValueError
-        raise InputError(path, f"cannot write {path.suffix} here: the installed FFmpeg (PyAV) "
-                         f"has no {codec} encoder; choose another extension") from None
+        raise InputError(
+            path,
+            f"cannot write {path.suffix} here: the installed FFmpeg (PyAV) "
+            f"has no {codec} encoder; choose another extension",
+        ) from None
 
 
 class _Discard(Exception):
@@ -218,8 +232,7 @@ class FrameWriter:
             raise ValueError(f"{self.path}: writer is closed")
         batch = np.asarray(frames)
         if batch.dtype != np.uint8 or batch.ndim not in (3, 4) or batch.shape[-1] != 3:
-            raise ValueError(f"frames must be uint8 (H, W, 3) or (N, H, W, 3), "
-                             f"got {batch.dtype} {batch.shape}")
+            raise ValueError(f"frames must be uint8 (H, W, 3) or (N, H, W, 3), got {batch.dtype} {batch.shape}")
         for frame in batch if batch.ndim == 4 else (batch,):
             self._check_size(frame)
             try:
@@ -264,7 +277,7 @@ class FrameWriter:
             self._atomic.__exit__(_Discard, _Discard(), None)  # deletes the temporary
             self._remove_temp()
 
-    def __enter__(self) -> "FrameWriter":
+    def __enter__(self) -> FrameWriter:
         return self
 
     def __exit__(self, exc_type, exc, traceback) -> None:
@@ -278,8 +291,10 @@ class FrameWriter:
         if self.size is None:
             self.size = size
         elif size != self.size:
-            raise ValueError(f"{self.path}: frame {self.frames_written} is {size[0]}x{size[1]} "
-                             f"but the output was started at {self.size[0]}x{self.size[1]}")
+            raise ValueError(
+                f"{self.path}: frame {self.frames_written} is {size[0]}x{size[1]} "
+                f"but the output was started at {self.size[0]}x{self.size[1]}"
+            )
 
     # Subclass hooks.
     def _write_frame(self, frame: np.ndarray) -> None:
@@ -312,9 +327,15 @@ class _VideoFileWriter(FrameWriter):
     than the frames written.
     """
 
-    def __init__(self, path: Path, rate: Fraction, video_format: _VideoFormat,
-                 audio_from: Path | None, crf: int,
-                 audio_range: tuple[Fraction, Fraction] | None = None):
+    def __init__(
+        self,
+        path: Path,
+        rate: Fraction,
+        video_format: _VideoFormat,
+        audio_from: Path | None,
+        crf: int,
+        audio_range: tuple[Fraction, Fraction] | None = None,
+    ):
         # The temporary keeps the extension: the muxer is chosen by it.
         super().__init__(path, rate, suffix=path.suffix)
         self._format = video_format
@@ -345,10 +366,12 @@ class _VideoFileWriter(FrameWriter):
     def _start(self, width: int, height: int) -> None:
         """Open the container and add the streams (once the frame size is known)."""
         if (width, height) != self.size:
-            logger.info("%s: padding %dx%d frames to %dx%d (H.264 needs even sizes)",
-                        self.path, *self.size, width, height)
-        self._container = av.open(str(self._temp), mode="w", format=self._format.muxer,
-                                  options=dict(self._format.container_options))
+            logger.info(
+                "%s: padding %dx%d frames to %dx%d (H.264 needs even sizes)", self.path, *self.size, width, height
+            )
+        self._container = av.open(
+            str(self._temp), mode="w", format=self._format.muxer, options=dict(self._format.container_options)
+        )
         self._stream = self._add_video_stream(width, height)
         if self._audio_from is not None:
             self._audio = AudioMuxer.attach(self._audio_from, self._container, self._audio_range)
@@ -361,8 +384,7 @@ class _VideoFileWriter(FrameWriter):
         if codec == "libx264":
             stream.options = {"crf": str(self._crf), "preset": "medium"}
         elif codec == "libvpx-vp9":
-            stream.options = {"crf": str(self._crf), "b": "0", "row-mt": "1",
-                              "deadline": "good", "cpu-used": "4"}
+            stream.options = {"crf": str(self._crf), "b": "0", "row-mt": "1", "deadline": "good", "cpu-used": "4"}
         if self._format.pix_fmt == "yuv420p":
             context = stream.codec_context
             context.colorspace = _AVCOL_SPC_BT709
@@ -376,9 +398,9 @@ class _VideoFileWriter(FrameWriter):
         if self._format.pix_fmt == "pal8":
             return _quantized_frame(frame)
         rgb = av.VideoFrame.from_ndarray(frame, format="rgb24")
-        return self._reformatter.reformat(rgb, format=self._format.pix_fmt,
-                                          dst_colorspace=Colorspace.ITU709,
-                                          dst_color_range=ColorRange.MPEG)
+        return self._reformatter.reformat(
+            rgb, format=self._format.pix_fmt, dst_colorspace=Colorspace.ITU709, dst_color_range=ColorRange.MPEG
+        )
 
     def _finish(self) -> None:
         self._container.mux(self._stream.encode(None))
@@ -411,11 +433,9 @@ def _pad_to_even(frame: np.ndarray) -> np.ndarray:
 
 def _quantized_frame(frame: np.ndarray) -> av.VideoFrame:
     """RGB array -> ``pal8`` frame with its own 256-colour median-cut palette (for GIF)."""
-    quantized = Image.fromarray(frame).quantize(256, method=Image.Quantize.MEDIANCUT,
-                                                dither=Image.Dither.NONE)
+    quantized = Image.fromarray(frame).quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
     colours = np.asarray(quantized.getpalette()[: 256 * 3], dtype=np.uint8).reshape(-1, 3)
     palette = np.zeros((256, 4), dtype=np.uint8)
     palette[:, 0] = 255  # opaque; PyAV takes ARGB
     palette[: len(colours), 1:] = colours
-    return av.VideoFrame.from_ndarray((np.asarray(quantized, dtype=np.uint8), palette),
-                                      format="pal8")
+    return av.VideoFrame.from_ndarray((np.asarray(quantized, dtype=np.uint8), palette), format="pal8")

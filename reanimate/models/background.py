@@ -160,9 +160,14 @@ class CorrelationMotionEstimator(nn.Module):
             points = coordinate_grid((h, w), device=driving.device).view(1, h * w, 2).expand(b, h * w, 2)
             cell = torch.tensor([2 / max(w - 1, 1), 2 / max(h - 1, 1)], device=driving.device)
             matched = points + (offset * cell).view(b, h * w, 2)
-            return fit_affine_robust(points, matched, confidence.view(b, h * w), self.config.robust_iterations,
-                                     self.config.robust_scale * float(cell.max()),
-                                     translation_only=self.config.bg_type == "shift")
+            return fit_affine_robust(
+                points,
+                matched,
+                confidence.view(b, h * w),
+                self.config.robust_iterations,
+                self.config.robust_scale * float(cell.max()),
+                translation_only=self.config.bg_type == "shift",
+            )
 
 
 class BackgroundMotionPredictor(nn.Module):
@@ -187,7 +192,9 @@ class BackgroundMotionPredictor(nn.Module):
             self.matcher = CorrelationMotionEstimator(config)
             return
         self.encoder = HourglassEncoder(
-            config.block_expansion, 2 * config.num_channels + 2 * config.coordinates, config.num_blocks,
+            config.block_expansion,
+            2 * config.num_channels + 2 * config.coordinates,
+            config.num_blocks,
             config.max_features,
         )
         self.fc = nn.Linear(feature_width(config.block_expansion, config.num_blocks, config.max_features), n)

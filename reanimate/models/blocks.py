@@ -7,7 +7,7 @@ FOMM layout so that its checkpoints load without renaming.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

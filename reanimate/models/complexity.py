@@ -7,7 +7,8 @@ attention adds its two ``T x T`` products. Normalisation, activations, additions
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -33,8 +34,9 @@ def count_macs(module: nn.Module, *inputs: torch.Tensor, run: Callable[[], Any] 
         macs["attention"] += 2 * b * t * t * d
 
     hooks = {nn.Conv2d: conv_hook, nn.Linear: linear_hook, Attention: attention_hook}
-    handles = [m.register_forward_hook(hook) for m in module.modules()
-               for kind, hook in hooks.items() if isinstance(m, kind)]
+    handles = [
+        m.register_forward_hook(hook) for m in module.modules() for kind, hook in hooks.items() if isinstance(m, kind)
+    ]
     try:
         with torch.no_grad():
             run() if run is not None else module(*inputs)

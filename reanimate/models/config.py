@@ -107,7 +107,7 @@ class ModelConfig:
     family: str = "fomm"
 
     @classmethod
-    def from_dict(cls, doc: dict[str, Any], name: str = "model") -> "ModelConfig":
+    def from_dict(cls, doc: dict[str, Any], name: str = "model") -> ModelConfig:
         if not isinstance(doc, dict) or not isinstance(doc.get("model_params"), dict):
             raise ValueError("no 'model_params' section")
         doc = copy.deepcopy(doc)
@@ -141,7 +141,9 @@ class ModelConfig:
                 },
                 "dense_motion_params",
             )
-        generator = dataclass_from_dict(GeneratorConfig, {**gen_params, "align_corners": align_corners}, "generator_params")
+        generator = dataclass_from_dict(
+            GeneratorConfig, {**gen_params, "align_corners": align_corners}, "generator_params"
+        )
         generator.dense_motion_params = dense
         bg_params = model.get("bg_predictor_params")
         if model.get("use_bg_predictor") and bg_params is None:
@@ -175,10 +177,10 @@ class ModelConfig:
         )
 
     @classmethod
-    def from_yaml_text(cls, text: str, name: str = "model") -> "ModelConfig":
+    def from_yaml_text(cls, text: str, name: str = "model") -> ModelConfig:
         return cls.from_dict(yaml.safe_load(text), name)
 
-    def with_align_corners(self, value: bool) -> "ModelConfig":
+    def with_align_corners(self, value: bool) -> ModelConfig:
         """A copy whose ``grid_sample`` calls use ``align_corners=value``."""
         raw = copy.deepcopy(self.raw)
         raw["model_params"].setdefault("common_params", {})["align_corners"] = bool(value)
@@ -232,7 +234,9 @@ def load_config_document(name_or_path: str | os.PathLike) -> dict[str, Any]:
         line = getattr(getattr(exc, "problem_mark", None), "line", None)
         where = f" at line {line + 1}" if line is not None else ""
         if "python/" in str(exc):
-            raise InputError(path, f"not a model config: YAML tags that build Python objects are not read{where}") from None
+            raise InputError(
+                path, f"not a model config: YAML tags that build Python objects are not read{where}"
+            ) from None
         raise InputError(path, f"not valid YAML{where}") from None
     if doc is None:
         raise InputError(path, "the config file is empty")
@@ -241,7 +245,7 @@ def load_config_document(name_or_path: str | os.PathLike) -> dict[str, Any]:
     return doc
 
 
-def config_family(config: "str | os.PathLike | ModelConfig | Any") -> str:
+def config_family(config: str | os.PathLike | ModelConfig | Any) -> str:
     """The family a config (path, built-in name or loaded config) names."""
     if isinstance(config, (str, os.PathLike)):
         doc = load_config_document(config)

@@ -71,7 +71,9 @@ class DenseMotion(nn.Module):
         self.hourglass = Hourglass(config.block_expansion, (k + 1) * (c + 1), config.num_blocks, config.max_features)
         self.mask = nn.Conv2d(self.hourglass.out_filters, k + 1, kernel_size=7, padding=3)
         self.occlusion = (
-            nn.Conv2d(self.hourglass.out_filters, 1, kernel_size=7, padding=3) if config.estimate_occlusion_map else None
+            nn.Conv2d(self.hourglass.out_filters, 1, kernel_size=7, padding=3)
+            if config.estimate_occlusion_map
+            else None
         )
         if config.scale_factor != 1:
             self.down = AntiAliasDownsample(c, config.scale_factor)

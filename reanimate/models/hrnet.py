@@ -267,7 +267,10 @@ def build_backbone(name: str, in_channels: int = 3) -> StemBackbone:
 
 
 #: File names of the official ImageNet HRNet classification checkpoints (HRNet-Image-Classification).
-IMAGENET_FILES = {"hrnet_w32": "hrnetv2_w32_imagenet_pretrained.pth", "hrnet_w48": "hrnetv2_w48_imagenet_pretrained.pth"}
+IMAGENET_FILES = {
+    "hrnet_w32": "hrnetv2_w32_imagenet_pretrained.pth",
+    "hrnet_w48": "hrnetv2_w48_imagenet_pretrained.pth",
+}
 
 
 def load_imagenet_backbone(backbone: StemBackbone, path, name: str = "hrnet_w32") -> int:

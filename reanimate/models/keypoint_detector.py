@@ -42,9 +42,7 @@ class KeypointDetector(nn.Module):
     def __init__(self, config: KeypointDetectorConfig):
         super().__init__()
         self.config = config
-        self.predictor = Hourglass(
-            config.block_expansion, config.num_channels, config.num_blocks, config.max_features
-        )
+        self.predictor = Hourglass(config.block_expansion, config.num_channels, config.num_blocks, config.max_features)
         self.kp = nn.Conv2d(self.predictor.out_filters, config.num_kp, kernel_size=7, padding=config.pad)
         if config.estimate_jacobian:
             self.num_jacobian_maps = 1 if config.single_jacobian_map else config.num_kp

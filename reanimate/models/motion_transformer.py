@@ -165,9 +165,7 @@ class MotionTransformer(nn.Module):
         self.motion_tokens = nn.Parameter(torch.zeros(1, config.num_motion_tokens, d))
         self.dropout = nn.Dropout(config.dropout)
         mlp_dim = int(round(d * config.mlp_ratio))
-        self.layers = nn.ModuleList(
-            EncoderLayer(d, config.heads, mlp_dim, config.dropout) for _ in range(config.depth)
-        )
+        self.layers = nn.ModuleList(EncoderLayer(d, config.heads, mlp_dim, config.dropout) for _ in range(config.depth))
         self.kp_head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, 2))
         self.jacobian_head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, 4)) if config.estimate_jacobian else None
         if config.imagenet_normalize:
@@ -285,5 +283,3 @@ def convert_mtia_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, to
         elif key != "transformer.pos_embedding":
             raise KeyError(f"unexpected MTIA key {key!r}")
     return out
-
-

@@ -17,9 +17,9 @@ import itertools
 import logging
 import os
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -110,8 +110,9 @@ class AnimationPipeline:
         self.animator = animator
 
     @classmethod
-    def from_checkpoint(cls, checkpoint, config=None, align_corners: bool | None = None, device: str = "auto",
-                        fp16: bool = False) -> "AnimationPipeline":
+    def from_checkpoint(
+        cls, checkpoint, config=None, align_corners: bool | None = None, device: str = "auto", fp16: bool = False
+    ) -> AnimationPipeline:
         """The family the checkpoint names, loaded; ``align_corners`` overrides the config's value."""
         return cls(build_animator(checkpoint, "auto", config, align_corners, device, fp16))
 
@@ -140,8 +141,11 @@ class AnimationPipeline:
         with FaceMesh(max_faces=MAX_SOURCE_FACES) as mesh:
             faces = mesh.detect(image)
         if not faces:
-            hint = ("the default animator needs a face; give --checkpoint for other objects"
-                    if self.requirements.driving_landmarks else "use --crop none for images without a face")
+            hint = (
+                "the default animator needs a face; give --checkpoint for other objects"
+                if self.requirements.driving_landmarks
+                else "use --crop none for images without a face"
+            )
             raise InputError(path, f"no face found ({hint})")
         index = options.face_index
         if index is not None and not 0 <= index < len(faces):
@@ -150,8 +154,9 @@ class AnimationPipeline:
             notes.append(f"{Path(path).name}: {len(faces)} faces found; animating the largest (--face-index to choose)")
         return faces[index or 0]
 
-    def _encode_source(self, image: np.ndarray, path, options: AnimationOptions, plan: _Plan,
-                       notes: list[str]) -> tuple[Source, np.ndarray | None, np.ndarray | None]:
+    def _encode_source(
+        self, image: np.ndarray, path, options: AnimationOptions, plan: _Plan, notes: list[str]
+    ) -> tuple[Source, np.ndarray | None, np.ndarray | None]:
         """The source state, the crop box in the source image (None without a crop) and
         the face landmarks in the source crop's pixels (None when no face was looked for)."""
         size = self.size
@@ -172,8 +177,9 @@ class AnimationPipeline:
 
     # -- reference frame -------------------------------------------------------------
 
-    def find_best_frame(self, source: Source, driving_path, fps=None, pad: bool = False,
-                        batch_size: int = 8) -> tuple[int, Motion]:
+    def find_best_frame(
+        self, source: Source, driving_path, fps=None, pad: bool = False, batch_size: int = 8
+    ) -> tuple[int, Motion]:
         """Driving frame whose normalised keypoint layout is closest to the source's
         (the animator's keypoints of whole frames; for faces :meth:`animate` matches face
         landmarks instead, as the reference demo). Returns its index and its motion."""
@@ -199,9 +205,17 @@ class AnimationPipeline:
             raise InputError(driving_path, "no face in any frame")
         return index
 
-    def _reference(self, source: Source, source_landmarks: np.ndarray | None, reader, driving_path, fps,
-                   options: AnimationOptions, plan: _Plan,
-                   tracker: "_DrivingFaces | None") -> tuple[int, np.ndarray | None, Motion | None]:
+    def _reference(
+        self,
+        source: Source,
+        source_landmarks: np.ndarray | None,
+        reader,
+        driving_path,
+        fps,
+        options: AnimationOptions,
+        plan: _Plan,
+        tracker: _DrivingFaces | None,
+    ) -> tuple[int, np.ndarray | None, Motion | None]:
         """The driving frame aligned with the source: its index, the driving crop box and
         its motion (None for absolute transfer)."""
         reference, motion = 0, None
@@ -227,8 +241,13 @@ class AnimationPipeline:
             if tracker is not None:
                 tracker.last = landmarks
         if options.relative:
-            batch = DrivingBatch([frame], self.size, box if plan.driving_box else None,
-                                 None if landmarks is None or tracker is None else landmarks[None], options.pad)
+            batch = DrivingBatch(
+                [frame],
+                self.size,
+                box if plan.driving_box else None,
+                None if landmarks is None or tracker is None else landmarks[None],
+                options.pad,
+            )
             motion = self.animator.estimate(batch)
         return reference, box, motion
 
@@ -259,11 +278,14 @@ class AnimationPipeline:
 
         with open_frames(driving_path, fps=fps) as reader:
             # Fail on an unwritable output before decoding the whole video.
-            with open_writer(output_path, reader.fps, audio_from=driving_path, overwrite=options.overwrite) as writer, \
-                    contextlib.ExitStack() as resources:
+            with (
+                open_writer(output_path, reader.fps, audio_from=driving_path, overwrite=options.overwrite) as writer,
+                contextlib.ExitStack() as resources,
+            ):
                 tracker = resources.enter_context(_DrivingFaces()) if per_frame_landmarks else None
-                reference, drive_box, initial = self._reference(source, source_landmarks, reader, driving_path,
-                                                                fps, options, plan, tracker)
+                reference, drive_box, initial = self._reference(
+                    source, source_landmarks, reader, driving_path, fps, options, plan, tracker
+                )
                 smoother = make_smoother(options.smooth, reader.fps)
                 raw_jitter, jitter = JitterMeter(), JitterMeter()
                 canvas = source_image.copy() if plan.paste else None
@@ -271,8 +293,13 @@ class AnimationPipeline:
                 # reference frame, so animating "forward and backward from the best
                 # frame" (reference demo) equals one pass in display order.
                 done = 0
-                bar = tqdm(total=reader.frame_count, unit="frame", disable=None if progress else True,
-                           desc="animate", dynamic_ncols=True)
+                bar = tqdm(
+                    total=reader.frame_count,
+                    unit="frame",
+                    disable=None if progress else True,
+                    desc="animate",
+                    dynamic_ncols=True,
+                )
                 with bar:
                     for frames in batched(timer.iterate("decode", reader), options.batch_size):
                         landmarks = None
@@ -280,8 +307,9 @@ class AnimationPipeline:
                             with timer("landmarks"):
                                 landmarks = tracker.update(frames)
                         with timer("model"):
-                            batch = DrivingBatch(frames, self.size, drive_box if plan.driving_box else None,
-                                                 landmarks, options.pad)
+                            batch = DrivingBatch(
+                                frames, self.size, drive_box if plan.driving_box else None, landmarks, options.pad
+                            )
                             motion = self.animator.estimate(batch)
                             raw_jitter.update(motion.keypoints.value)
                             if smoother is not None:
@@ -305,14 +333,22 @@ class AnimationPipeline:
                     raise ReanimateError(f"{driving_path}: no frames")
                 missing = tracker.missing if tracker is not None else 0
                 if tracker is not None and missing > options.max_missing * done:
-                    raise InputError(driving_path, f"no face in {missing} of {done} frames (first at frame "
-                                                   f"{tracker.first_missing}); at most {options.max_missing:.0%} may miss")
+                    raise InputError(
+                        driving_path,
+                        f"no face in {missing} of {done} frames (first at frame "
+                        f"{tracker.first_missing}); at most {options.max_missing:.0%} may miss",
+                    )
                 if missing:
-                    notes.append(f"{Path(driving_path).name}: no face in {missing} of {done} frames "
-                                 f"(first at frame {tracker.first_missing}); the last landmarks were held")
-        stats = {"raw": raw_jitter.score, "smoothed": jitter.score} if smoother is not None else {"raw": raw_jitter.score}
-        return AnimationResult(Path(output_path), done, time.perf_counter() - start, reference, notes,
-                               stats, missing, timer.seconds)
+                    notes.append(
+                        f"{Path(driving_path).name}: no face in {missing} of {done} frames "
+                        f"(first at frame {tracker.first_missing}); the last landmarks were held"
+                    )
+        stats = (
+            {"raw": raw_jitter.score, "smoothed": jitter.score} if smoother is not None else {"raw": raw_jitter.score}
+        )
+        return AnimationResult(
+            Path(output_path), done, time.perf_counter() - start, reference, notes, stats, missing, timer.seconds
+        )
 
 
 def _check_options(options: AnimationOptions) -> None:
@@ -373,7 +409,7 @@ class _DrivingFaces:
             out.append(self.last)
         return np.stack(out)
 
-    def __enter__(self) -> "_DrivingFaces":
+    def __enter__(self) -> _DrivingFaces:
         return self
 
     def __exit__(self, *exc_info) -> None:

@@ -18,12 +18,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ..animators.base import Transfer
+from ..animators.fomm import FommAnimator
 from ..data.frames import FramesDataset, frames_to_batch, iter_frames, read_frames
 from ..data.pairs import PairedDataset
 from ..io import open_writer, tensor_to_frames
 from ..models import FirstOrderModel
-from ..animators.base import Transfer
-from ..animators.fomm import FommAnimator
 from .animate import batched
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ class PairsResult:
 
 
 def _normalization(model: FirstOrderModel) -> Transfer:
-    params = ((model.config.raw.get("animate_params") or {}).get("normalization_params") or {})
+    params = (model.config.raw.get("animate_params") or {}).get("normalization_params") or {}
     return Transfer(
         relative=bool(params.get("use_relative_movement", True)),
         relative_jacobian=bool(params.get("use_relative_jacobian", True)),
@@ -66,8 +66,9 @@ def animate_pairs(
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     outputs, frames = [], 0
-    bar = tqdm(total=len(pairs), unit="pair", desc="animate pairs", disable=None if progress else True,
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=len(pairs), unit="pair", desc="animate pairs", disable=None if progress else True, dynamic_ncols=True
+    )
     with bar:
         for i in range(len(pairs)):
             pair = pairs[i]

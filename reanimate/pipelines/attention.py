@@ -21,11 +21,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..animators.fomm import FommAnimator
 from ..errors import ReanimateError
 from ..io import atomic_path, read_image
 from ..models.motion_transformer import MotionTransformer
 from ..visualize import draw_keypoints
-from ..animators.fomm import FommAnimator
 
 
 @dataclass
@@ -44,14 +44,17 @@ def heat_overlay(image: np.ndarray, heat: np.ndarray, strength: float = 0.6) -> 
     return (image * (1 - alpha) + 255 * colour * alpha).astype(np.uint8)
 
 
-def attention_maps(pipeline: FommAnimator, image: np.ndarray, pad: bool = False
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def attention_maps(
+    pipeline: FommAnimator, image: np.ndarray, pad: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The model-resolution image ``(H, W, 3)`` uint8, its attention maps ``(L, K, h, w)``
     and keypoints ``(K, 2)``."""
     estimator = pipeline.model.kp_detector
     if not isinstance(estimator, MotionTransformer):
-        raise ReanimateError("attention maps need a checkpoint whose motion estimator is the transformer "
-                             f"(model_params.motion_estimator: transformer), this one has {type(estimator).__name__}")
+        raise ReanimateError(
+            "attention maps need a checkpoint whose motion estimator is the transformer "
+            f"(model_params.motion_estimator: transformer), this one has {type(estimator).__name__}"
+        )
     images, _ = pipeline.prepare([image], pad)
     with torch.inference_mode():
         keypoints, maps = estimator(images.float(), return_attention=True)
@@ -59,8 +62,9 @@ def attention_maps(pipeline: FommAnimator, image: np.ndarray, pad: bool = False
     return fitted, maps[0].float().cpu().numpy(), keypoints.value[0].float().cpu().numpy()
 
 
-def save_attention(pipeline: FommAnimator, source: str | os.PathLike, output_dir: str | os.PathLike,
-                   pad: bool = False) -> AttentionResult:
+def save_attention(
+    pipeline: FommAnimator, source: str | os.PathLike, output_dir: str | os.PathLike, pad: bool = False
+) -> AttentionResult:
     """Write the overlays, ``grid.png`` and ``attention.npz`` into ``output_dir``
     (created; written in a temporary folder first, so a failure leaves nothing)."""
     image = read_image(source)
@@ -68,8 +72,16 @@ def save_attention(pipeline: FommAnimator, source: str | os.PathLike, output_dir
     height, width = fitted.shape[:2]
     layers, tokens = maps.shape[:2]
     # Each map scaled by its own maximum: the maps of later layers are often flat.
-    up = F.interpolate(torch.from_numpy(maps).reshape(-1, 1, *maps.shape[2:]), size=(height, width),
-                       mode="bilinear", align_corners=False).reshape(layers, tokens, height, width).numpy()
+    up = (
+        F.interpolate(
+            torch.from_numpy(maps).reshape(-1, 1, *maps.shape[2:]),
+            size=(height, width),
+            mode="bilinear",
+            align_corners=False,
+        )
+        .reshape(layers, tokens, height, width)
+        .numpy()
+    )
     peak = up.max(axis=(2, 3), keepdims=True)
     up = up / np.where(peak > 0, peak, 1.0)
     out = Path(output_dir)
@@ -85,8 +97,9 @@ def save_attention(pipeline: FommAnimator, source: str | os.PathLike, output_dir
                 row.append(overlay)
             rows.append(np.concatenate(row, axis=1))
         Image.fromarray(np.concatenate(rows, axis=0)).save(staging / "grid.png")
-        np.savez_compressed(staging / "attention.npz", attention=maps.astype(np.float32),
-                            keypoints=keypoints.astype(np.float32))
+        np.savez_compressed(
+            staging / "attention.npz", attention=maps.astype(np.float32), keypoints=keypoints.astype(np.float32)
+        )
     return AttentionResult(out, maps, keypoints)
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -44,8 +44,15 @@ class _PlannedClip:
     boxes: np.ndarray  # (end - start, 4) int64
 
 
-def _check_options(increase: float, image_shape: Sequence[int], min_frames: int, iou_threshold: float,
-                   smooth: float, max_faces: int, max_gap: int) -> tuple[int, int]:
+def _check_options(
+    increase: float,
+    image_shape: Sequence[int],
+    min_frames: int,
+    iou_threshold: float,
+    smooth: float,
+    max_faces: int,
+    max_gap: int,
+) -> tuple[int, int]:
     try:
         height, width = (int(v) for v in image_shape)
     except (TypeError, ValueError):
@@ -65,13 +72,24 @@ def _check_options(increase: float, image_shape: Sequence[int], min_frames: int,
     return height, width
 
 
-def find_face_tracks(video_path: str | os.PathLike, iou_threshold: float = DEFAULT_IOU, max_gap: int = 0,
-                     max_faces: int = 5, against_initial: bool = False,
-                     progress: bool = True) -> tuple[list[FaceTrack], int]:
+def find_face_tracks(
+    video_path: str | os.PathLike,
+    iou_threshold: float = DEFAULT_IOU,
+    max_gap: int = 0,
+    max_faces: int = 5,
+    against_initial: bool = False,
+    progress: bool = True,
+) -> tuple[list[FaceTrack], int]:
     """Pass 1: face tracks of a video (boxes only). Returns ``(tracks, frame count)``."""
     with open_frames(video_path) as reader, FaceMesh(max_faces=max_faces, video=True) as mesh:
-        bar = tqdm(reader, total=reader.frame_count, unit="frame", desc="find faces",
-                   disable=None if progress else True, dynamic_ncols=True)
+        bar = tqdm(
+            reader,
+            total=reader.frame_count,
+            unit="frame",
+            desc="find faces",
+            disable=None if progress else True,
+            dynamic_ncols=True,
+        )
         tracker = FaceTracker(iou_threshold, max_gap, against_initial)
         with bar:
             for frame in bar:
@@ -122,32 +140,47 @@ def crop_video(
     video_path, out_dir = Path(video_path), Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(out_dir, "exists and is not a folder")
-    tracks, frame_count = find_face_tracks(video_path, iou_threshold, max_gap, max_faces,
-                                           against_initial=fixed, progress=progress)
+    tracks, frame_count = find_face_tracks(
+        video_path, iou_threshold, max_gap, max_faces, against_initial=fixed, progress=progress
+    )
     kept = [track for track in tracks if len(track) >= min_frames]
-    log.info("%s: %d frames, %d face tracks, %d of at least %d frames", video_path, frame_count,
-             len(tracks), len(kept), min_frames)
+    log.info(
+        "%s: %d frames, %d face tracks, %d of at least %d frames",
+        video_path,
+        frame_count,
+        len(tracks),
+        len(kept),
+        min_frames,
+    )
     if not kept:
         if not tracks:
             raise InputError(video_path, f"no face found in its {frame_count} frames; nothing written")
         longest = max(len(track) for track in tracks)
-        raise InputError(video_path, f"no face track is {min_frames} frames long (the longest has "
-                         f"{longest} of {frame_count} frames); nothing written. Lower --min-frames "
-                         f"or allow gaps (--max-gap)")
+        raise InputError(
+            video_path,
+            f"no face track is {min_frames} frames long (the longest has "
+            f"{longest} of {frame_count} frames); nothing written. Lower --min-frames "
+            f"or allow gaps (--max-gap)",
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     with open_frames(video_path) as reader:
         frame_size = (reader.size[1], reader.size[0])
         clips = [
-            _PlannedClip(out_dir / f"{video_path.stem}_track{index}.mp4", track.start, track.end,
-                         track_crop_boxes(track.boxes, frame_size, increase, smooth, fixed))
+            _PlannedClip(
+                out_dir / f"{video_path.stem}_track{index}.mp4",
+                track.start,
+                track.end,
+                track_crop_boxes(track.boxes, frame_size, increase, smooth, fixed),
+            )
             for index, track in enumerate(kept)
         ]
         _write_clips(reader, clips, (height, width), video_path if reader.has_audio else None, progress)
     return [clip.path for clip in clips]
 
 
-def _write_clips(reader: FrameReader, clips: list[_PlannedClip], shape: tuple[int, int], audio_from: Path | None,
-                 progress: bool) -> None:
+def _write_clips(
+    reader: FrameReader, clips: list[_PlannedClip], shape: tuple[int, int], audio_from: Path | None, progress: bool
+) -> None:
     """Pass 2: decode once more and feed each frame to the clips that include it.
 
     A writer is opened at its clip's first frame and closed (published) after its last.
@@ -167,8 +200,9 @@ def _write_clips(reader: FrameReader, clips: list[_PlannedClip], shape: tuple[in
                     break
                 for number, clip in enumerate(clips):
                     if index == clip.start:
-                        writers[number] = open_writer(clip.path, fps, audio_from=audio_from,
-                                                      audio_range=(clip.start / fps, clip.end / fps))
+                        writers[number] = open_writer(
+                            clip.path, fps, audio_from=audio_from, audio_range=(clip.start / fps, clip.end / fps)
+                        )
                     if clip.start <= index < clip.end:
                         writers[number].write(crop_face(frame, clip.boxes[index - clip.start], shape))
                     if index == clip.end - 1:
@@ -176,8 +210,9 @@ def _write_clips(reader: FrameReader, clips: list[_PlannedClip], shape: tuple[in
                         published.append(clip.path)
                 bar.update(1)
         if writers:
-            raise InputError(reader.path, f"the video ended at frame {index + 1} on the second read, "
-                             f"earlier than on the first")
+            raise InputError(
+                reader.path, f"the video ended at frame {index + 1} on the second read, earlier than on the first"
+            )
     except BaseException:
         for writer in writers.values():
             writer.abort()

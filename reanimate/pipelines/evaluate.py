@@ -24,16 +24,13 @@ section gives their units and the models they use.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import logging
 import math
 import os
 import tempfile
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -46,65 +43,15 @@ from ..evaluation import metrics
 from ..evaluation.cache import FeatureCache, iterate_frames
 from ..evaluation.extractor import FeatureExtractor
 from ..evaluation.features import VideoFeatures
-from ..io import is_image_path, is_video_path, open_frames, write_text_atomic
+from ..io import is_image_path, is_video_path, open_frames
 from ..io.image import resize_area
 from .animate import AnimationOptions, AnimationPipeline
+from .evaluation_report import COLUMNS, EvaluationResult, compare, markdown_table, write_report
 
 log = logging.getLogger(__name__)
 
 PROTOCOLS = ("same-identity", "cross-identity")
 NOT_AVAILABLE = "n/a (weights missing)"
-
-#: Report columns: (key, heading, format). Lower is better except where noted in the docs.
-COLUMNS = (
-    ("l1", "L1", "{:.4f}"),
-    ("psnr", "PSNR (dB)", "{:.2f}"),
-    ("ssim", "SSIM", "{:.4f}"),
-    ("ms_ssim", "MS-SSIM", "{:.4f}"),
-    ("lpips", "LPIPS", "{:.4f}"),
-    ("akd", "AKD (px)", "{:.3f}"),
-    ("akd68", "AKD-68 (px)", "{:.3f}"),
-    ("mkr", "MKR", "{:.4f}"),
-    ("aed", "AED", "{:.4f}"),
-    ("csim", "CSIM", "{:.4f}"),
-    ("apd", "APD (deg)", "{:.3f}"),
-    ("jitter", "jitter (px/f²)", "{:.3f}"),
-    ("jitter_real", "jitter real", "{:.3f}"),
-    ("fid", "FID", "{:.2f}"),
-)
-
-
-@dataclass
-class EvaluationResult:
-    """One run: ``metrics`` (means over videos; None where a metric does not apply,
-    ``"n/a (weights missing)"`` where it needs weights that were not given),
-    ``per_video`` (one dict per video) and ``notes``."""
-
-    name: str
-    protocol: str
-    kind: str
-    metrics: dict[str, float | str | None]
-    per_video: list[dict]
-    notes: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict:
-        return {"name": self.name, "protocol": self.protocol, "kind": self.kind, "metrics": self.metrics,
-                "per_video": self.per_video, "notes": self.notes}
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> "EvaluationResult":
-        path = Path(path)
-        if path.is_dir():
-            path = path / "metrics.json"
-        try:
-            data = json.loads(path.read_text())
-            return cls(data["name"], data["protocol"], data["kind"], data["metrics"], data["per_video"],
-                       data.get("notes", []))
-        except FileNotFoundError:
-            raise InputError(path, "no evaluation results here (metrics.json of reanimate evaluate)") from None
-        except (ValueError, KeyError, TypeError) as exc:
-            raise InputError(path, f"not an evaluation result ({exc})") from None
-
 
 # --------------------------------------------------------------------------------------
 # Inputs
@@ -118,8 +65,7 @@ def test_videos(root: str | os.PathLike) -> list[Path]:
     folder = root / "test" if (root / "test").is_dir() else root
     if not folder.is_dir():
         raise InputError(root, "no such dataset folder")
-    videos = sorted(p for p in folder.iterdir()
-                    if not p.name.startswith(".") and (p.is_dir() or is_video_path(p)))
+    videos = sorted(p for p in folder.iterdir() if not p.name.startswith(".") and (p.is_dir() or is_video_path(p)))
     if not videos:
         raise InputError(folder, "no test videos (video files or frame folders)")
     return videos
@@ -170,8 +116,9 @@ def find_generated(directory: Path, name: str) -> Path:
 # --------------------------------------------------------------------------------------
 
 
-def generate(pipeline: AnimationPipeline, jobs: list[tuple[str, Path, Path]], out_dir: Path,
-             progress: bool = True) -> dict[str, Path]:
+def generate(
+    pipeline: AnimationPipeline, jobs: list[tuple[str, Path, Path]], out_dir: Path, progress: bool = True
+) -> dict[str, Path]:
     """Animate every ``(name, source, driving)`` into ``out_dir/name/`` (PNG frames).
 
     The landmark animator crops the face and pastes it back (its outputs have the driving
@@ -236,9 +183,17 @@ def _mean(values) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def score_video(generated: Path, reference: Path, gen_features: VideoFeatures, ref_features: VideoFeatures,
-                source_identity: np.ndarray | None, networks: Networks, compare_pixels: bool,
-                fid_features: dict[str, list] | None = None, batch_size: int = 8) -> dict[str, float | None]:
+def score_video(
+    generated: Path,
+    reference: Path,
+    gen_features: VideoFeatures,
+    ref_features: VideoFeatures,
+    source_identity: np.ndarray | None,
+    networks: Networks,
+    compare_pixels: bool,
+    fid_features: dict[str, list] | None = None,
+    batch_size: int = 8,
+) -> dict[str, float | None]:
     """The metrics of one generated video against its reference video (the real video in
     the same-identity protocol, the driving video in the cross-identity one).
 
@@ -292,21 +247,25 @@ def score_video(generated: Path, reference: Path, gen_features: VideoFeatures, r
     size = ref_features.size
     gen_kp = _scaled(gen_features, size, "keypoints")[:count]
     ref_kp = ref_features.keypoints[:count]
-    out["akd"] = _nan_to_none(metrics.average_keypoint_distance(gen_kp, ref_kp, gen_features.visible[:count],
-                                                                ref_features.visible[:count]))
-    out["mkr"] = _nan_to_none(metrics.missing_keypoint_rate(gen_features.visible[:count],
-                                                           ref_features.visible[:count]))
+    out["akd"] = _nan_to_none(
+        metrics.average_keypoint_distance(gen_kp, ref_kp, gen_features.visible[:count], ref_features.visible[:count])
+    )
+    out["mkr"] = _nan_to_none(metrics.missing_keypoint_rate(gen_features.visible[:count], ref_features.visible[:count]))
     if gen_features.keypoints68 is not None and ref_features.keypoints68 is not None:
-        out["akd68"] = _nan_to_none(metrics.average_keypoint_distance(
-            _scaled(gen_features, size, "keypoints68")[:count], ref_features.keypoints68[:count]))
+        out["akd68"] = _nan_to_none(
+            metrics.average_keypoint_distance(
+                _scaled(gen_features, size, "keypoints68")[:count], ref_features.keypoints68[:count]
+            )
+        )
     if gen_features.identity is not None and ref_features.identity is not None:
         gen_id, ref_id = gen_features.identity[:count], ref_features.identity[:count]
         both = ~np.isnan(gen_id).any(1) & ~np.isnan(ref_id).any(1)
         out["aed"] = float(metrics.identity_distance(gen_id[both], ref_id[both]).mean()) if both.any() else None
         if source_identity is not None:
             found = ~np.isnan(gen_id).any(1)
-            out["csim"] = (float(np.mean(metrics.cosine_similarity(gen_id[found], source_identity)))
-                           if found.any() else None)
+            out["csim"] = (
+                float(np.mean(metrics.cosine_similarity(gen_id[found], source_identity))) if found.any() else None
+            )
         else:
             out["csim"] = float(np.mean(metrics.cosine_similarity(gen_id[both], ref_id[both]))) if both.any() else None
     if gen_features.pose is not None and ref_features.pose is not None:
@@ -383,8 +342,7 @@ def evaluate(
     else:
         outputs = {job[0]: find_generated(Path(generated), job[0]) for job in jobs}
 
-    extractor = FeatureExtractor(kind=kind, identity=identity and kind == "face",
-                                 landmarks68=kind == "face")
+    extractor = FeatureExtractor(kind=kind, identity=identity and kind == "face", landmarks68=kind == "face")
     notes.extend(getattr(extractor, "missing", []) or [])
     cache = FeatureCache(Path(cache_dir) if cache_dir is not None else out / "cache")
     fid_features = {"generated": [], "real": []} if networks.fid is not None else None
@@ -400,8 +358,16 @@ def evaluate(
                 if source not in source_identities:
                     source_identities[source] = _image_identity(cache, extractor, source)
                 source_identity = source_identities[source]
-            row = score_video(outputs[job_name], driving, gen_features, ref_features, source_identity, networks,
-                              compare_pixels=protocol == "same-identity", fid_features=fid_features)
+            row = score_video(
+                outputs[job_name],
+                driving,
+                gen_features,
+                ref_features,
+                source_identity,
+                networks,
+                compare_pixels=protocol == "same-identity",
+                fid_features=fid_features,
+            )
             per_video.append({"name": job_name, "source": str(source), "driving": str(driving), **row})
     finally:
         extractor.close()
@@ -413,8 +379,9 @@ def evaluate(
     if fid_features is not None and fid_features["generated"]:
         from ..evaluation.fid import fid_from_features
 
-        summary["fid"] = fid_from_features(np.concatenate(fid_features["real"]),
-                                           np.concatenate(fid_features["generated"]))
+        summary["fid"] = fid_from_features(
+            np.concatenate(fid_features["real"]), np.concatenate(fid_features["generated"])
+        )
     else:
         summary["fid"] = NOT_AVAILABLE if networks.fid is None else None
     summary["videos"] = len(per_video)
@@ -433,66 +400,4 @@ def _image_identity(cache: FeatureCache, extractor: FeatureExtractor, source: Pa
 
 
 # --------------------------------------------------------------------------------------
-# Reports
-# --------------------------------------------------------------------------------------
-
-
-def format_value(value, fmt: str) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, str):
-        return value
-    return fmt.format(value)
-
-
-def markdown_table(results: list[EvaluationResult]) -> str:
-    """Rows = runs, columns = the metrics any of them has (the papers' table format)."""
-    columns = [(k, h, f) for k, h, f in COLUMNS if any(r.metrics.get(k) is not None for r in results)]
-    lines = ["| run | protocol | videos | " + " | ".join(h for _, h, _ in columns) + " |",
-             "|---|---|---|" + "---|" * len(columns)]
-    for r in results:
-        cells = [format_value(r.metrics.get(k), f) for k, _, f in columns]
-        lines.append(f"| {r.name} | {r.protocol} | {r.metrics.get('videos', '')} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def write_report(result: EvaluationResult, out: Path) -> None:
-    """``metrics.json``, ``per_video.csv`` and ``report.md``, each written atomically."""
-    write_text_atomic(out / "metrics.json", json.dumps(result.as_dict(), indent=1, default=_json_default))
-    keys = ["name", "source", "driving", "frames"] + [k for k, _, _ in COLUMNS if k != "fid"]
-    write_text_atomic(out / "per_video.csv", _csv_text([keys] + [[v.get(k) for k in keys] for v in result.per_video]))
-    summary_keys = ["videos", "frames"] + [k for k, _, _ in COLUMNS]
-    write_text_atomic(out / "summary.csv", _csv_text([["run", "protocol"] + summary_keys, [
-        result.name, result.protocol] + [result.metrics.get(k) for k in summary_keys]]))
-    report = [f"# {result.name}: {result.protocol} ({result.kind})", "", markdown_table([result]), ""]
-    if result.notes:
-        report += ["Notes:", ""] + [f"- {n}" for n in result.notes] + [""]
-    worst = sorted((v for v in result.per_video if v.get("akd") is not None), key=lambda v: -v["akd"])[:5]
-    if worst:
-        report += ["Videos with the largest AKD:", ""] + [f"- {v['name']}: {v['akd']:.3f} px" for v in worst]
-    write_text_atomic(out / "report.md", "\n".join(report) + "\n")
-
-
-def compare(paths: list[str | os.PathLike]) -> str:
-    """A Markdown table of several runs (their folders or ``metrics.json`` files)."""
-    return markdown_table([EvaluationResult.load(p) for p in paths])
-
-
-def _csv_text(rows: list[list]) -> str:
-    """CSV of ``rows`` (quoted where needed): None as an empty cell, floats to 6 digits."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    for row in rows:
-        writer.writerow(["" if v is None else f"{v:.6g}" if isinstance(v, float) else v for v in row])
-    return buffer.getvalue()
-
-
-def _json_default(value):
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(type(value))
-
-
 __all__ = ["EvaluationResult", "Networks", "compare", "evaluate", "markdown_table", "test_videos"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from tqdm.auto import tqdm
 
@@ -31,8 +31,9 @@ def face_record(face: Face, decimals: int = DEFAULT_DECIMALS) -> dict:
     }
 
 
-def describe_faces(input_path: str | os.PathLike, max_faces: int = 5, decimals: int = DEFAULT_DECIMALS,
-                   progress: bool = False) -> Iterator[dict]:
+def describe_faces(
+    input_path: str | os.PathLike, max_faces: int = 5, decimals: int = DEFAULT_DECIMALS, progress: bool = False
+) -> Iterator[dict]:
     """One record per frame: ``{"frame": index, "faces": [face_record, ...]}``, largest face
     first. An image gives one record (frame 0); a video or frame folder one per frame,
     with MediaPipe in tracking mode."""
@@ -43,15 +44,26 @@ def describe_faces(input_path: str | os.PathLike, max_faces: int = 5, decimals: 
             yield {"frame": 0, "faces": [face_record(f, decimals) for f in mesh.detect(image)]}
         return
     with open_frames(path) as reader, FaceMesh(max_faces=max_faces, video=True) as mesh:
-        frames = tqdm(reader, total=reader.frame_count, unit="frame", desc="faces",
-                      disable=None if progress else True, dynamic_ncols=True)
+        frames = tqdm(
+            reader,
+            total=reader.frame_count,
+            unit="frame",
+            desc="faces",
+            disable=None if progress else True,
+            dynamic_ncols=True,
+        )
         with frames:
             for index, frame in enumerate(frames):
                 yield {"frame": index, "faces": [face_record(f, decimals) for f in mesh.detect(frame)]}
 
 
-def save_face_records(input_path: str | os.PathLike, output_path: str | os.PathLike, max_faces: int = 5,
-                      decimals: int = DEFAULT_DECIMALS, progress: bool = True) -> int:
+def save_face_records(
+    input_path: str | os.PathLike,
+    output_path: str | os.PathLike,
+    max_faces: int = 5,
+    decimals: int = DEFAULT_DECIMALS,
+    progress: bool = True,
+) -> int:
     """Write :func:`describe_faces` to ``output_path`` as JSON lines, atomically (nothing
     is left there on error). Returns the number of frames."""
     output = Path(output_path)

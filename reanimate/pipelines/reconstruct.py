@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..animators.base import Transfer
+from ..animators.fomm import FommAnimator
 from ..data.frames import FramesDataset, frames_to_batch, iter_frames
 from ..data.synthetic import load_flow
 from ..errors import InputError
@@ -38,8 +40,6 @@ from ..io import open_writer, tensor_to_frames
 from ..models import FirstOrderModel
 from ..training.config import TrainConfig
 from ..training.losses import transform_frame
-from ..animators.base import Transfer
-from ..animators.fomm import FommAnimator
 from .animate import batched
 
 log = logging.getLogger(__name__)
@@ -76,11 +76,15 @@ class ReconstructionResult:
         return asdict(self)
 
     def summary(self) -> str:
-        lines = [f"reconstruction L1 {self.l1:.4f} (no motion {self.no_motion_l1:.4f}) "
-                 f"over {self.frames} frames of {self.videos} videos"]
+        lines = [
+            f"reconstruction L1 {self.l1:.4f} (no motion {self.no_motion_l1:.4f}) "
+            f"over {self.frames} frames of {self.videos} videos"
+        ]
         if self.flow_epe is not None:
-            lines.append(f"flow EPE {self.flow_epe:.3f} px (no motion {self.no_motion_epe:.3f}); "
-                         f"visible pixels {self.flow_epe_visible:.3f} px (no motion {self.no_motion_epe_visible:.3f})")
+            lines.append(
+                f"flow EPE {self.flow_epe:.3f} px (no motion {self.no_motion_epe:.3f}); "
+                f"visible pixels {self.flow_epe_visible:.3f} px (no motion {self.no_motion_epe_visible:.3f})"
+            )
         if self.keypoint_equivariance is not None:
             lines.append(f"keypoint equivariance error {self.keypoint_equivariance:.3f} px")
         return "\n".join(lines)
@@ -170,9 +174,9 @@ def reconstruct(
                         n = images.shape[0]
                         if position + n > len(flow):
                             raise InputError(path, f"the ground-truth flow has {len(flow)} frames, the video more")
-                        true = torch.from_numpy(np.asarray(flow[position:position + n], dtype=np.float32))
+                        true = torch.from_numpy(np.asarray(flow[position : position + n], dtype=np.float32))
                         true = true.to(pipeline.device)
-                        seen = torch.from_numpy(np.asarray(visible[position:position + n])).to(pipeline.device)
+                        seen = torch.from_numpy(np.asarray(visible[position : position + n])).to(pipeline.device)
                         size = tuple(images.shape[2:])
                         predicted = resize_flow(result.deformation.float(), size)
                         identity = identity_flow(n, *size, device=pipeline.device)
@@ -185,8 +189,9 @@ def reconstruct(
                         epe_vis.add(errors_flow[seen])
                         still_epe_vis.add(errors_still[seen])
                         t = transform_params
-                        tps = ThinPlateSpline.random(n, t.sigma_affine, t.sigma_tps, t.points_tps,
-                                                     generator=generator).to(pipeline.device)
+                        tps = ThinPlateSpline.random(
+                            n, t.sigma_affine, t.sigma_tps, t.points_tps, generator=generator
+                        ).to(pipeline.device)
                         equivariance.add(keypoint_equivariance_error(pipeline, images, tps, model.config.align_corners))
                     position += images.shape[0]
                 if writer is not None:
@@ -202,9 +207,16 @@ def reconstruct(
             bar.update(1)
     frames_done = sum(v["frames"] for v in per_video)
     result = ReconstructionResult(
-        videos=count, frames=frames_done, l1=l1.value, no_motion_l1=still_l1.value,
-        flow_epe=epe.value, flow_epe_visible=epe_vis.value, no_motion_epe=still_epe.value,
-        no_motion_epe_visible=still_epe_vis.value, keypoint_equivariance=equivariance.value, per_video=per_video,
+        videos=count,
+        frames=frames_done,
+        l1=l1.value,
+        no_motion_l1=still_l1.value,
+        flow_epe=epe.value,
+        flow_epe_visible=epe_vis.value,
+        no_motion_epe=still_epe.value,
+        no_motion_epe_visible=still_epe_vis.value,
+        keypoint_equivariance=equivariance.value,
+        per_video=per_video,
     )
     if out is not None:
         (out / "metrics.json").write_text(json.dumps(result.as_dict(), indent=1))

@@ -50,8 +50,7 @@ def recompute_batchnorm_statistics(module: nn.Module, forward: Callable[[Any], o
     layers = batchnorm_layers(module)
     if not layers:
         return 0
-    saved = [(m.momentum, m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone())
-             for m in layers]
+    saved = [(m.momentum, m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone()) for m in layers]
     modes = {m: m.training for m in module.modules()}
     count, done = 0, False
     try:

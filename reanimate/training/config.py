@@ -51,7 +51,6 @@ Additions of this project (all optional):
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -116,7 +115,7 @@ class TrainConfig:
     loss_weights: LossWeights = field(default_factory=LossWeights)
 
     @classmethod
-    def from_dict(cls, params: dict[str, Any] | None) -> "TrainConfig":
+    def from_dict(cls, params: dict[str, Any] | None) -> TrainConfig:
         params = copy.deepcopy(params or {})
         transform = params.pop("transform_params", None) or {}
         weights = params.pop("loss_weights", None) or {}
@@ -139,4 +138,3 @@ class TrainConfig:
     def uses_mask_losses(self) -> bool:
         """Whether a background loss on the dense motion masks is on."""
         return self.loss_weights.bg_fg_mask != 0 or self.loss_weights.fg_mask_concentration != 0
-

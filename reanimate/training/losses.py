@@ -22,7 +22,7 @@ applied here, as in the official code).
 from __future__ import annotations
 
 import functools
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -150,9 +150,7 @@ def equivariance_value_loss(kp_driving: Keypoints, kp_transformed: Keypoints, tp
 
 
 @full_precision
-def equivariance_jacobian_loss(
-    kp_driving: Keypoints, kp_transformed: Keypoints, tps: ThinPlateSpline
-) -> torch.Tensor:
+def equivariance_jacobian_loss(kp_driving: Keypoints, kp_transformed: Keypoints, tps: ThinPlateSpline) -> torch.Tensor:
     """``mean |I - J_X^{-1} (dT/dp|_{kp_Y} J_Y)|`` (FOMM supp. Eq. 12, official form),
     with the analytic TPS Jacobian."""
     assert kp_driving.jacobian is not None and kp_transformed.jacobian is not None, (

@@ -89,10 +89,13 @@ class GeneratorObjective(nn.Module):
         self.align_corners = align_corners
         if config.uses_gan and discriminator is None:
             raise ValueError("loss_weights.generator_gan is set but the model has no discriminator")
-        if self.weights.bg_equivariance != 0 and (generator.bg_predictor is None
-                                                  or not any(True for _ in generator.bg_predictor.parameters())):
-            raise ValueError("loss_weights.bg_equivariance needs a background motion predictor with weights "
-                             "(use_bg_predictor, bg_type shift or affine, estimator regression)")
+        if self.weights.bg_equivariance != 0 and (
+            generator.bg_predictor is None or not any(True for _ in generator.bg_predictor.parameters())
+        ):
+            raise ValueError(
+                "loss_weights.bg_equivariance needs a background motion predictor with weights "
+                "(use_bg_predictor, bg_type shift or affine, estimator regression)"
+            )
         if config.uses_mask_losses and generator.dense_motion_network is None:
             raise ValueError("loss_weights.bg_fg_mask / fg_mask_concentration need the dense motion network's masks")
 
@@ -101,7 +104,10 @@ class GeneratorObjective(nn.Module):
         return self._discriminator[0]
 
     def forward(
-        self, source: torch.Tensor, driving: torch.Tensor, transform: ThinPlateSpline | None = None,
+        self,
+        source: torch.Tensor,
+        driving: torch.Tensor,
+        transform: ThinPlateSpline | None = None,
         bg_transform: ThinPlateSpline | None = None,
     ) -> tuple[dict[str, torch.Tensor], GeneratedBatch]:
         w = self.weights
@@ -156,7 +162,7 @@ class GeneratorObjective(nn.Module):
                 losses["equivariance_jacobian"] = w.equivariance_jacobian * value
         return losses, generated
 
-    def frozen_discriminator(self) -> "_Frozen":
+    def frozen_discriminator(self) -> _Frozen:
         """Context manager: no gradients reach the discriminator's parameters."""
         return _Frozen(self.discriminator)
 
@@ -172,7 +178,9 @@ class DiscriminatorObjective(nn.Module):
         self.weight = config.loss_weights.discriminator_gan
         self.pyramid = ImagePyramid(discriminator.config.scales, discriminator.config.num_channels)
 
-    def forward(self, driving: torch.Tensor, prediction: torch.Tensor, kp_driving: Keypoints) -> dict[str, torch.Tensor]:
+    def forward(
+        self, driving: torch.Tensor, prediction: torch.Tensor, kp_driving: Keypoints
+    ) -> dict[str, torch.Tensor]:
         kp = kp_driving.detach()
         real = self.discriminator(self.pyramid(driving), kp)
         fake = self.discriminator(self.pyramid(prediction.detach()), kp)

@@ -23,7 +23,6 @@ import os
 import signal
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -46,53 +45,10 @@ from .config import ADAM_BETAS, LR_DECAY, TrainConfig
 from .ema import ema_decay_at, update_ema
 from .logger import TrainLogger, image_grid
 from .objectives import DiscriminatorObjective, GeneratorObjective
+from .run_options import AMP_DTYPES, CONFIG_FILE, RUN_FILE, RUN_SETTINGS, TrainOptions, TrainResult
 from .vgg import load_vgg19
 
 log = logging.getLogger(__name__)
-
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-RUN_FILE = "run.json"
-CONFIG_FILE = "config.yaml"
-
-
-@dataclass
-class TrainOptions:
-    """Settings of a run besides the YAML config. Those in ``RUN_SETTINGS`` are saved in
-    ``RUN_DIR/run.json`` and reused by ``--resume`` (changing them would change the run)."""
-
-    seed: int = 0
-    data_root: str | None = None
-    batch_size: int | None = None  # overrides train_params.batch_size (global, all ranks)
-    num_epochs: int | None = None  # overrides train_params.num_epochs
-    num_repeats: int | None = None  # overrides train_params.num_repeats
-    amp: str | None = None  # None, "bf16" or "fp16" (fp16 needs CUDA)
-    channels_last: bool = False
-    vgg_weights: str | None = None
-    init: str | None = None  # fine-tune from an official .pth.tar or own .safetensors
-    backbone_weights: str | None = None  # ImageNet HRNet file for the motion transformer's backbone
-    # Not saved (may differ between a run and its resumption):
-    device: str = "auto"
-    num_workers: int | None = None
-    max_steps: int | None = None  # stop (with a checkpoint) after this global step
-    max_minutes: float | None = None  # stop (with a checkpoint) after this wall time
-    progress: bool = True
-    tensorboard: bool = True
-
-
-RUN_SETTINGS = ("seed", "data_root", "batch_size", "num_epochs", "num_repeats", "amp", "channels_last",
-                "vgg_weights", "init", "backbone_weights")
-
-
-@dataclass
-class TrainResult:
-    run_dir: Path
-    state: TrainingState
-    finished: bool  # all epochs done (False: stopped by max_steps, max_minutes or Ctrl-C)
-    interrupted: bool
-    checkpoint: Path | None
-    losses: list[dict[str, float]] = field(default_factory=list)  # per step, this rank
-    seconds: float = 0.0
-    vgg_source: str = ""
 
 
 def _step_seed(seed: int, step: int, rank: int) -> int:
@@ -142,19 +98,29 @@ class Trainer:
         if options.num_repeats:
             tc.num_repeats = options.num_repeats
         if tc.batch_size % self.context.world_size:
-            raise ReanimateError(f"batch size {tc.batch_size} is not divisible by the {self.context.world_size} processes")
+            raise ReanimateError(
+                f"batch size {tc.batch_size} is not divisible by the {self.context.world_size} processes"
+            )
         self.batch_per_rank = tc.batch_size // self.context.world_size
         self.autocast_dtype = self._check_amp(options.amp)
 
         dataset_params = config.raw.get("dataset_params") or {}
         videos = FramesDataset.from_config(dataset_params, is_train=True, root_dir=options.data_root)
         self.dataset = RepeatedDataset(videos, tc.num_repeats)
-        self.sampler = SeededSampler(len(self.dataset), seed=options.seed, shuffle=True,
-                                     rank=self.context.rank, world_size=self.context.world_size)
+        self.sampler = SeededSampler(
+            len(self.dataset),
+            seed=options.seed,
+            shuffle=True,
+            rank=self.context.rank,
+            world_size=self.context.world_size,
+        )
         self.steps_per_epoch = len(self.sampler) // self.batch_per_rank
         if self.steps_per_epoch == 0:
-            raise InputError(videos.root, f"{len(self.dataset)} training samples per epoch (videos x num_repeats) "
-                                          f"make no batch of {tc.batch_size}; lower --batch-size or raise num_repeats")
+            raise InputError(
+                videos.root,
+                f"{len(self.dataset)} training samples per epoch (videos x num_repeats) "
+                f"make no batch of {tc.batch_size}; lower --batch-size or raise num_repeats",
+            )
 
         self.model = build_model(config, with_discriminator=tc.uses_gan, seed=options.seed)
         if options.backbone_weights:
@@ -224,8 +190,9 @@ class Trainer:
 
         estimator = self.model.kp_detector
         if not isinstance(estimator, MotionTransformer) or not estimator.config.backbone.startswith("hrnet"):
-            raise ReanimateError("--backbone-weights needs a config with motion_estimator: transformer and an "
-                                 "hrnet backbone")
+            raise ReanimateError(
+                "--backbone-weights needs a config with motion_estimator: transformer and an hrnet backbone"
+            )
         count = load_imagenet_backbone(estimator.backbone, path, estimator.config.backbone)
         if self.context.is_main:
             log.info("motion transformer backbone: %d tensors from %s", count, path)
@@ -263,8 +230,9 @@ class Trainer:
         for model in models:
             distributed.average_buffers(model, self.context)
         if self.context.is_main:
-            path = save_checkpoint(self.run_dir, self.model, self.optimizers, self.schedulers, self.scaler, self.state,
-                                   self.ema)
+            path = save_checkpoint(
+                self.run_dir, self.model, self.optimizers, self.schedulers, self.scaler, self.state, self.ema
+            )
         distributed.barrier(self.context)
         return path
 
@@ -278,17 +246,29 @@ class Trainer:
         if count == 0:
             return 0
         salt = int(np.random.SeedSequence([self.options.seed, 0xB17C4]).generate_state(1)[0] >> 1)
-        sampler = SeededSampler(len(self.dataset), seed=salt, shuffle=True, rank=self.context.rank,
-                                world_size=self.context.world_size)
-        loader = DataLoader(self.dataset, batch_size=self.batch_per_rank, sampler=sampler, drop_last=True,
-                            num_workers=self._num_workers, generator=torch.Generator().manual_seed(salt))
+        sampler = SeededSampler(
+            len(self.dataset), seed=salt, shuffle=True, rank=self.context.rank, world_size=self.context.world_size
+        )
+        loader = DataLoader(
+            self.dataset,
+            batch_size=self.batch_per_rank,
+            sampler=sampler,
+            drop_last=True,
+            num_workers=self._num_workers,
+            generator=torch.Generator().manual_seed(salt),
+        )
 
         def forward(batch: dict) -> None:
             source, driving = self._to_device(batch["source"]), self._to_device(batch["driving"])
             with self._autocast():
                 for model in models:
-                    model.generator(source, kp_driving=model.kp_detector(driving),
-                                    kp_source=model.kp_detector(source), return_deformed=False, driving=driving)
+                    model.generator(
+                        source,
+                        kp_driving=model.kp_detector(driving),
+                        kp_source=model.kp_detector(source),
+                        return_deformed=False,
+                        driving=driving,
+                    )
 
         networks = nn.ModuleList([self._networks(model) for model in models])
         used = recompute_batchnorm_statistics(networks, forward, itertools.islice(loader, count))
@@ -316,8 +296,9 @@ class Trainer:
         source, driving = self._to_device(batch["source"]), self._to_device(batch["driving"])
         gen = torch.Generator().manual_seed(_step_seed(self.options.seed, self.state.step, self.context.rank))
         t = tc.transform_params
-        transform = ThinPlateSpline.random(source.shape[0], t.sigma_affine, t.sigma_tps, t.points_tps,
-                                           generator=gen).to(self.device)
+        transform = ThinPlateSpline.random(
+            source.shape[0], t.sigma_affine, t.sigma_tps, t.points_tps, generator=gen
+        ).to(self.device)
         bg_transform = None
         if tc.loss_weights.bg_equivariance != 0:  # drawn after the TPS: runs without it are unchanged
             bg_transform = ThinPlateSpline.random(source.shape[0], t.sigma_bg_affine, generator=gen).to(self.device)
@@ -325,8 +306,9 @@ class Trainer:
             losses, generated = self.generator_step(source, driving, transform, bg_transform)
         loss = sum(losses.values())
         if not torch.isfinite(loss):
-            raise ReanimateError(f"the loss became {loss.item()} at step {self.state.step}; "
-                                 "lower the learning rate or try without --amp")
+            raise ReanimateError(
+                f"the loss became {loss.item()} at step {self.state.step}; lower the learning rate or try without --amp"
+            )
         self._backward(loss)
         self._optimizer_step("generator")
         if tc.lr_kp_detector != 0:  # as the reference: a zero rate freezes the detector
@@ -334,8 +316,9 @@ class Trainer:
         for opt in self.optimizers.values():
             opt.zero_grad(set_to_none=True)
         if self.ema is not None:
-            update_ema(self._networks(self.ema), self._networks(self.model),
-                       ema_decay_at(tc.ema_decay, self.state.step))
+            update_ema(
+                self._networks(self.ema), self._networks(self.model), ema_decay_at(tc.ema_decay, self.state.step)
+            )
         values = {k: float(v.detach()) for k, v in losses.items()}
         if self.discriminator_step is not None:
             with self._autocast():
@@ -359,8 +342,14 @@ class Trainer:
 
     def _loader(self, epoch: int, skip_batches: int) -> DataLoader:
         self.sampler.set_epoch(epoch, skip=skip_batches * self.batch_per_rank)
-        return DataLoader(self.dataset, batch_size=self.batch_per_rank, sampler=self.sampler, drop_last=True,
-                          num_workers=self._num_workers, pin_memory=self.device.type == "cuda")
+        return DataLoader(
+            self.dataset,
+            batch_size=self.batch_per_rank,
+            sampler=self.sampler,
+            drop_last=True,
+            num_workers=self._num_workers,
+            pin_memory=self.device.type == "cuda",
+        )
 
     @property
     def _num_workers(self) -> int:
@@ -373,8 +362,13 @@ class Trainer:
         if opts.max_steps is not None:
             total_steps = min(total_steps, opts.max_steps)
         logger = TrainLogger(self.run_dir, enabled=context.is_main, tensorboard=opts.tensorboard)
-        bar = tqdm(total=total_steps, initial=min(self.state.step, total_steps), unit="step", dynamic_ncols=True,
-                   disable=not (opts.progress and context.is_main))
+        bar = tqdm(
+            total=total_steps,
+            initial=min(self.state.step, total_steps),
+            unit="step",
+            dynamic_ncols=True,
+            disable=not (opts.progress and context.is_main),
+        )
         start = time.monotonic()
         history: list[dict[str, float]] = []
         window: dict[str, list[float]] = {}
@@ -396,8 +390,9 @@ class Trainer:
                         bar.update(1)
                         bar.set_postfix(loss=f"{sum(values.values()):.4f}", epoch=self.state.epoch, refresh=False)
                         if self.state.step % tc.log_freq == 0:
-                            means = distributed.mean_over_ranks({k: float(np.mean(v)) for k, v in window.items()},
-                                                                context)
+                            means = distributed.mean_over_ranks(
+                                {k: float(np.mean(v)) for k, v in window.items()}, context
+                            )
                             logger.scalars(self.state.step, self.state.epoch, means, self.lrs())
                             window.clear()
                         if context.is_main and tc.image_freq and self.state.step % tc.image_freq == 0:
@@ -424,8 +419,16 @@ class Trainer:
             bar.close()
             logger.close()
         finished = self.state.epoch >= tc.num_epochs
-        return TrainResult(self.run_dir, self.state, finished, stop_reason == "interrupt", checkpoint, history,
-                           time.monotonic() - start, self.vgg_source)
+        return TrainResult(
+            self.run_dir,
+            self.state,
+            finished,
+            stop_reason == "interrupt",
+            checkpoint,
+            history,
+            time.monotonic() - start,
+            self.vgg_source,
+        )
 
     def _end_epoch(self) -> None:
         for scheduler in self.schedulers.values():
@@ -441,8 +444,9 @@ def _write_run_files(run_dir: Path, config: ModelConfig, options: TrainOptions) 
     (run_dir / RUN_FILE).write_text(json.dumps(settings, indent=1))
 
 
-def train(config: str | os.PathLike | ModelConfig, run_dir: str | os.PathLike,
-          options: TrainOptions | None = None) -> TrainResult:
+def train(
+    config: str | os.PathLike | ModelConfig, run_dir: str | os.PathLike, options: TrainOptions | None = None
+) -> TrainResult:
     """Start a new run in ``run_dir`` (which must not hold a run already)."""
     options = options or TrainOptions()
     run_dir = Path(run_dir)

@@ -90,7 +90,6 @@ class Vgg19Features(MeasuringNetwork):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu", generator=generator)
                 nn.init.zeros_(module.bias)
 
-
     def forward(self, x: torch.Tensor, num_layers: int = len(FEATURE_INDICES)) -> list[torch.Tensor]:
         """The first ``num_layers`` activations; the trunk stops after the last one
         (a perceptual loss whose deeper layer weights are zero need not run them)."""

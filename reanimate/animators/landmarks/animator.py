@@ -29,7 +29,7 @@ class LandmarkMotion(Motion):
     faces: list[DrivingFace] = field(default_factory=list)
     box: np.ndarray | None = None
 
-    def __getitem__(self, index: int) -> "LandmarkMotion":
+    def __getitem__(self, index: int) -> LandmarkMotion:
         return LandmarkMotion(self.keypoints[index], [self.faces[index]], self.box)
 
 
@@ -45,8 +45,15 @@ class LandmarkFaceAnimator(Animator):
     @property
     def requirements(self) -> Requirements:
         size = self.engine.size
-        return Requirements(size=(size, size), face=True, crop_increase=LANDMARK_CROP_INCREASE,
-                            driving_landmarks=True, relative_only=True, adapt_scale=True, device="cpu")
+        return Requirements(
+            size=(size, size),
+            face=True,
+            crop_increase=LANDMARK_CROP_INCREASE,
+            driving_landmarks=True,
+            relative_only=True,
+            adapt_scale=True,
+            device="cpu",
+        )
 
     def describe(self) -> str:
         return "landmarks (zero-shot, no weights)"
@@ -75,8 +82,9 @@ class LandmarkFaceAnimator(Animator):
             faces.append(DrivingFace(keypoints[i], landmarks, face.frame))
         return LandmarkMotion(keypoints, faces, box)
 
-    def render(self, source: Source, motion: LandmarkMotion, reference: LandmarkMotion | None,
-               transfer: Transfer) -> Rendered:
+    def render(
+        self, source: Source, motion: LandmarkMotion, reference: LandmarkMotion | None, transfer: Transfer
+    ) -> Rendered:
         if reference is None or not transfer.relative:
             raise ReanimateError("the landmark animator only transfers relative motion (drop --absolute)")
         initial = reference.faces[0]
@@ -94,7 +102,11 @@ def _build(request: BuildRequest) -> LandmarkFaceAnimator:
     return animator
 
 
-FAMILY = register_family(Family(
-    "landmarks", "the zero-shot face animator (MediaPipe landmarks, no weights)",
-    build=_build, uses_checkpoint=False,
-))
+FAMILY = register_family(
+    Family(
+        "landmarks",
+        "the zero-shot face animator (MediaPipe landmarks, no weights)",
+        build=_build,
+        uses_checkpoint=False,
+    )
+)

@@ -54,17 +54,36 @@ class LandmarkAnimatorConfig:
 
 
 EYES = (
-    dict(corners=mesh.RIGHT_EYE_CORNERS, pairs=np.array(mesh.RIGHT_EYE_LID_PAIRS), loop=mesh.RIGHT_EYE,
-         brow=np.array(mesh.RIGHT_EYEBROW_LOWER),
-         lower=np.array(mesh.RIGHT_EYE_LOWER_LID), iris=np.array((mesh.RIGHT_IRIS_CENTER, *mesh.RIGHT_IRIS))),
-    dict(corners=mesh.LEFT_EYE_CORNERS, pairs=np.array(mesh.LEFT_EYE_LID_PAIRS), loop=mesh.LEFT_EYE,
-         brow=np.array(mesh.LEFT_EYEBROW_LOWER),
-         lower=np.array(mesh.LEFT_EYE_LOWER_LID), iris=np.array((mesh.LEFT_IRIS_CENTER, *mesh.LEFT_IRIS))),
+    dict(
+        corners=mesh.RIGHT_EYE_CORNERS,
+        pairs=np.array(mesh.RIGHT_EYE_LID_PAIRS),
+        loop=mesh.RIGHT_EYE,
+        brow=np.array(mesh.RIGHT_EYEBROW_LOWER),
+        lower=np.array(mesh.RIGHT_EYE_LOWER_LID),
+        iris=np.array((mesh.RIGHT_IRIS_CENTER, *mesh.RIGHT_IRIS)),
+    ),
+    dict(
+        corners=mesh.LEFT_EYE_CORNERS,
+        pairs=np.array(mesh.LEFT_EYE_LID_PAIRS),
+        loop=mesh.LEFT_EYE,
+        brow=np.array(mesh.LEFT_EYEBROW_LOWER),
+        lower=np.array(mesh.LEFT_EYE_LOWER_LID),
+        iris=np.array((mesh.LEFT_IRIS_CENTER, *mesh.LEFT_IRIS)),
+    ),
 )
 SKIN, HOLE, SURROUNDING = 0, 1, 2  # triangle kinds, in reverse drawing order
 LIPS_INNER = np.array(mesh.LIPS_INNER)
 LIPS_OUTER = np.array(mesh.LIPS_OUTER)
 FACE_OVAL = np.array(mesh.FACE_OVAL)
 # Points that move rigidly with the skull (oval, brows, nose bridge), for the head's similarity.
-RIGID = np.array(sorted(set(mesh.FACE_OVAL[:10] + mesh.FACE_OVAL[-9:] + mesh.MIDLINE[:10]
-                            + mesh.RIGHT_EYE_CORNERS + mesh.LEFT_EYE_CORNERS)))
+RIGID = np.array(
+    sorted(
+        set(
+            mesh.FACE_OVAL[:10]
+            + mesh.FACE_OVAL[-9:]
+            + mesh.MIDLINE[:10]
+            + mesh.RIGHT_EYE_CORNERS
+            + mesh.LEFT_EYE_CORNERS
+        )
+    )
+)

@@ -8,7 +8,9 @@ import numpy as np
 import torch
 
 from ...motion import Keypoints
-from . import eyes, mouth, source as sources, transfer as transfers, warp
+from . import eyes, mouth, warp
+from . import source as sources
+from . import transfer as transfers
 from .config import LandmarkAnimatorConfig
 from .source import DrivingFace, LandmarkSource, to_normalized
 
@@ -47,7 +49,7 @@ class LandmarkAnimator:
         """One output crop ``(S, S, 3)`` uint8 for one driving frame."""
         target, points = self.transfer(source, driving, initial)
         nodes = self.target_nodes(source, points, target.jacobian)
-        depth = np.concatenate([points[:, 2], source.depth[len(points):]])
+        depth = np.concatenate([points[:, 2], source.depth[len(points) :]])
         gaze = self.gaze_shifts(source, driving.landmarks, initial.landmarks) if self.config.gaze else None
         closing = self.closing(driving, initial)
         out = self.render(source, nodes, depth, self.lifted_lids(source, closing), gaze, closing)
@@ -57,8 +59,9 @@ class LandmarkAnimator:
 
     # -- motion transfer (.transfer) ------------------------------------------------------
 
-    def transfer(self, source: LandmarkSource, driving: DrivingFace,
-                 initial: DrivingFace) -> tuple[Keypoints, np.ndarray]:
+    def transfer(
+        self, source: LandmarkSource, driving: DrivingFace, initial: DrivingFace
+    ) -> tuple[Keypoints, np.ndarray]:
         """Target keypoints (batch 1) and ``(478, 3)`` target landmarks in crop pixels."""
         return transfers.transfer(self.config, source, driving, initial)
 
@@ -84,14 +87,26 @@ class LandmarkAnimator:
         """Target positions of all nodes: landmarks, head-following rings, fixed border."""
         return warp.target_nodes(self.config, source, points, jacobian)
 
-    def render(self, source: LandmarkSource, nodes: np.ndarray, depth: np.ndarray,
-               source_nodes: np.ndarray | None = None, gaze: list[np.ndarray] | None = None,
-               closing: np.ndarray | None = None) -> np.ndarray:
+    def render(
+        self,
+        source: LandmarkSource,
+        nodes: np.ndarray,
+        depth: np.ndarray,
+        source_nodes: np.ndarray | None = None,
+        gaze: list[np.ndarray] | None = None,
+        closing: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Backward-warp the source so that its nodes land on ``nodes``: ``(S, S, 3)``."""
         return warp.render(self.config, source, nodes, depth, source_nodes, gaze, closing)
 
-    def grid_flow(self, source: LandmarkSource, nodes: np.ndarray, depth: np.ndarray, size: int,
-                  source_nodes: np.ndarray | None = None):
+    def grid_flow(
+        self,
+        source: LandmarkSource,
+        nodes: np.ndarray,
+        depth: np.ndarray,
+        size: int,
+        source_nodes: np.ndarray | None = None,
+    ):
         """The backward flow on a ``size``-pixel grid (:func:`.warp.grid_flow`)."""
         return warp.grid_flow(source, nodes, depth, size, source_nodes)
 

@@ -141,16 +141,30 @@ def lifted_lids(config: LandmarkAnimatorConfig, source: LandmarkSource, closing:
     return nodes
 
 
-def draw_lids(config: LandmarkAnimatorConfig, out: np.ndarray, lids: LidLayer, map_x: np.ndarray,
-              map_y: np.ndarray, nodes: np.ndarray, closing: np.ndarray) -> None:
+def draw_lids(
+    config: LandmarkAnimatorConfig,
+    out: np.ndarray,
+    lids: LidLayer,
+    map_x: np.ndarray,
+    map_y: np.ndarray,
+    nodes: np.ndarray,
+    closing: np.ndarray,
+) -> None:
     """In place: each closing eye's lid layer and lash line (:func:`draw_closed_lid`),
     at the target ``nodes``; ``closing`` ``(2,)`` per eye (0 open, 1 closed)."""
     for eye, amount in zip(EYES, closing):
         width = eye_width(nodes, eye)
-        draw_closed_lid(out, lids, map_x, map_y, nodes[list(eye["loop"])],
-                        lid_line(nodes, eye, nodes[eye["pairs"][:, 0]]),
-                        float(np.clip(amount, 0.0, 1.0)),
-                        config.lash_width * width, int(np.ceil(width)))
+        draw_closed_lid(
+            out,
+            lids,
+            map_x,
+            map_y,
+            nodes[list(eye["loop"])],
+            lid_line(nodes, eye, nodes[eye["pairs"][:, 0]]),
+            float(np.clip(amount, 0.0, 1.0)),
+            config.lash_width * width,
+            int(np.ceil(width)),
+        )
 
 
 # -- the eyeball layer -------------------------------------------------------------------------
@@ -187,7 +201,7 @@ def eyeball(image: np.ndarray, landmarks: np.ndarray, eye: dict, iris_scale: flo
     hi = np.ceil(np.maximum(loop.max(0), centre + radius)).astype(int) + pad
     lo = np.maximum(lo, 0)
     hi = np.minimum(hi, np.array(image.shape[1::-1]) - 1)
-    patch = image[lo[1]:hi[1] + 1, lo[0]:hi[0] + 1]
+    patch = image[lo[1] : hi[1] + 1, lo[0] : hi[0] + 1]
     h, w = patch.shape[:2]
     opening = np.zeros((h, w), np.uint8)
     cv2.fillPoly(opening, [np.round((loop - lo) * 16).astype(np.int32)], 1, cv2.LINE_8, shift=4)
@@ -198,16 +212,18 @@ def eyeball(image: np.ndarray, landmarks: np.ndarray, eye: dict, iris_scale: flo
     is_open = opening.astype(bool)
     in_disc = disc > 0.5
     white = is_open & ~cv2.dilate(in_disc.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
-    sclera_colour = _bright_colour(patch[white] if white.sum() >= 8 else patch[is_open]
-                                   if is_open.sum() >= 8 else patch.reshape(-1, 3))
+    sclera_colour = _bright_colour(
+        patch[white] if white.sum() >= 8 else patch[is_open] if is_open.sum() >= 8 else patch.reshape(-1, 3)
+    )
     # The iris: the landmarks' disc, plus the dark pixels of the opening next to it (the
     # iris landmarks can sit a few pixels off the iris seen in the image).
     luminance = patch.astype(np.float32) @ LUMA_WEIGHTS
     seen = in_disc & is_open
     iris_colour = np.median(patch[seen], axis=0) if seen.sum() >= 4 else sclera_colour * 0.4
     threshold = 0.5 * (float(sclera_colour @ LUMA_WEIGHTS) + float(iris_colour @ LUMA_WEIGHTS))
-    near = cv2.dilate(in_disc.astype(np.uint8), cv2.getStructuringElement(
-        cv2.MORPH_ELLIPSE, (2 * int(radius // 2) + 1,) * 2)).astype(bool)
+    near = cv2.dilate(
+        in_disc.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * int(radius // 2) + 1,) * 2)
+    ).astype(bool)
     inside = in_disc | (near & is_open & (luminance < threshold))
     alpha = np.maximum(disc, cv2.GaussianBlur(inside.astype(np.float32), (0, 0), 0.7) * inside)
     # Sclera: pixels outside the opening take the sclera's colour, then the iris is
@@ -236,8 +252,9 @@ def _bright_colour(pixels: np.ndarray, share: float = 0.3) -> np.ndarray:
     return pixels[keep].astype(np.float32).mean(0)
 
 
-def draw_eyeball(out: np.ndarray, eyeball: Eyeball, loop: np.ndarray, map_x: np.ndarray, map_y: np.ndarray,
-                 shift: np.ndarray) -> None:
+def draw_eyeball(
+    out: np.ndarray, eyeball: Eyeball, loop: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, shift: np.ndarray
+) -> None:
     """In place: inside the target eye opening ``loop`` ``(16, 2)``, move the iris by
     ``shift`` source pixels over the sclera, both seen through the backward maps.
 
@@ -261,8 +278,9 @@ def draw_eyeball(out: np.ndarray, eyeball: Eyeball, loop: np.ndarray, map_x: np.
 
     x, y = mx - np.float32(shift[0]), my - np.float32(shift[1])
     iris = cv2.remap(eyeball.iris, x, y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    alpha = cv2.remap(eyeball.iris_alpha, x, y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                      borderValue=0.0)[..., None]
+    alpha = cv2.remap(eyeball.iris_alpha, x, y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)[
+        ..., None
+    ]
     eye = sclera + alpha * (iris - sclera)
     interior = cv2.remap(eyeball.opening, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
     weight = (mask * interior)[..., None]

@@ -41,8 +41,9 @@ def lip_colour(image: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np
     return pixels.mean(0), pixels.std(0) + 1e-3
 
 
-def fill_mouth(config: LandmarkAnimatorConfig, source: LandmarkSource, out: np.ndarray, points: np.ndarray,
-               driving: DrivingFace) -> None:
+def fill_mouth(
+    config: LandmarkAnimatorConfig, source: LandmarkSource, out: np.ndarray, points: np.ndarray, driving: DrivingFace
+) -> None:
     """In place: paint the revealed mouth interior from the driver (or shadow).
 
     Args:
@@ -73,8 +74,9 @@ def fill_mouth(config: LandmarkAnimatorConfig, source: LandmarkSource, out: np.n
         drv = driving.landmarks
         # Affine from the crop's box coordinates to the driver's frame (backward).
         back = fit_affine(polygon - (x0, y0), drv[LIPS_INNER, :2])
-        fill = cv2.warpAffine(driving.frame, back, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                              borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+        fill = cv2.warpAffine(
+            driving.frame, back, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE
+        ).astype(np.float32)
         mean_d, std_d = lip_colour(driving.frame, drv)
         mean_s, std_s = source.lips
         gain = np.clip(std_s / np.maximum(std_d, 1e-3), 0.5, 2.0)

@@ -122,10 +122,17 @@ def encode_source(config: LandmarkAnimatorConfig, image: np.ndarray, landmarks: 
         owners.append(FACE_OVAL[inside])
     ring = np.concatenate(rings)
     t = np.linspace(0, side, cfg.border_points)
-    border = np.unique(np.concatenate([
-        np.stack([t, np.zeros_like(t)], 1), np.stack([t, np.full_like(t, side)], 1),
-        np.stack([np.zeros_like(t), t], 1), np.stack([np.full_like(t, side), t], 1),
-    ]), axis=0)
+    border = np.unique(
+        np.concatenate(
+            [
+                np.stack([t, np.zeros_like(t)], 1),
+                np.stack([t, np.full_like(t, side)], 1),
+                np.stack([np.zeros_like(t), t], 1),
+                np.stack([np.full_like(t, side), t], 1),
+            ]
+        ),
+        axis=0,
+    )
     nodes = np.concatenate([landmarks[:, :2], ring, border])
     far = landmarks[:, 2].max() + side
     depth = np.concatenate([landmarks[:, 2], np.full(len(ring) + len(border), far)])
@@ -142,6 +149,25 @@ def encode_source(config: LandmarkAnimatorConfig, image: np.ndarray, landmarks: 
     skin = mesh_neighbours(triangles[:mesh_count], len(landmarks))
     eyeballs = [eyeball(image, landmarks, eye, cfg.iris_scale) for eye in EYES]
     lids = source_lids(cfg, image, landmarks) if cfg.eyes and cfg.lid_fill else None
-    return LandmarkSource(image, landmarks, keypoints, nodes, depth, triangles, areas, front, kinds, mesh_count, skin,
-                          ring, np.concatenate(follows), np.concatenate(owners), neighbours, lips, mouth_area,
-                          head_rotation(landmarks), eyeballs, lids)
+    return LandmarkSource(
+        image,
+        landmarks,
+        keypoints,
+        nodes,
+        depth,
+        triangles,
+        areas,
+        front,
+        kinds,
+        mesh_count,
+        skin,
+        ring,
+        np.concatenate(follows),
+        np.concatenate(owners),
+        neighbours,
+        lips,
+        mouth_area,
+        head_rotation(landmarks),
+        eyeballs,
+        lids,
+    )

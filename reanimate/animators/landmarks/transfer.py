@@ -32,8 +32,9 @@ from .eyes import eye_frame, eye_opening_ratio, from_eye, lid_height, to_eye
 from .source import DrivingFace, LandmarkSource, oval_ring, to_normalized, to_pixels
 
 
-def transfer(config: LandmarkAnimatorConfig, source: LandmarkSource, driving: DrivingFace,
-             initial: DrivingFace) -> tuple[Keypoints, np.ndarray]:
+def transfer(
+    config: LandmarkAnimatorConfig, source: LandmarkSource, driving: DrivingFace, initial: DrivingFace
+) -> tuple[Keypoints, np.ndarray]:
     """Relative motion plus eye retargeting.
 
     Returns:
@@ -45,8 +46,9 @@ def transfer(config: LandmarkAnimatorConfig, source: LandmarkSource, driving: Dr
     else:
         points = displacement_transfer(config, source, driving, initial)
     if config.crop_margin is not None:
-        points = keep_head_inside(points, source.landmarks, config.inner_ring,
-                                  config.crop_margin * source.side, source.side)
+        points = keep_head_inside(
+            points, source.landmarks, config.inner_ring, config.crop_margin * source.side, source.side
+        )
     if config.eyes:
         retarget_eyes(config, source, points, driving.landmarks, initial.landmarks)
     value = to_normalized(points[None], (0, 0), source.side)
@@ -74,18 +76,20 @@ def pose_transfer(source: LandmarkSource, driving: DrivingFace, initial: Driving
     return relative_head_motion(source_head, driving_head, initial_head).points()[0].numpy()
 
 
-def displacement_transfer(config: LandmarkAnimatorConfig, source: LandmarkSource, driving: DrivingFace,
-                          initial: DrivingFace) -> np.ndarray:
+def displacement_transfer(
+    config: LandmarkAnimatorConfig, source: LandmarkSource, driving: DrivingFace, initial: DrivingFace
+) -> np.ndarray:
     """FOMM's 2-D relative keypoints (adapt-scale), z by the same rule: ``(478, 3)``."""
     if initial.scale is None:  # once per (source, reference frame): hull areas are not free
-        initial.scale = (movement_scale(source.keypoints.value, initial.keypoints.value)
-                         if config.adapt_scale else torch.ones(1))
-    target = relative_motion(source.keypoints, driving.keypoints, initial.keypoints,
-                             adapt_movement_scale=initial.scale)
+        initial.scale = (
+            movement_scale(source.keypoints.value, initial.keypoints.value) if config.adapt_scale else torch.ones(1)
+        )
+    target = relative_motion(source.keypoints, driving.keypoints, initial.keypoints, adapt_movement_scale=initial.scale)
     points = to_pixels(target.value[0], (0, 0), source.side)
     # Depth moves by the same relative rule, in the driver's face-size units.
-    scale = np.sqrt(polygon_area(source.landmarks[FACE_OVAL, :2])
-                    / max(polygon_area(initial.landmarks[FACE_OVAL, :2]), 1e-6))
+    scale = np.sqrt(
+        polygon_area(source.landmarks[FACE_OVAL, :2]) / max(polygon_area(initial.landmarks[FACE_OVAL, :2]), 1e-6)
+    )
     z = source.landmarks[:, 2] + scale * (driving.landmarks[:, 2] - initial.landmarks[:, 2])
     return np.concatenate([points, z[:, None]], axis=1)
 
@@ -109,6 +113,7 @@ def keep_head_inside(points: np.ndarray, source: np.ndarray, ring: float, margin
     Returns:
         ``(N, 2+)`` a new array.
     """
+
     def ring_box(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         r = oval_ring(p, ring)
         return r.min(0), r.max(0)
@@ -145,8 +150,9 @@ def closing(config: LandmarkAnimatorConfig, driving: DrivingFace, initial: Drivi
     return 1.0 - np.clip(opening(config, driving.landmarks, initial.landmarks), 0.0, 1.0)
 
 
-def gaze_shifts(config: LandmarkAnimatorConfig, source: LandmarkSource, driving: np.ndarray,
-                initial: np.ndarray) -> list[np.ndarray]:
+def gaze_shifts(
+    config: LandmarkAnimatorConfig, source: LandmarkSource, driving: np.ndarray, initial: np.ndarray
+) -> list[np.ndarray]:
     """Per eye, the driver's iris displacement since its initial frame, in the
     driver's eye-corner coordinates (clipped to ``max_gaze`` eye widths), as a shift
     of the source's iris in source pixels: ``[(2,), (2,)]``."""
@@ -161,8 +167,9 @@ def gaze_shifts(config: LandmarkAnimatorConfig, source: LandmarkSource, driving:
     return shifts
 
 
-def retarget_eyes(config: LandmarkAnimatorConfig, source: LandmarkSource, points: np.ndarray,
-                  driving: np.ndarray, initial: np.ndarray) -> None:
+def retarget_eyes(
+    config: LandmarkAnimatorConfig, source: LandmarkSource, points: np.ndarray, driving: np.ndarray, initial: np.ndarray
+) -> None:
     """In place: lids at the driver's opening ratio; iris points kept between them."""
     for eye, ratio in zip(EYES, opening(config, driving, initial)):
         a, b = eye["corners"]

@@ -85,13 +85,16 @@ def _inside(polygon: np.ndarray, points: np.ndarray) -> np.ndarray:
 # -- target nodes ------------------------------------------------------------------------
 
 
-def target_nodes(config: LandmarkAnimatorConfig, source: LandmarkSource, points: np.ndarray,
-                 jacobian: torch.Tensor | None) -> np.ndarray:
+def target_nodes(
+    config: LandmarkAnimatorConfig, source: LandmarkSource, points: np.ndarray, jacobian: torch.Tensor | None
+) -> np.ndarray:
     """Target positions of all nodes ``(N, 2)``: landmarks ``points``, head-following
     rings, fixed border; flips relaxed with the ``(1, 478, 2, 2)`` Jacobians if given."""
     n = len(source.landmarks)
-    scale, rotation, _ = fit_similarity(torch.from_numpy(source.landmarks[None, RIGID, :2]),
-                                        torch.from_numpy(np.ascontiguousarray(points[None, RIGID, :2])))
+    scale, rotation, _ = fit_similarity(
+        torch.from_numpy(source.landmarks[None, RIGID, :2]),
+        torch.from_numpy(np.ascontiguousarray(points[None, RIGID, :2])),
+    )
     head = (scale[0] * rotation[0]).numpy()
     # Each anchor keeps its offset from its face-oval point, turned and scaled with the
     # head: the surroundings follow the face's silhouette, and never cross it.
@@ -101,14 +104,15 @@ def target_nodes(config: LandmarkAnimatorConfig, source: LandmarkSource, points:
     ring = source.ring + source.ring_follow[:, None] * (moved - source.ring)
     nodes = source.nodes.copy()
     nodes[:n] = points[:, :2]
-    nodes[n:n + len(ring)] = ring
+    nodes[n : n + len(ring)] = ring
     if jacobian is not None:
         relax_flips(config, source, nodes, jacobian[0].detach().cpu().double().numpy())
     return nodes
 
 
-def relax_flips(config: LandmarkAnimatorConfig, source: LandmarkSource, nodes: np.ndarray,
-                jacobian: np.ndarray) -> None:
+def relax_flips(
+    config: LandmarkAnimatorConfig, source: LandmarkSource, nodes: np.ndarray, jacobian: np.ndarray
+) -> None:
     """In place: move landmarks of flipped skin triangles half-way towards the
     first-order predictions of their mesh neighbours, ``p_k + J_k (s_i - s_k)`` (held
     inside the bounding box of those neighbours' positions), until no skin triangle
@@ -141,9 +145,15 @@ def relax_flips(config: LandmarkAnimatorConfig, source: LandmarkSource, nodes: n
 # -- flow and drawing ------------------------------------------------------------------------
 
 
-def render(config: LandmarkAnimatorConfig, source: LandmarkSource, nodes: np.ndarray, depth: np.ndarray,
-           source_nodes: np.ndarray | None = None, gaze: list[np.ndarray] | None = None,
-           closing: np.ndarray | None = None) -> np.ndarray:
+def render(
+    config: LandmarkAnimatorConfig,
+    source: LandmarkSource,
+    nodes: np.ndarray,
+    depth: np.ndarray,
+    source_nodes: np.ndarray | None = None,
+    gaze: list[np.ndarray] | None = None,
+    closing: np.ndarray | None = None,
+) -> np.ndarray:
     """Backward-warp the source so that its nodes land on ``nodes``: ``(S, S, 3)``.
 
     The piecewise-affine flow (:func:`grid_flow`) is rasterised at ``flow_scale`` of
@@ -179,8 +189,9 @@ def render(config: LandmarkAnimatorConfig, source: LandmarkSource, nodes: np.nda
     return out
 
 
-def grid_flow(source: LandmarkSource, nodes: np.ndarray, depth: np.ndarray, size: int,
-              source_nodes: np.ndarray | None = None):
+def grid_flow(
+    source: LandmarkSource, nodes: np.ndarray, depth: np.ndarray, size: int, source_nodes: np.ndarray | None = None
+):
     """The backward flow on a ``size``-pixel grid over the crop.
 
     Returns:

@@ -93,6 +93,7 @@ class SyntheticConfig:
 
     def validate(self) -> None:
         """Raise :class:`ReanimateError` (one line naming the field) on a bad value."""
+
         def bad(name: str, problem: str) -> ReanimateError:
             return ReanimateError(f"synthetic dataset: {name}={getattr(self, name)!r} {problem}")
 
@@ -123,14 +124,14 @@ class SyntheticConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
-    def preset(cls, name: str, **overrides) -> "SyntheticConfig":
+    def preset(cls, name: str, **overrides) -> SyntheticConfig:
         """The named dataset of :data:`PRESETS`, with ``overrides`` of any field."""
         if name not in PRESETS:
             raise ReanimateError(f"synthetic dataset: unknown preset {name!r} (choose from {', '.join(PRESETS)})")
         return cls(**{**PRESETS[name], **overrides})
 
     @classmethod
-    def from_dict(cls, data: dict) -> "SyntheticConfig":
+    def from_dict(cls, data: dict) -> SyntheticConfig:
         """Inverse of :meth:`to_dict`; unknown keys are ignored (newer files)."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
@@ -147,7 +148,12 @@ class SyntheticConfig:
 #: * ``mixed``: the defaults: one or two puppets with 2-4 limbs each and random looks
 #:   for every part; a harder set, where no two videos share a structure.
 PRESETS: dict[str, dict] = {
-    "one-class": dict(puppets_per_video=(1, 1), limbs_per_puppet=(5, 5), second_segment_probability=1.0,
-                      puppet_size=1.4, part_palette="by_part"),
+    "one-class": dict(
+        puppets_per_video=(1, 1),
+        limbs_per_puppet=(5, 5),
+        second_segment_probability=1.0,
+        puppet_size=1.4,
+        part_palette="by_part",
+    ),
     "mixed": {},
 }

@@ -63,13 +63,17 @@ def load_flow(video_path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """
     path = flow_path(video_path)
     if not path.is_file():
-        raise InputError(path, "ground-truth flow not found (it is written beside each video "
-                               "by `reanimate make-synthetic`)")
+        raise InputError(
+            path, "ground-truth flow not found (it is written beside each video by `reanimate make-synthetic`)"
+        )
     try:
         with np.load(path, allow_pickle=False) as data:
             if "flow" not in data or "visible" not in data:
-                raise InputError(path, "not a ground-truth flow file (needs arrays 'flow' and "
-                                       "'visible'; regenerate with `reanimate make-synthetic`)")
+                raise InputError(
+                    path,
+                    "not a ground-truth flow file (needs arrays 'flow' and "
+                    "'visible'; regenerate with `reanimate make-synthetic`)",
+                )
             flow = data["flow"].astype(np.float32)
             visible = data["visible"].astype(bool)
     except InputError:
@@ -77,8 +81,11 @@ def load_flow(video_path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     except Exception as exc:  # zipfile / numpy report damage in many ways
         raise InputError(path, f"corrupt ground-truth flow file ({type(exc).__name__}: {exc})") from None
     if flow.ndim != 4 or flow.shape[-1] != 2 or visible.shape != flow.shape[:3]:
-        raise InputError(path, f"ground-truth arrays have wrong shapes: flow {flow.shape} (expected "
-                               f"(T, H, W, 2)), visible {visible.shape} (expected (T, H, W))")
+        raise InputError(
+            path,
+            f"ground-truth arrays have wrong shapes: flow {flow.shape} (expected "
+            f"(T, H, W, 2)), visible {visible.shape} (expected (T, H, W))",
+        )
     return flow, visible
 
 
@@ -114,8 +121,7 @@ def _check_output(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise InputError(out, "exists and is not a folder; choose another output folder")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise InputError(out, "folder exists and is not empty; choose another one or pass "
-                              "--overwrite to replace it")
+        raise InputError(out, "folder exists and is not empty; choose another one or pass --overwrite to replace it")
 
 
 def _replace_folder(built: Path, out: Path) -> None:
@@ -139,8 +145,9 @@ def _camera_flags(config: SyntheticConfig, split: int, count: int) -> np.ndarray
     return flags
 
 
-def make_synthetic(out: str | os.PathLike, config: SyntheticConfig | None = None,
-                   progress: bool = True, overwrite: bool = False) -> Path:
+def make_synthetic(
+    out: str | os.PathLike, config: SyntheticConfig | None = None, progress: bool = True, overwrite: bool = False
+) -> Path:
     """Generate the synthetic benchmark into ``out`` (layout in the module docstring).
 
     The dataset is built in a hidden sibling folder and renamed to ``out`` at the end, so
@@ -176,8 +183,7 @@ def make_synthetic(out: str | os.PathLike, config: SyntheticConfig | None = None
     counts = {"train": config.num_train, "test": config.num_test}
     listing: dict[str, list[dict]] = {}
     try:
-        with tqdm(total=sum(counts.values()), unit="video", desc="make-synthetic",
-                  disable=not progress) as bar:
+        with tqdm(total=sum(counts.values()), unit="video", desc="make-synthetic", disable=not progress) as bar:
             for split_index, split in enumerate(SPLITS):
                 (build / split).mkdir()
                 cameras = _camera_flags(config, split_index, counts[split])
@@ -189,14 +195,16 @@ def make_synthetic(out: str | os.PathLike, config: SyntheticConfig | None = None
                     video = make_video(config, rng, bool(cameras[index]))
                     name = f"video_{index:05d}"
                     _write_video(build / split / name, video, config.flow_dtype)
-                    listing[split].append({
-                        "name": name,
-                        "camera_motion": video.camera_motion,
-                        "puppets": video.num_puppets,
-                        "parts": video.num_parts,
-                        "no_motion_epe_px": round(_no_motion_epe(video, config.size), 4),
-                        "visible_fraction": round(float(video.visible.mean()), 4),
-                    })
+                    listing[split].append(
+                        {
+                            "name": name,
+                            "camera_motion": video.camera_motion,
+                            "puppets": video.num_puppets,
+                            "parts": video.num_parts,
+                            "no_motion_epe_px": round(_no_motion_epe(video, config.size), 4),
+                            "visible_fraction": round(float(video.visible.mean()), 4),
+                        }
+                    )
                     bar.update(1)
         metadata = {
             "format": FORMAT_NAME,
@@ -210,21 +218,26 @@ def make_synthetic(out: str | os.PathLike, config: SyntheticConfig | None = None
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise
-    logger.info("wrote %d synthetic videos to %s in %.1f s", sum(counts.values()), out,
-                time.perf_counter() - started)
+    logger.info("wrote %d synthetic videos to %s in %.1f s", sum(counts.values()), out, time.perf_counter() - started)
     return out
 
 
 _FORMAT_DESCRIPTION = {
     "frames": "<split>/<name>/<frame:05d>.png: RGB frames, the official FOMM frame-folder layout",
     "ground_truth": "<split>/<name>.flow.npz beside each video folder (numpy .npz, deflate)",
-    "flow": ("(T, H, W, 2) float16/float32: for each pixel centre of frame t, the point of frame 0 "
-             "showing the same surface point (backward map into frame 0), normalised coordinates, "
-             "x first, -1 and 1 the centres of the corner pixels (grid_sample align_corners=True), "
-             "i.e. FOMM's dense 'deformation' with frame 0 as source; frame 0 is the identity"),
-    "visible": ("(T, H, W) bool: the surface point is also the front-most one at its position in "
-                "frame 0 and that position lies within the frame (between the border pixel centres)"),
-    "scene": ("textured background plane and articulated puppets of rigid parts (rounded boxes) in a "
-              "fixed depth order; each layer moves by its own affine transform; camera-motion videos "
-              "add one global affine motion"),
+    "flow": (
+        "(T, H, W, 2) float16/float32: for each pixel centre of frame t, the point of frame 0 "
+        "showing the same surface point (backward map into frame 0), normalised coordinates, "
+        "x first, -1 and 1 the centres of the corner pixels (grid_sample align_corners=True), "
+        "i.e. FOMM's dense 'deformation' with frame 0 as source; frame 0 is the identity"
+    ),
+    "visible": (
+        "(T, H, W) bool: the surface point is also the front-most one at its position in "
+        "frame 0 and that position lies within the frame (between the border pixel centres)"
+    ),
+    "scene": (
+        "textured background plane and articulated puppets of rigid parts (rounded boxes) in a "
+        "fixed depth order; each layer moves by its own affine transform; camera-motion videos "
+        "add one global affine motion"
+    ),
 }

@@ -54,17 +54,22 @@ def _linear(angle, scale=1.0, shear=0.0) -> np.ndarray:
 def _apply(transforms: np.ndarray, points: np.ndarray) -> np.ndarray:
     """``(K, 3, 3)`` or ``(3, 3)`` transforms on ``(K, 2)`` points, pairwise: ``(K, 2)``."""
     x, y = points[:, 0], points[:, 1]
-    return np.stack([transforms[..., 0, 0] * x + transforms[..., 0, 1] * y + transforms[..., 0, 2],
-                     transforms[..., 1, 0] * x + transforms[..., 1, 1] * y + transforms[..., 1, 2]],
-                    axis=-1)
+    return np.stack(
+        [
+            transforms[..., 0, 0] * x + transforms[..., 0, 1] * y + transforms[..., 0, 2],
+            transforms[..., 1, 0] * x + transforms[..., 1, 1] * y + transforms[..., 1, 2],
+        ],
+        axis=-1,
+    )
 
 
 # ---------------------------------------------------------------------------------------
 # Smooth motion.
 
 
-def _smooth_signals(rng: np.random.Generator, count: int, num_frames: int, amplitude: float,
-                    periods: tuple[float, float]) -> np.ndarray:
+def _smooth_signals(
+    rng: np.random.Generator, count: int, num_frames: int, amplitude: float, periods: tuple[float, float]
+) -> np.ndarray:
     """``(count, T)`` smooth signals with ``|s| <= amplitude``: sums of two sinusoids of
     random periods in ``periods`` (frames), random phases and weights."""
     t = np.arange(num_frames, dtype=float)
@@ -193,12 +198,16 @@ def _camera_transforms(config: SyntheticConfig, rng: np.random.Generator) -> np.
     angle = _smooth_signals(rng, 1, frames, np.radians(config.camera_rotation_deg), periods)[0]
     scale = np.exp(_smooth_signals(rng, 1, frames, np.log1p(config.camera_scale), periods)[0])
     shear = _smooth_signals(rng, 1, frames, config.camera_shear, periods)[0]
-    return (_translation(centre + shift[0], centre + shift[1]) @ _linear(angle, scale, shear)
-            @ _translation(-centre, -centre))
+    return (
+        _translation(centre + shift[0], centre + shift[1])
+        @ _linear(angle, scale, shear)
+        @ _translation(-centre, -centre)
+    )
 
 
-def _puppet_layers(config: SyntheticConfig, rng: np.random.Generator, camera: np.ndarray,
-                   centre: tuple[float, float], scale: float) -> list[_Layer]:
+def _puppet_layers(
+    config: SyntheticConfig, rng: np.random.Generator, camera: np.ndarray, centre: tuple[float, float], scale: float
+) -> list[_Layer]:
     """Layers of one puppet, back to front: limbs behind the torso, torso, limbs in front.
 
     The torso is the root of the kinematic tree; each limb hangs on a joint on the torso
@@ -216,8 +225,12 @@ def _puppet_layers(config: SyntheticConfig, rng: np.random.Generator, camera: np
 
     half_w, half_h = rng.uniform(*TORSO_HALF_WIDTH) * unit, rng.uniform(*TORSO_HALF_HEIGHT) * unit
     look = (lambda kind: kind) if config.part_palette == "by_part" else (lambda kind: None)  # noqa: E731
-    torso = _Layer(part_texture(rng, look("torso")), texel, root,
-                   (0.0, 0.0, half_w, half_h, rng.uniform(0.3, 0.8) * min(half_w, half_h)))
+    torso = _Layer(
+        part_texture(rng, look("torso")),
+        texel,
+        root,
+        (0.0, 0.0, half_w, half_h, rng.uniform(0.3, 0.8) * min(half_w, half_h)),
+    )
 
     def joint(parent: np.ndarray, anchor: tuple[float, float], rest: float, amplitude: float) -> np.ndarray:
         swing = _smooth_signals(rng, 1, frames, np.radians(amplitude), periods)[0]
@@ -233,21 +246,31 @@ def _puppet_layers(config: SyntheticConfig, rng: np.random.Generator, camera: np
         if kind == "head":
             radius = rng.uniform(*HEAD_RADIUS) * unit
             transforms = joint(root, anchor, rest, config.joint_angle_deg / 2)
-            in_front.append(_Layer(part_texture(rng, look("head")), texel, transforms,
-                                   (0.8 * radius, 0.0, radius, radius, radius)))
+            in_front.append(
+                _Layer(part_texture(rng, look("head")), texel, transforms, (0.8 * radius, 0.0, radius, radius, radius))
+            )
             continue
         length, width = rng.uniform(*LIMB_LENGTH) * unit, rng.uniform(*LIMB_HALF_WIDTH) * unit
         transforms = joint(root, anchor, rest, config.joint_angle_deg)
         # A capsule from the joint to (length, 0): its round ends turn about the joints,
         # so parts stay joined whatever the angles.
-        segments = [_Layer(part_texture(rng, look(kind)), texel, transforms,
-                           (length / 2, 0.0, length / 2 + width, width, width))]
+        segments = [
+            _Layer(
+                part_texture(rng, look(kind)), texel, transforms, (length / 2, 0.0, length / 2 + width, width, width)
+            )
+        ]
         if rng.random() < config.second_segment_probability:
             length2, width2 = length * rng.uniform(0.8, 1.0), width * rng.uniform(0.75, 0.95)
             transforms2 = joint(transforms, (length, 0.0), rng.uniform(-30, 30), config.joint_angle_deg)
             second = {"arm": "forearm", "leg": "shin"}[kind]
-            segments.append(_Layer(part_texture(rng, look(second)), texel, transforms2,
-                                   (length2 / 2, 0.0, length2 / 2 + width2, width2, width2)))
+            segments.append(
+                _Layer(
+                    part_texture(rng, look(second)),
+                    texel,
+                    transforms2,
+                    (length2 / 2, 0.0, length2 / 2 + width2, width2, width2),
+                )
+            )
         (behind if rng.random() < 0.5 else in_front).extend(segments)
     return behind + [torso] + in_front
 
@@ -272,8 +295,7 @@ def make_video(config: SyntheticConfig, rng: np.random.Generator, camera_motion:
     else:
         camera = np.broadcast_to(np.eye(3), (frames, 3, 3)).copy()
     centre = (size - 1) / 2
-    background = _Layer(background_texture(rng), size / TEXELS_PER_FRAME,
-                        camera @ _translation(centre, centre))
+    background = _Layer(background_texture(rng), size / TEXELS_PER_FRAME, camera @ _translation(centre, centre))
     low, high = config.puppets_per_video
     num_puppets = int(rng.integers(low, high + 1))
     # Puppets side by side, each in its own horizontal slice, in random depth order.
@@ -291,8 +313,9 @@ def make_video(config: SyntheticConfig, rng: np.random.Generator, camera_motion:
     return RenderedVideo(frames_u8, flow, visible, camera_motion, num_puppets, len(layers) - 1)
 
 
-def render_video(config: SyntheticConfig, rng: np.random.Generator,
-                 camera_motion: bool | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def render_video(
+    config: SyntheticConfig, rng: np.random.Generator, camera_motion: bool | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Render one random video with its ground truth, in memory.
 
     Args:

@@ -29,12 +29,11 @@ def _frequency_radius(n: int) -> np.ndarray:
     return np.hypot(f[:, None], f[None, :])  # cycles per texel
 
 
-def _band_noise(rng: np.random.Generator, n: int, channels: int, min_period: float,
-                max_period: float) -> np.ndarray:
+def _band_noise(rng: np.random.Generator, n: int, channels: int, min_period: float, max_period: float) -> np.ndarray:
     """``(n, n, channels)`` periodic Gaussian noise with unit std, features between
     ``min_period`` and ``max_period`` texels."""
     radius = _frequency_radius(n)
-    band = np.exp(-(radius * min_period) ** 2) * (1 - np.exp(-(radius * max_period) ** 2))
+    band = np.exp(-((radius * min_period) ** 2)) * (1 - np.exp(-((radius * max_period) ** 2)))
     white = rng.standard_normal((channels, n, n))
     noise = np.fft.ifft2(np.fft.fft2(white) * band).real
     noise /= noise.std(axis=(1, 2), keepdims=True) + 1e-12
@@ -65,8 +64,7 @@ def _stripes(rng: np.random.Generator, n: int, period: float) -> np.ndarray:
     return 0.5 + 0.5 * np.tanh(2.5 * np.sin(phase))
 
 
-def _spots(rng: np.random.Generator, n: int, min_period: float, max_period: float,
-           threshold: float) -> np.ndarray:
+def _spots(rng: np.random.Generator, n: int, min_period: float, max_period: float, threshold: float) -> np.ndarray:
     """``(n, n)`` soft blobs in [0, 1]: thresholded band-limited noise."""
     noise = _band_noise(rng, n, 1, min_period, max_period)[..., 0]
     return 1 / (1 + np.exp(-4 * (noise - threshold)))
@@ -117,8 +115,7 @@ def background_texture(rng: np.random.Generator) -> np.ndarray:
     base = _hsv(hue, rng.uniform(0.1, 0.4), rng.uniform(0.3, 0.7))
     other = _hsv(hue + rng.uniform(0.2, 0.8), rng.uniform(0.1, 0.4), rng.uniform(0.2, 0.8))
     # mostly brightness noise: colour confetti would compete with the puppets' textures
-    texture = (base + 0.07 * _band_noise(rng, n, 1, 12, 96)
-               + 0.025 * _band_noise(rng, n, 3, 12, 96))
+    texture = base + 0.07 * _band_noise(rng, n, 1, 12, 96) + 0.025 * _band_noise(rng, n, 3, 12, 96)
     texture += 0.7 * _spots(rng, n, 24, 64, threshold=0.3)[..., None] * (other - texture)
     return np.clip(_blur(texture, _TEXTURE_BLUR_TEXELS), 0, 1).astype(np.float32)
 
