@@ -4,6 +4,7 @@ frame folders of mixed sizes are read, and huge photos are read and searched for
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import resource
@@ -132,18 +133,16 @@ def test_read_only_output_folder(tmp_path, name):
         folder.chmod(0o755)
 
 
-@pytest.fixture
-def file_size_limit():
-    """``limit(n)``: files of this process cannot grow past ``n`` bytes (EFBIG, as a full
-    disk gives ENOSPC) until the test ends."""
+@contextlib.contextmanager
+def file_size_limit(size: int):
+    """Files of this process cannot grow past ``size`` bytes inside the block (EFBIG, as a
+    full disk gives ENOSPC). Restored at the block's end, inside the test: pytest writes
+    its report (to a terminal or a file that may be larger) before fixture teardown."""
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the kernel kills us
-
-    def limit(size: int) -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
-
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
     try:
-        yield limit
+        yield
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
         signal.signal(signal.SIGXFSZ, handler)
@@ -159,13 +158,12 @@ def file_size_limit():
         ("frames", 3, 64, 4000, "write"),  # one noise PNG is ~12 kB
     ],
 )
-def test_disk_full_is_a_user_error_and_leaves_nothing(tmp_path, file_size_limit, name, frames, size, limit, failing):
+def test_disk_full_is_a_user_error_and_leaves_nothing(tmp_path, name, frames, size, limit, failing):
     noise = np.random.default_rng(0).integers(0, 256, (frames, size, size, 3), dtype=np.uint8)
     target = tmp_path / name
     writer = open_writer(target, fps=25)
-    file_size_limit(limit)
     step = "write"
-    with pytest.raises(OutputError) as excinfo:
+    with file_size_limit(limit), pytest.raises(OutputError) as excinfo:
         for frame in noise:
             writer.write(frame)
         step = "close"
