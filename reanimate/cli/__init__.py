@@ -15,6 +15,7 @@ from ..errors import ReanimateError
 from .animate import add_animate_command, run_animate
 from .evaluation import add_evaluation_command, run_evaluation_command
 from .faces import FACE_COMMANDS, add_face_commands, run_face_command
+from .heads import HEAD_COMMANDS, add_head_commands, run_head_command
 from .models import MODEL_COMMANDS, add_model_commands, run_model_command
 from .training import TRAINING_COMMANDS, add_training_commands, run_training_command
 
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_commands(sub)
     add_face_commands(sub)
     add_training_commands(sub)
+    add_head_commands(sub)
     add_evaluation_command(sub)
     return parser
 
@@ -46,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
         return run_evaluation_command(args)
     if args.command in TRAINING_COMMANDS:
         return run_training_command(args)
+    if args.command in HEAD_COMMANDS:
+        return run_head_command(args)
     raise AssertionError(args.command)
 
 

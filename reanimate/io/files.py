@@ -8,12 +8,16 @@ leaves the old one (and no temporary) behind.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import secrets
 import shutil
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+
+import numpy as np
 
 from reanimate.errors import InputError
 
@@ -132,6 +136,21 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     return path
 
 
+def write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray], compresslevel: int = 6) -> None:
+    """Like ``np.savez_compressed``, but with fixed zip timestamps, so the same arrays give
+    the same bytes (``np.savez`` stamps the current time). Not atomic by itself: write
+    into a temporary (:func:`atomic_path`)."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=compresslevel) as archive:
+        for name, array in arrays.items():
+            buffer = io.BytesIO()
+            array = np.asarray(array)  # (np.ascontiguousarray would turn a 0-d array into 1-d)
+            np.lib.format.write_array(buffer, array if array.flags.c_contiguous else array.copy(), allow_pickle=False)
+            info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, buffer.getvalue(), compresslevel=compresslevel)
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` to ``path`` atomically (UTF-8); returns the path."""
     return write_bytes_atomic(path, text.encode("utf-8"))
@@ -149,5 +168,6 @@ __all__ = [
     "replace_path",
     "temp_sibling",
     "write_bytes_atomic",
+    "write_npz",
     "write_text_atomic",
 ]

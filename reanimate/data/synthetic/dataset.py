@@ -4,14 +4,12 @@ docstring of :mod:`reanimate.data.synthetic`."""
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
 import secrets
 import shutil
 import time
-import zipfile
 from pathlib import Path
 
 import cv2
@@ -21,7 +19,7 @@ from tqdm import tqdm
 from reanimate.data.synthetic.config import SyntheticConfig
 from reanimate.data.synthetic.render import RenderedVideo, make_video
 from reanimate.errors import InputError
-from reanimate.io.files import is_video_path
+from reanimate.io.files import is_video_path, write_npz
 
 logger = logging.getLogger(__name__)
 
@@ -89,26 +87,13 @@ def load_flow(video_path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     return flow, visible
 
 
-def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Like ``np.savez_compressed``, but with fixed zip timestamps, so the same arrays give
-    the same bytes (``np.savez`` stamps the current time)."""
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
-        for name, array in arrays.items():
-            buffer = io.BytesIO()
-            np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
-            info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            archive.writestr(info, buffer.getvalue())
-
-
 def _write_video(folder: Path, video: RenderedVideo, flow_dtype: str) -> None:
     folder.mkdir()
     for index, frame in enumerate(video.frames):
         file = folder / f"{index:05d}.png"
         if not cv2.imwrite(str(file), np.ascontiguousarray(frame[..., ::-1])):
             raise InputError(file, "cannot write frame (is the disk full or read-only?)")
-    _write_npz(flow_path(folder), {"flow": video.flow.astype(flow_dtype), "visible": video.visible})
+    write_npz(flow_path(folder), {"flow": video.flow.astype(flow_dtype), "visible": video.visible})
 
 
 def _no_motion_epe(video: RenderedVideo, size: int) -> float:
