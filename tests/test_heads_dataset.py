@@ -212,3 +212,33 @@ def test_bad_output_and_config_are_one_line_errors(tmp_path):
     with pytest.raises(ReanimateError, match="size must be 64..512"):
         make_heads(tmp_path / "x", HeadsConfig(size=32), progress=False)
     assert not (tmp_path / "x").exists()
+
+
+def test_orthographic_camera_projects_landmarks_without_perspective(model):
+    camera = default_camera(SIZE, orthographic=True)
+    motion = _motion(np.random.default_rng(4), frames=2)
+    frames = render_frames(
+        model, np.zeros(50, np.float32), _smooth_appearance(model), _flat_light(), _still_backdrop(), camera, motion,
+        slice(0, 2),
+    )  # fmt: skip
+    expected = frames.landmarks3d[..., :2] * camera.focal / camera.z_ref + (SIZE - 1) / 2
+    assert np.allclose(frames.landmarks, expected, atol=1e-3)
+    # the same image scale as the perspective camera at the head's distance
+    perspective = render_frames(
+        model, np.zeros(50, np.float32), _smooth_appearance(model), _flat_light(), _still_backdrop(),
+        default_camera(SIZE), motion, slice(0, 2),
+    )  # fmt: skip
+    ratio = frames.mask.sum() / perspective.mask.sum()
+    assert 0.9 < ratio < 1.1
+
+
+def test_make_heads_command_line(tmp_path, capsys):
+    from reanimate.cli import main
+
+    out = tmp_path / "cli"
+    assert main(["make-heads", str(out), "--size", "64", "--frames", "3", "--train", "1", "--test", "0", "-q"]) == 0
+    assert len(list((out / "train" / "head_00000").glob("*.png"))) == 3
+    assert main(["make-heads", str(tmp_path / "bad"), "--size", "32", "-q"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert error[-1].startswith("reanimate: error: make-heads: size must be 64..512")
+    assert not (tmp_path / "bad").exists()

@@ -221,7 +221,6 @@ _PART_CODES = {"train": 0, "test": 1, "pairs": 2, "subject": 3}
 
 
 def _video_job(config: HeadsConfig, build: Path, split: str, index: int) -> dict:
-    torch.set_num_threads(1)
     rng = np.random.default_rng([config.seed, _PART_CODES[split], index])
     camera = default_camera(config.size, config.orthographic)
     person = _Person.sample(config, rng, moving=rng.random() < config.moving_background)
@@ -250,7 +249,6 @@ def _source_trajectory(rng: np.random.Generator, fps: float) -> HeadTrajectory:
 
 
 def _pair_job(config: HeadsConfig, build: Path, split: str, index: int) -> dict:
-    torch.set_num_threads(1)
     rng = np.random.default_rng([config.seed, _PART_CODES["pairs"], index])
     camera = default_camera(config.size, config.orthographic)
     person_a = _Person.sample(config, rng, moving=False)
@@ -277,7 +275,6 @@ def _pair_job(config: HeadsConfig, build: Path, split: str, index: int) -> dict:
 
 
 def _subject_job(config: HeadsConfig, build: Path, split: str, index: int) -> dict:
-    torch.set_num_threads(1)
     rng = np.random.default_rng([config.seed, _PART_CODES["subject"], 0])
     camera = default_camera(config.size, config.orthographic)
     person = _Person.sample(config, rng, moving=False)
@@ -340,7 +337,7 @@ def make_heads(
             (build / split).mkdir()
         with tqdm(total=len(jobs), unit="video", desc="make-heads", disable=not progress) as bar:
             if workers > 1:
-                with ProcessPoolExecutor(workers) as pool:
+                with ProcessPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
                     futures = [(key, pool.submit(job, config, build, split, i)) for job, split, i, key in jobs]
                     for key, future in futures:
                         listing[key].append(future.result())
