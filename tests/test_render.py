@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from reanimate.geometry import euler_to_rotation
 from reanimate.render import (
     Camera,
+    Fragments,
     backward_flow,
     composite,
     downsample,
@@ -417,3 +418,58 @@ def test_occluded_points_are_invisible():
     assert not visible[0][on_plane & behind & rows].any()
     assert visible[0][on_plane & ~behind & rows & (hidden_before > 0.5)].all()
     assert visible[0][~on_plane & fragments.mask[0]].all()  # the occluder itself
+
+
+# --- fast paths against plain references ---------------------------------------------
+
+
+def test_interpolate_without_the_covered_pixel_cache():
+    """Fragments built from the maps alone (no cached covered pixels) interpolate alike."""
+    vertices, faces = icosphere(2)
+    camera = Camera(width=24, height=20, focal=30.0)
+    screen = project((vertices * 0.8 + torch.tensor([0.0, 0.0, 3.0]))[None].expand(2, -1, -1), camera)
+    fragments = rasterize(screen, faces, 20, 24)
+    attributes = torch.randn(2, len(vertices), 5)
+    plain = Fragments(fragments.face_index, fragments.bary, fragments.depth)
+    torch.testing.assert_close(interpolate(attributes, plain, faces), interpolate(attributes, fragments, faces))
+    covered, face, bary = plain.pixels()
+    assert torch.equal(covered, fragments.covered) and torch.equal(face, fragments.covered_face)
+    torch.testing.assert_close(bary, fragments.covered_bary)
+    mask = fragments.mask
+    corners = attributes[0][faces[fragments.face_index.clamp_min(0)]]  # (N, H, W, 3, C)
+    expected = ((corners * fragments.bary[..., None]).sum(-2)) * mask[..., None]
+    torch.testing.assert_close(interpolate(attributes[0], fragments, faces), expected)
+
+
+def test_vertex_normals_match_a_per_face_loop():
+    vertices, faces = icosphere(1)
+    frames = torch.stack([vertices, vertices * torch.tensor([1.0, 2.0, 0.5]) + 0.3])
+    expected = torch.zeros_like(frames)
+    for a, b, c in faces.tolist():
+        normal = torch.linalg.cross(frames[:, b] - frames[:, a], frames[:, c] - frames[:, a])
+        for i in (a, b, c):
+            expected[:, i] += normal
+    expected = expected / expected.norm(dim=-1, keepdim=True)
+    torch.testing.assert_close(vertex_normals(frames, faces), expected)
+
+
+def test_lambert_matches_the_normalised_formula():
+    """Random normals (unnormalised, some zero), per-pixel views, two-sided, highlights."""
+    torch.manual_seed(0)
+    albedo, normals = torch.rand(2, 4, 5, 3), torch.randn(2, 4, 5, 3)
+    normals[0, 0, 0] = 0
+    view = F.normalize(torch.randn(2, 4, 5, 3), dim=-1)
+    light = F.normalize(torch.randn(2, 3), dim=-1)
+    specular = torch.rand(2, 4, 5)
+    for two_sided in (False, True):
+        for v in (None, view):
+            unit = F.normalize(normals, dim=-1, eps=1e-12)
+            towards = torch.tensor([0.0, 0.0, -1.0]).expand_as(unit) if v is None else v
+            if two_sided:
+                unit = torch.where((unit * towards).sum(-1, keepdim=True) < 0, -unit, unit)
+            n_dot_l = (unit * light[:, None, None]).sum(-1, keepdim=True)
+            half = F.normalize(light[:, None, None] + towards, dim=-1)
+            n_dot_h = (unit * half).sum(-1, keepdim=True).clamp_min(0)
+            expected = albedo * (0.2 + 0.7 * n_dot_l.clamp_min(0)) + specular[..., None] * n_dot_h**8 * (n_dot_l > 0)
+            shaded = lambert(albedo, normals, light, 0.2, 0.7, specular, 8.0, view=v, two_sided=two_sided)
+            torch.testing.assert_close(shaded, expected.clamp(0, 1))

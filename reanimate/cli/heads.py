@@ -26,7 +26,10 @@ def add_head_commands(sub) -> None:
     p.add_argument("--test", type=int, default=10, help="test videos, stronger motion (default 10)")
     p.add_argument("--pairs", type=int, default=0, help="cross-identity triples to write (default 0)")
     p.add_argument(
-        "--pairs-profile", default="train", help="motion of the pairs' driving videos: train (default) or test"
+        "--pairs-profile",
+        choices=("train", "test"),
+        default="train",
+        help="motion of the pairs' driving videos: train (default, milder) or test (stronger)",
     )
     p.add_argument("--subject", action="store_true", help="also write one person's train and test clips")
     p.add_argument(

@@ -174,7 +174,11 @@ def _shade(
     # One interpolation for everything the frames share: albedo, rest position, shininess.
     shared = torch.cat([appearance.albedo, model.template, appearance.shininess[:, None]], dim=1)
     values = interpolate(shared, fragments, faces)
-    albedo = values[..., :3] * detail(appearance, values[..., 3:6])[..., None]
+    # The solid detail noise only where the head is (a 3-D lookup per pixel is not free).
+    mask = fragments.mask
+    factor = torch.ones(mask.shape, dtype=values.dtype)
+    factor[mask] = detail(appearance, values[mask][:, 3:6])
+    albedo = values[..., :3] * factor[..., None]
     normals = interpolate(vertex_normals(vertices, faces), fragments, faces)
     count = vertices.shape[0]
     colour = lambert(

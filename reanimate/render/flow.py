@@ -60,31 +60,43 @@ def _seen(depth, corner, u, v, frame, perspective, tolerance):
         times that (background never does). Edge-on triangles are not seen.
     """
     n_frames, height, width = depth.shape
-    x0 = u.floor().clamp(0, max(width - 2, 0))
-    y0 = v.floor().clamp(0, max(height - 2, 0))
+    x0 = u.floor().clamp_(0, max(width - 2, 0))
+    y0 = v.floor().clamp_(0, max(height - 2, 0))
     fx, fy = u - x0, v - y0
-    flat = depth.reshape(-1)
-    cu, cv, cz = corner.unbind(-1)
-    edges = [(1, 2), (2, 0), (0, 1)]  # edge i, opposite corner i, runs from a to b
-    area = (cu[:, 1] - cu[:, 0]) * (cv[:, 2] - cv[:, 0]) - (cv[:, 1] - cv[:, 0]) * (cu[:, 2] - cu[:, 0])
-    occluded = area == 0
-    shown = torch.zeros_like(occluded)
-    for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
-        used = ((fx if dx else 1 - fx) > _FOOTPRINT) & ((fy if dy else 1 - fy) > _FOOTPRINT)
-        x, y = (x0 + dx).clamp(max=width - 1), (y0 + dy).clamp(max=height - 1)
-        buffer = flat.index_select(0, (frame * height + y.long()) * width + x.long())
-        bary = [
-            ((cu[:, b] - cu[:, a]) * (y - cv[:, a]) - (cv[:, b] - cv[:, a]) * (x - cu[:, a])) / area for a, b in edges
-        ]
-        if perspective:
-            inverse = bary[0] / cz[:, 0] + bary[1] / cz[:, 1] + bary[2] / cz[:, 2]
-            # A plane that does not reach this pixel in front of the camera: edge-on.
-            surface = torch.where(inverse > 0, 1.0 / inverse, -1.0)
-        else:
-            surface = bary[0] * cz[:, 0] + bary[1] * cz[:, 1] + bary[2] * cz[:, 2]
-        occluded |= used & (buffer < surface * (1 - tolerance))
-        shown |= used & (buffer <= surface * (1 + _BEHIND * tolerance))
-    return shown & ~occluded
+    # The four footprint corners at once, (4, P) in the order (0, 0), (1, 0), (0, 1),
+    # (1, 1); an image one pixel wide (high) repeats its only column (row).
+    sx, sy = int(width > 1), int(height > 1)
+    wx, wy = (1 - fx > _FOOTPRINT, fx > _FOOTPRINT), (1 - fy > _FOOTPRINT, fy > _FOOTPRINT)
+    first = (frame * height + y0.long()) * width + x0.long()
+    offset = torch.tensor([0, sx, sy * width, sx + sy * width], device=first.device)
+    buffer = depth.reshape(-1).index_select(0, (first + offset[:, None]).view(-1)).view(4, -1)
+    # The surface's inverse depth (perspective) or depth (orthographic) is affine in the
+    # pixel position: q0 + qx (x - u0) + qy (y - v0), from corner 0 of the triangle.
+    cu, cv, cz = corner.permute(2, 1, 0).contiguous()  # (3 corners, P) each
+    q = cz.reciprocal() if perspective else cz
+    du1, du2 = cu[1] - cu[0], cu[2] - cu[0]
+    dv1, dv2 = cv[1] - cv[0], cv[2] - cv[0]
+    dq1, dq2 = q[1] - q[0], q[2] - q[0]
+    area = du1 * dv2 - dv1 * du2
+    qx = (dq1 * dv2 - dq2 * dv1).div_(area).mul_(sx)
+    qy = (dq2 * du1 - dq1 * du2).div_(area).mul_(sy)
+    at_first = (x0 - cu[0]).mul_(qx).add_((y0 - cv[0]).mul_(qy)).add_(q[0])
+    at_down = at_first + qy
+    surface = torch.stack([at_first, at_first + qx, at_down, at_down + qx])
+    used = torch.stack([wy[0] & wx[0], wy[0] & wx[1], wy[1] & wx[0], wy[1] & wx[1]])
+    if perspective:
+        # buffer / surface depth = buffer * inverse depth; a plane that does not reach
+        # the pixel in front of the camera (inverse depth <= 0) is edge-on: not seen.
+        used &= surface > 0
+        ratio = buffer.mul_(surface)
+        front, behind = ratio < 1 - tolerance, ratio <= 1 + _BEHIND * tolerance
+    else:
+        front, behind = buffer < surface * (1 - tolerance), buffer <= surface * (1 + _BEHIND * tolerance)
+    front &= used
+    behind &= used
+    occluded = front[0] | front[1] | front[2] | front[3]
+    shown = behind[0] | behind[1] | behind[2] | behind[3]
+    return shown & ~occluded & (area != 0)  # edge-on triangles are not seen
 
 
 def backward_flow(
@@ -149,20 +161,21 @@ def backward_flow(
     )
     identity = torch.stack([xs, ys], dim=-1).expand(n_frames, height, width, 2)
 
-    face_index = fragments.face_index.reshape(-1)
-    covered = (face_index >= 0).nonzero().squeeze(1)
+    covered, face, bary = fragments.pixels()
     frame = torch.div(covered, height * width, rounding_mode="floor")
-    vertex = faces.long().to(covered.device).index_select(0, face_index.index_select(0, covered))
-    vertex = vertex + (frame * n_verts)[:, None]
-    corner = screen_source.reshape(-1, 3).index_select(0, vertex.reshape(-1)).view(-1, 3, 3).to(dtype)
-    bary = fragments.bary.reshape(-1, 3).index_select(0, covered)
-    u, v, z = corner.unbind(-1)  # (P, 3) each
-    depth = (bary * z).sum(-1)
-    if camera.orthographic:
-        su, sv = (bary * u).sum(-1), (bary * v).sum(-1)
+    vertex = faces.long().to(covered.device).index_select(0, face)
+    if screen_source.stride(0) == 0:  # one source for all frames
+        corner = screen_source[0].index_select(0, vertex.view(-1)).view(-1, 3, 3).to(dtype)
     else:
-        weight = bary * z
-        su, sv = (weight * u).sum(-1) / depth, (weight * v).sum(-1) / depth
+        vertex = vertex + (frame * n_verts)[:, None]
+        corner = screen_source.reshape(-1, 3).index_select(0, vertex.view(-1)).view(-1, 3, 3).to(dtype)
+    u, v, z = corner.permute(2, 1, 0).contiguous()  # (3 corners, P) each
+    b0, b1, b2 = bary.unbind(-1)
+    depth = b0 * z[0] + b1 * z[1] + b2 * z[2]
+    w0, w1, w2 = (b0, b1, b2) if camera.orthographic else (b0 * z[0], b1 * z[1], b2 * z[2])
+    su, sv = w0 * u[0] + w1 * u[1] + w2 * u[2], w0 * v[0] + w1 * v[1] + w2 * v[2]
+    if not camera.orthographic:
+        su, sv = su / depth, sv / depth
     slack = _FRAME_SLACK
     inside = (su >= -slack) & (su <= width - 1 + slack) & (sv >= -slack) & (sv <= height - 1 + slack)
     seen = _seen(
@@ -178,5 +191,5 @@ def backward_flow(
     normalised = torch.stack([2 * su / max(width - 1, 1) - 1, 2 * sv / max(height - 1, 1) - 1], dim=-1)
     flow = identity.reshape(-1, 2).index_copy(0, covered, normalised).view(n_frames, height, width, 2)
     visible = torch.zeros(n_frames * height * width, dtype=torch.bool, device=covered.device)
-    visible[covered] = inside & seen
+    visible.index_copy_(0, covered, inside & seen)
     return flow, visible.view(n_frames, height, width)

@@ -30,7 +30,7 @@ camera (the OBJ convention for outward normals).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -47,11 +47,29 @@ class Fragments:
             they interpolate camera-space attributes exactly); zero on background.
             Differentiable w.r.t. the screen positions.
         depth: ``(N, H, W)`` camera depth ``z``, ``inf`` on background; differentiable.
+        covered: ``(P,)`` int64 flat indices (into ``N * H * W``) of the covered pixels,
+            ascending, or None (then derived from ``face_index`` on demand).
+        covered_face: ``(P,)`` int64 face id at each covered pixel, or None.
+        covered_bary: ``(P, 3)`` barycentrics at the covered pixels (the rows of ``bary``
+            there, with the same gradients), or None.
     """
 
     face_index: torch.Tensor
     bary: torch.Tensor
     depth: torch.Tensor
+    covered: torch.Tensor | None = field(default=None, repr=False)
+    covered_face: torch.Tensor | None = field(default=None, repr=False)
+    covered_bary: torch.Tensor | None = field(default=None, repr=False)
+
+    def pixels(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``covered, covered_face, covered_bary`` (see the attributes), computed from the
+        maps and kept when :func:`rasterize` did not fill them in."""
+        if self.covered is None or self.covered_face is None or self.covered_bary is None:
+            face_index = self.face_index.reshape(-1)
+            self.covered = (face_index >= 0).nonzero().squeeze(1)
+            self.covered_face = face_index.index_select(0, self.covered)
+            self.covered_bary = self.bary.reshape(-1, 3).index_select(0, self.covered)
+        return self.covered, self.covered_face, self.covered_bary
 
     @property
     def mask(self) -> torch.Tensor:
@@ -165,7 +183,8 @@ def _edge_tables(uv, depth, vertex, x0, y0, perspective, edges, plane):
 
 
 def _cover(edges, kw, kh):
-    """Covered candidates of triangles whose boxes fit in ``kw x kh``: ``(t, row, col)``.
+    """Covered candidates of triangles whose boxes fit in ``kw x kh``: ``(t, row, col)``,
+    three distinct int64 tensors.
 
     ``edges`` ``(9, Tc)``: the rows of :func:`_edge_tables` for these triangles. The
     candidates are laid out ``(kh, kw, Tc)``, triangles innermost, so every loop is long.
@@ -180,13 +199,11 @@ def _cover(edges, kw, kh):
         else:
             ok = fy.view(kh, 1, n_tri) >= (edges[3 + i] * -_steps(kw, edges)).view(1, kw, n_tri)
         inside = ok if inside is None else inside.logical_and_(ok)
-    hit = inside.view(-1).nonzero().squeeze(1)
     if kw * kh == 1:
-        zero = torch.zeros_like(hit)
-        return hit, zero, zero
-    cell = torch.div(hit, n_tri, rounding_mode="floor")
-    row = torch.div(cell, kw, rounding_mode="floor") if kw > 1 else cell
-    return hit - cell * n_tri, row, cell - row * kw
+        hit = inside.view(-1).nonzero().squeeze(1)
+        return hit, torch.zeros_like(hit), torch.zeros_like(hit)  # distinct: callers work in place
+    row, col, tri = inside.nonzero().t().contiguous()
+    return tri, row, col
 
 
 def _steps(n: int, like: torch.Tensor) -> torch.Tensor:
@@ -210,7 +227,7 @@ def _zbuffer(screen, faces, height, width, perspective, cull_backfaces, near):
     offset = torch.arange(n_frames, device=device)[:, None] * n_verts
     # Corner vertex ids (3, N * F), triangles in n * F + f order; int32 halves the traffic.
     index_type = torch.int32 if n_frames * n_verts < 2**31 else torch.long
-    vertex = (faces.t().to(index_type)[:, None, :] + offset.to(index_type)).reshape(3, -1)
+    vertex = (faces.t().contiguous().to(index_type)[:, None, :] + offset.to(index_type)).reshape(3, -1)
     group, x0_all, y0_all, sizes_w, sizes_h = _size_groups(uv.float(), vertex, height, width, cull_backfaces)
     group, order = torch.sort(group, stable=True)
     counts = torch.bincount(group.int(), minlength=len(sizes_w) * len(sizes_h) + 1)[:-1].tolist()
@@ -228,25 +245,25 @@ def _zbuffer(screen, faces, height, width, perspective, cull_backfaces, near):
         hi = min(lo + _SETUP_CHUNK, n_valid)
         corners = [corner.index_select(0, order[lo:hi]) for corner in vertex]
         _edge_tables(uv, depth, corners, x0[lo:hi], y0[lo:hi], perspective, edges[:, lo:hi], plane[:, lo:hi])
-    tris, rows, cols = [], [], []
     start = 0
     for g, count in enumerate(counts):
         kw, kh = sizes_w[g // len(sizes_h)], sizes_h[g % len(sizes_h)]
         step = max(1, _COVER_CHUNK // (kw * kh))
         for lo in range(start, start + count, step):
-            tri, row, col = _cover(edges[:, lo : min(lo + step, start + count)], kw, kh)
-            tris.append(tri + lo)
-            rows.append(row)
-            cols.append(col)
+            hi = min(lo + step, start + count)
+            tri, row, col = _cover(edges[:, lo:hi], kw, kh)
+            # Keys and pixels per chunk, while its tables are still in the caches; "amax"
+            # does not depend on the order of the scatters.
+            q0, qx, qy = (coefficient[lo:hi].index_select(0, tri) for coefficient in plane)
+            value = qx.mul_(col).add_(qy.mul_(row)).add_(q0)
+            if not perspective:
+                value = value.reciprocal_()
+            key = value.float().clamp_min_(0).view(torch.int32).long().bitwise_left_shift_(32)
+            key.bitwise_or_(order[lo:hi].index_select(0, tri))
+            pixel = row.mul_(width).add_(col).add_(base[lo:hi].index_select(0, tri))
+            buffer.scatter_reduce_(0, pixel, key, "amax")
         start += count
-    tri, row, col = torch.cat(tris), torch.cat(rows), torch.cat(cols)
-    q0, qx, qy = (coefficient.index_select(0, tri) for coefficient in plane)
-    value = q0 + qx * col + qy * row
-    if not perspective:
-        value = 1.0 / value
-    key = (value.float().clamp_min(0).view(torch.int32).long() << 32) | order.index_select(0, tri)
-    pixel = base.index_select(0, tri) + row * width + col
-    return buffer.scatter_reduce_(0, pixel, key, "amax")
+    return buffer
 
 
 def rasterize(
@@ -273,7 +290,9 @@ def rasterize(
         near: triangles with a vertex at ``z <= near`` are dropped (camera units).
 
     Returns:
-        :class:`Fragments` with ``(N, H, W)`` maps.
+        :class:`Fragments` with ``(N, H, W)`` maps and the covered pixels' indices, faces
+        and barycentrics (which :func:`interpolate` and
+        :func:`~reanimate.render.flow.backward_flow` reuse).
     """
     if screen.dim() != 3 or screen.shape[-1] != 3 or not screen.is_floating_point():
         raise ValueError(f"rasterize expects float screen (N, V, 3), got {tuple(screen.shape)} {screen.dtype}")
@@ -291,36 +310,36 @@ def rasterize(
         ]
     )
     covered = (buffer >= 0).nonzero().squeeze(1)
-    winner = buffer[covered] & 0xFFFFFFFF  # face id within its batch: n * F + f, n from the batch start
+    winner = buffer.index_select(0, covered) & 0xFFFFFFFF  # face id within its batch: n * F + f
     face = torch.remainder(winner, max(n_faces, 1))
     frame = torch.div(covered, frame_pixels, rounding_mode="floor")
     face_index = torch.full((n_frames * frame_pixels,), -1, dtype=torch.long, device=screen.device)
-    face_index[covered] = face
+    face_index.index_copy_(0, covered, face)
 
-    # Differentiable barycentrics of the winning triangle at each covered pixel centre.
-    vertex = faces.index_select(0, face) + (frame * n_verts)[:, None]  # (P, 3)
-    corner = screen.reshape(-1, 3).index_select(0, vertex.reshape(-1)).view(-1, 3, 3)  # (P, corner, uvz)
+    # Differentiable barycentrics of the winning triangle at each covered pixel centre,
+    # computed on contiguous (P,) columns: u[k], v[k], z[k] of corner k.
+    first = frame * n_verts
+    vertex = [corner.index_select(0, face).add_(first) for corner in faces.t().contiguous()]
+    coords = screen.reshape(-1, 3).t().contiguous()
+    u, v, z = ([row.index_select(0, k) for k in vertex] for row in coords)
     in_frame = covered - frame * frame_pixels
     py = torch.div(in_frame, width, rounding_mode="floor")
     px = (in_frame - py * width).to(screen.dtype)
     py = py.to(screen.dtype)
-    u, v, z = (corner[:, :, c] for c in range(3))
     # Edge functions opposite each corner; they sum to twice the signed area.
-    edge = [
-        (u[:, b] - u[:, a]) * (py - v[:, a]) - (v[:, b] - v[:, a]) * (px - u[:, a]) for a, b in ((1, 2), (2, 0), (0, 1))
-    ]
+    edge = [(u[b] - u[a]) * (py - v[a]) - (v[b] - v[a]) * (px - u[a]) for a, b in ((1, 2), (2, 0), (0, 1))]
     if perspective:
-        weight = [e / z[:, i] for i, e in enumerate(edge)]
+        weight = [e / z[i] for i, e in enumerate(edge)]
         total = weight[0] + weight[1] + weight[2]
         bary_c = torch.stack(weight, dim=1) / total[:, None]
         depth_c = (edge[0] + edge[1] + edge[2]) / total
     else:
         bary_c = torch.stack(edge, dim=1) / (edge[0] + edge[1] + edge[2])[:, None]
-        depth_c = bary_c[:, 0] * z[:, 0] + bary_c[:, 1] * z[:, 1] + bary_c[:, 2] * z[:, 2]
-    bary = screen.new_zeros(n_frames * frame_pixels, 3).index_copy(0, covered, bary_c)
-    depth = screen.new_full((n_frames * frame_pixels,), float("inf")).index_copy(0, covered, depth_c)
+        depth_c = bary_c[:, 0] * z[0] + bary_c[:, 1] * z[1] + bary_c[:, 2] * z[2]
+    bary = screen.new_zeros(n_frames * frame_pixels, 3).index_copy_(0, covered, bary_c)
+    depth = screen.new_full((n_frames * frame_pixels,), float("inf")).index_copy_(0, covered, depth_c)
     shape = (n_frames, height, width)
-    return Fragments(face_index.view(shape), bary.view(*shape, 3), depth.view(shape))
+    return Fragments(face_index.view(shape), bary.view(*shape, 3), depth.view(shape), covered, face, bary_c)
 
 
 def interpolate(attributes: torch.Tensor, fragments: Fragments, faces: torch.Tensor) -> torch.Tensor:
@@ -328,7 +347,9 @@ def interpolate(attributes: torch.Tensor, fragments: Fragments, faces: torch.Ten
 
     Args:
         attributes: ``(V, C)`` shared by all frames or ``(N, V, C)`` per frame.
-        fragments: from :func:`rasterize` with the same ``faces``.
+        fragments: from :func:`rasterize` with the same ``faces``; only its covered
+            pixels are evaluated (:meth:`Fragments.pixels`), as one gather of their
+            ``(P, 3, C)`` corner values and a batched ``(1, 3) x (3, C)`` product.
         faces: ``(F, 3)`` int64.
 
     Returns:
@@ -339,16 +360,14 @@ def interpolate(attributes: torch.Tensor, fragments: Fragments, faces: torch.Ten
     if attributes.dim() not in (2, 3) or (attributes.dim() == 3 and attributes.shape[0] != n_frames):
         raise ValueError(f"interpolate expects attributes (V, C) or ({n_frames}, V, C), got {tuple(attributes.shape)}")
     n_channels = attributes.shape[-1]
-    face_index = fragments.face_index.reshape(-1)
-    covered = (face_index >= 0).nonzero().squeeze(1)
-    vertex = faces.long().to(face_index.device).index_select(0, face_index.index_select(0, covered))  # (P, 3)
+    covered, face, bary = fragments.pixels()
+    vertex = faces.long().to(covered.device).index_select(0, face)  # (P, 3)
     if attributes.dim() == 3:
         frame = torch.div(covered, height * width, rounding_mode="floor")
         vertex = vertex + (frame * attributes.shape[1])[:, None]
-    values = attributes.reshape(-1, n_channels).index_select(0, vertex.reshape(-1)).view(-1, 3, n_channels)
-    bary = fragments.bary.reshape(-1, 3).index_select(0, covered).to(values.dtype)
-    pixel = values[:, 0] * bary[:, 0:1] + values[:, 1] * bary[:, 1:2] + values[:, 2] * bary[:, 2:3]
-    out = pixel.new_zeros(n_frames * height * width, n_channels).index_copy(0, covered, pixel)
+    values = attributes.reshape(-1, n_channels).index_select(0, vertex.view(-1)).view(-1, 3, n_channels)
+    pixel = torch.bmm(bary.to(values.dtype)[:, None, :], values).squeeze(1)  # (P, C)
+    out = pixel.new_zeros(n_frames * height * width, n_channels).index_copy_(0, covered, pixel)
     return out.view(n_frames, height, width, n_channels)
 
 
@@ -364,11 +383,17 @@ def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor, eps: float = 1e-
     """
     if vertices.dim() != 3 or vertices.shape[-1] != 3:
         raise ValueError(f"vertex_normals expects vertices (N, V, 3), got {tuple(vertices.shape)}")
-    faces = faces.long()
-    a, b, c = vertices[:, faces[:, 0]], vertices[:, faces[:, 1]], vertices[:, faces[:, 2]]
-    face_normal = torch.linalg.cross(b - a, c - a)  # (N, F, 3), length twice the area
-    normal = vertices.new_zeros(vertices.shape).index_add(1, faces.reshape(-1), face_normal.repeat_interleave(3, dim=1))
-    return normal / normal.norm(dim=-1, keepdim=True).clamp_min(eps)
+    n_frames, n_verts, _ = vertices.shape
+    faces = faces.long().to(vertices.device)
+    # Vertex-major (V, N * 3) rows: gathers and scatters move whole rows of all frames.
+    rows = vertices.permute(1, 0, 2).reshape(n_verts, n_frames * 3)
+    a, b, c = (rows.index_select(0, faces[:, k]).view(-1, n_frames, 3) for k in range(3))
+    face_normal = torch.linalg.cross(b - a, c - a).view(-1, n_frames * 3)  # length twice the area
+    normal = rows.new_zeros(n_verts, n_frames * 3)
+    for k in range(3):
+        normal.index_add_(0, faces[:, k], face_normal)
+    normal = normal.view(n_verts, n_frames, 3).permute(1, 0, 2)
+    return normal / torch.linalg.vector_norm(normal, dim=-1, keepdim=True).clamp_min(eps)
 
 
 def triangulate(polygons: Sequence[Sequence[int]] | np.ndarray | torch.Tensor) -> torch.Tensor:

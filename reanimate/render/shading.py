@@ -68,19 +68,36 @@ def lambert(
         raise ValueError(
             f"lambert expects albedo and normals (N, H, W, 3), got {tuple(albedo.shape)} and {tuple(normals.shape)}"
         )
-    normal = _unit(normals)
-    light = _unit(torch.as_tensor(light_direction, dtype=albedo.dtype, device=albedo.device).reshape(-1, 1, 1, 3))
-    if view is None:
-        view = torch.tensor(_TOWARDS_CAMERA, dtype=albedo.dtype, device=albedo.device).expand_as(normal)
-    if two_sided:
-        normal = torch.where((normal * view).sum(-1, keepdim=True) < 0, -normal, normal)
-    n_dot_l = (normal * light).sum(-1, keepdim=True)
+    n_frames = albedo.shape[0]
+    # The normals are not normalised in memory: each dot product with them is divided by
+    # their length instead, and those with per-frame vectors are batched matrix products.
+    rows = normals.reshape(n_frames, -1, 3)
+    inverse_length = torch.linalg.vector_norm(normals, dim=-1, keepdim=True).clamp_min_(1e-12).reciprocal_()
+    light = _unit(torch.as_tensor(light_direction, dtype=albedo.dtype, device=albedo.device).reshape(-1, 3))
+    light = light.expand(n_frames, 3)
+    towards = torch.tensor(_TOWARDS_CAMERA, dtype=albedo.dtype, device=albedo.device)
+
+    def dot(vectors: torch.Tensor) -> torch.Tensor:  # unit normal . vectors, (N, H, W, 1)
+        if vectors.dim() == 2:  # (N, 3), one vector per frame
+            product = torch.bmm(rows, vectors[:, :, None].contiguous())
+        else:
+            product = (normals * vectors).sum(-1, keepdim=True)
+        return product.view(inverse_length.shape) * inverse_length
+
+    n_dot_l = dot(light)
+    flip = None
+    if two_sided:  # normals facing away from the viewer are flipped: so are their dot products
+        n_dot_v = -normals[..., 2:] if view is None else (normals * view).sum(-1, keepdim=True)
+        flip = torch.where(n_dot_v < 0, -1.0, 1.0).to(albedo.dtype)
+        n_dot_l = n_dot_l * flip
     colour = albedo * (_coefficient(ambient, albedo) + _coefficient(diffuse, albedo) * n_dot_l.clamp_min(0))
     spec = _coefficient(specular, albedo)
     if bool((spec != 0).any()):
-        half = _unit(light + view)
-        n_dot_h = (normal * half).sum(-1, keepdim=True).clamp_min(0)
-        colour = colour + spec * n_dot_h.pow(shininess) * (n_dot_l > 0)
+        half = _unit(light + towards) if view is None else _unit(light.reshape(-1, 1, 1, 3) + view)
+        n_dot_h = dot(half)
+        if flip is not None:
+            n_dot_h = n_dot_h * flip
+        colour = colour + spec * n_dot_h.clamp_min(0).pow(shininess) * (n_dot_l > 0)
     return colour.clamp(0.0, 1.0)
 
 
