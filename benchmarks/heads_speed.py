@@ -23,12 +23,11 @@ import numpy as np
 import torch
 
 from reanimate.heads.appearance import sample_appearance, sample_lighting
-from reanimate.heads.dataset import HeadsConfig, make_heads
+from reanimate.heads.dataset import HeadsConfig, make_heads, write_flow
 from reanimate.heads.model import load_head_model
 from reanimate.heads.rig import build_rig, pose_vertices, shape_vertices, to_camera
 from reanimate.heads.scene import Backdrop, _shade, default_camera, head_pose
 from reanimate.heads.trajectories import sample_trajectory
-from reanimate.io.files import write_npz
 from reanimate.render import project, rasterize
 from reanimate.render.flow import backward_flow
 
@@ -85,8 +84,7 @@ def stages(size: int, frames: int) -> dict[str, float]:
             rgb = (colour.clamp(0, 1) * 255).to(torch.uint8).numpy()
             with tempfile.TemporaryDirectory() as folder:
                 timed("PNG frames", lambda: [cv2.imwrite(f"{folder}/{i}.png", f) for i, f in enumerate(rgb)])
-                arrays = {"flow": flow.numpy().astype(np.float16), "visible": visible.numpy()}
-                timed("flow file", write_npz, Path(folder) / "f.npz", arrays, 1)
+                timed("flow file", write_flow, Path(folder) / "f.npz", flow.numpy(), visible.numpy())
     return {name: seconds / frames * 1000 for name, seconds in times.items()}
 
 
