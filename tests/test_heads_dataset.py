@@ -33,8 +33,7 @@ def _smooth_appearance(model) -> Appearance:
     to second order and any warp error is the flow's."""
     rest = model.template
     colour = 0.5 + 0.4 * torch.sin(rest / torch.tensor([3.0, 4.0, 5.0]))
-    base = sample_appearance(model, np.random.default_rng(0))
-    return Appearance(colour, torch.zeros(len(rest)), base.noise, base.noise_box, 0.0)
+    return Appearance(colour, torch.zeros(len(rest)))
 
 
 def _still_backdrop() -> Backdrop:

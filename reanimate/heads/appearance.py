@@ -2,9 +2,10 @@
 hair, clothing, lights and backgrounds.
 
 Everything a surface shows is attached to the mesh, so the ground-truth flow carries it
-exactly: per-vertex albedo (interpolated over the triangles) times a fine solid noise
-sampled at each pixel's *rest-shape* position (the template head's coordinates of the
-surface point), so pores and blotches move with the skin. Regions (lips, brows, …) are
+exactly: per-vertex albedo, interpolated over the triangles, including a fine solid
+noise sampled at each vertex's rest position (the face's vertices are 0.2-0.3 cm apart,
+2-3 pixels at 256x256; a per-pixel lookup looked the same and cost ~5 ms a frame), so
+blotches move with the skin. Regions (lips, brows, …) are
 soft per-vertex weights measured once on the template head from its 68 landmarks, in the
 frontal (x, y) plane of the model's coordinates.
 
@@ -24,7 +25,7 @@ import torch
 
 from reanimate.heads.model import HeadModel
 
-__all__ = ["Appearance", "Lighting", "Regions", "face_regions", "sample_appearance", "sample_lighting", "detail"]
+__all__ = ["Appearance", "Lighting", "Regions", "face_regions", "sample_appearance", "sample_lighting"]
 
 # Skin tones (linear-ish RGB in [0, 1]) from light to deep; an identity takes a random
 # point between two neighbours.
@@ -72,18 +73,12 @@ class Appearance:
     """One identity's look.
 
     Attributes:
-        albedo: ``(V, 3)`` per-vertex base colour in [0, 1].
+        albedo: ``(V, 3)`` per-vertex colour in [0, 1], detail noise included.
         shininess: ``(V,)`` per-vertex specular strength (skin low, eyes and lips high).
-        noise: ``(1, 1, G, G, G)`` solid detail noise (mean 0) over the template's bounding box.
-        noise_box: ``(2, 3)`` that box's corners, model coordinates.
-        noise_amplitude: relative strength of the detail noise.
     """
 
     albedo: torch.Tensor
     shininess: torch.Tensor
-    noise: torch.Tensor
-    noise_box: torch.Tensor
-    noise_amplitude: float
 
 
 @dataclass(frozen=True)
@@ -269,23 +264,21 @@ def sample_appearance(model: HeadModel, rng: np.random.Generator) -> Appearance:
     shininess = 0.15 + 0.25 * regions["lips"] + 0.8 * regions["sclera"] + 0.3 * regions["teeth"]
     shininess = shininess * (1 - regions["hair"] * 0.7) * (1 - regions["clothing"])
 
-    low_corner, high_corner = t.min(0) - 0.5, t.max(0) + 0.5
-    noise = rng.standard_normal((NOISE_GRID,) * 3).astype(np.float32)
+    albedo = albedo * _solid_noise(rng, t, float(rng.uniform(0.03, 0.07)))[:, None]
     return Appearance(
         albedo=torch.from_numpy(np.clip(albedo, 0, 1).astype(np.float32)),
         shininess=torch.from_numpy(shininess.astype(np.float32)),
-        noise=torch.from_numpy(noise)[None, None],
-        noise_box=torch.from_numpy(np.stack([low_corner, high_corner]).astype(np.float32)),
-        noise_amplitude=float(rng.uniform(0.03, 0.07)),
     )
 
 
-def detail(appearance: Appearance, rest_points: torch.Tensor) -> torch.Tensor:
-    """Detail factor ``1 + a * noise`` at rest-shape points ``(..., 3)`` -> ``(...)``."""
-    low, high = appearance.noise_box
-    grid = (2 * (rest_points - low) / (high - low) - 1).reshape(1, 1, 1, -1, 3)
-    sampled = torch.nn.functional.grid_sample(appearance.noise, grid, mode="bilinear", align_corners=True)
-    return 1 + appearance.noise_amplitude * sampled.reshape(rest_points.shape[:-1])
+def _solid_noise(rng: np.random.Generator, points: np.ndarray, amplitude: float) -> np.ndarray:
+    """``1 + amplitude * n`` at ``(V, 3)`` points, ``n`` a trilinearly sampled unit
+    Gaussian noise grid of :data:`NOISE_GRID` cells across the points' bounding box."""
+    noise = torch.from_numpy(rng.standard_normal((NOISE_GRID,) * 3).astype(np.float32))[None, None]
+    low, high = points.min(0) - 0.5, points.max(0) + 0.5
+    grid = torch.from_numpy((2 * (points - low) / (high - low) - 1).astype(np.float32)).reshape(1, 1, 1, -1, 3)
+    sampled = torch.nn.functional.grid_sample(noise, grid, mode="bilinear", align_corners=True).reshape(-1)
+    return 1 + amplitude * sampled.numpy().astype(np.float64)
 
 
 def sample_lighting(rng: np.random.Generator) -> Lighting:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from reanimate.data.synthetic.textures import background_texture
-from reanimate.heads.appearance import Appearance, Lighting, detail
+from reanimate.heads.appearance import Appearance, Lighting
 from reanimate.heads.model import HeadModel
 from reanimate.heads.rig import HeadPose, Rig, build_rig, pose_vertices, shape_vertices, to_camera
 from reanimate.heads.trajectories import HeadTrajectory
@@ -171,23 +171,19 @@ def _shade(
     fragments: Fragments,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     faces = model.triangles
-    # One interpolation for everything the frames share: albedo, rest position, shininess.
-    shared = torch.cat([appearance.albedo, model.template, appearance.shininess[:, None]], dim=1)
-    values = interpolate(shared, fragments, faces)
-    # The solid detail noise only where the head is (a 3-D lookup per pixel is not free).
-    mask = fragments.mask
-    factor = torch.ones(mask.shape, dtype=values.dtype)
-    factor[mask] = detail(appearance, values[mask][:, 3:6])
-    albedo = values[..., :3] * factor[..., None]
-    normals = interpolate(vertex_normals(vertices, faces), fragments, faces)
+    # One interpolation for everything: albedo and shininess (shared) and the normals.
     count = vertices.shape[0]
+    shared = torch.cat([appearance.albedo, appearance.shininess[:, None]], dim=1)
+    attributes = torch.cat([shared.expand(count, -1, -1), vertex_normals(vertices, faces)], dim=2)
+    values = interpolate(attributes, fragments, faces)
+    albedo, normals = values[..., :3], values[..., 4:7]
     colour = lambert(
         albedo * torch.from_numpy(lighting.tint.astype(np.float32)),
         normals,
         torch.from_numpy(lighting.towards_light.astype(np.float32)).expand(count, 3),
         lighting.ambient,
         lighting.diffuse,
-        specular=lighting.specular * values[..., 6],
+        specular=lighting.specular * values[..., 3],
     )
     return colour, normals / normals.norm(dim=-1, keepdim=True).clamp(min=1e-8)
 
