@@ -96,6 +96,7 @@ from tqdm import tqdm  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _heads_metrics as hm  # noqa: E402
+from _machine import cpu_model  # noqa: E402
 
 from reanimate.errors import InputError, ReanimateError  # noqa: E402
 from reanimate.io import list_frame_files, read_image  # noqa: E402
@@ -357,16 +358,6 @@ def summarise(result: dict) -> dict[str, dict]:
 
 # ---------------------------------------------------------------------------------------
 # Report.
-
-
-def cpu_model() -> str:
-    """``Model name`` of ``lscpu``."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (lscpu failed)"
-    names = [line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")]
-    return names[0] if names else "unknown"
 
 
 def label(method: str, options: list[str]) -> str:

@@ -13,7 +13,6 @@ thread: rig, rasterise, shade, backdrop, flow, PNG frames, flow file.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from _machine import cpu_model
 
 from reanimate.heads.appearance import sample_appearance, sample_lighting
 from reanimate.heads.dataset import HeadsConfig, make_heads, write_flow
@@ -30,14 +30,6 @@ from reanimate.heads.scene import Backdrop, _shade, default_camera, head_pose
 from reanimate.heads.trajectories import sample_trajectory
 from reanimate.render import project, rasterize
 from reanimate.render.flow import backward_flow
-
-
-def cpu_model() -> str:
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown CPU"
-    return next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("Model name")), "?")
 
 
 def end_to_end(size: int, videos: int, frames: int, workers: int) -> float:

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import argparse
 import math
-import subprocess
 import time
 
 import torch
+from _machine import cpu_model
 
 from reanimate.geometry import euler_to_rotation
 from reanimate.render import Camera, interpolate, project, rasterize
@@ -48,16 +48,6 @@ def bumpy_sphere(n_lat: int, n_lon: int, seed: int = 0) -> tuple[torch.Tensor, t
     a, b, c, d = index[:-1], nxt[:-1], nxt[1:], index[1:]
     quads = torch.cat([torch.stack([a, c, b], -1).reshape(-1, 3), torch.stack([a, d, c], -1).reshape(-1, 3)])
     return vertices, torch.cat([top, quads, bottom])
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (lscpu failed)"
-    return next(
-        (line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), "unknown"
-    )
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ import torch
 
 from reanimate.errors import InputError
 from reanimate.geometry.rotation import fit_rotation, rotation_to_euler
-from reanimate.heads.model import MODEL_PATH, NOTICE_PATH, RENDER_VERTICES, load_head_model, split_polygons
+from reanimate.heads.model import MODEL_PATH, NOTICE_PATH, RENDER_VERTICES, load_head_model
 from reanimate.heads.rig import (
     ICT_TO_OBJECT,
     HeadPose,
@@ -20,6 +20,7 @@ from reanimate.heads.rig import (
     shape_vertices,
 )
 from reanimate.heads.trajectories import EXPRESSION_NAMES, HeadTrajectory
+from reanimate.render import triangulate
 
 
 @pytest.fixture(scope="module")
@@ -57,10 +58,9 @@ def test_model_file_carries_the_notice_and_the_expected_content(model):
     assert abs(float(model.template[model.landmarks[30], 0])) < 1e-4
 
 
-def test_split_polygons_keeps_winding_and_origin():
-    triangles, origin = split_polygons(np.array([[0, 1, 2, 3], [4, 5, 6, -1]]))
-    assert triangles.tolist() == [[0, 1, 2], [0, 2, 3], [4, 5, 6]]
-    assert origin.tolist() == [0, 0, 1]
+def test_quads_split_into_triangles_of_the_same_winding(model):
+    assert model.triangles.shape == (48836, 3)  # 24,692 polygons, 24,144 of them quads
+    assert triangulate(np.array([[0, 1, 2, 3], [4, 5, 6, -1]])).tolist() == [[0, 1, 2], [0, 2, 3], [4, 5, 6]]
 
 
 def test_missing_or_damaged_model_file_is_one_clear_error(tmp_path):

@@ -51,7 +51,7 @@ from reanimate.heads.trajectories import (
     relative_trajectory,
     sample_trajectory,
 )
-from reanimate.io.files import atomic_path, write_npz
+from reanimate.io.files import atomic_path, check_output_folder, write_npz
 
 logger = logging.getLogger(__name__)
 
@@ -318,10 +318,7 @@ def make_heads(
     config = config or HeadsConfig()
     config.validate()
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise InputError(out, "exists and is not a folder; choose another output folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise InputError(out, "folder exists and is not empty; choose another one or pass --overwrite to replace it")
+    check_output_folder(out, overwrite)
     load_head_model()  # a missing or damaged model file fails here, before any work
 
     # (function, split, index, listing key)

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from reanimate.errors import InputError
+from reanimate.render.raster import triangulate
 
 __all__ = ["MODEL_PATH", "NOTICE_PATH", "PARTS", "RENDER_VERTICES", "HeadModel", "load_head_model"]
 
@@ -64,8 +65,7 @@ class HeadModel:
         template: ``(V, 3)`` neutral generic head.
         identity: ``(I, V, 3)`` identity modes (offsets at one standard deviation).
         expression: ``(E, V, 3)`` expression shapes (offsets at weight 1), E = 53.
-        triangles: ``(F, 3)`` int64, the polygons split into triangles.
-        polygon_of_triangle: ``(F,)`` int64, the polygon each triangle came from.
+        triangles: ``(F, 3)`` int64, the polygons split into triangles (same winding).
         landmarks: ``(68,)`` int64 vertex indices of the Multi-PIE 68 landmarks.
         expression_names: the E ARKit-style names, in the order of ``expression``.
         parts: name -> ``slice`` of vertex indices (see :data:`PARTS`).
@@ -76,7 +76,6 @@ class HeadModel:
     identity: torch.Tensor
     expression: torch.Tensor
     triangles: torch.Tensor
-    polygon_of_triangle: torch.Tensor
     landmarks: torch.Tensor
     expression_names: tuple[str, ...]
     parts: dict[str, slice]
@@ -109,20 +108,6 @@ class HeadModel:
         return labels
 
 
-def split_polygons(polygons: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Polygons ``(P, 4)`` (a triangle has -1 as its 4th index) -> triangles ``(F, 3)`` and
-    the polygon each came from ``(F,)``; a quad ``a b c d`` gives ``a b c`` and ``a c d``
-    (same winding)."""
-    polygons = np.asarray(polygons)
-    quads = polygons[:, 3] >= 0
-    first = polygons[:, :3]
-    second = polygons[quads][:, [0, 2, 3]]
-    triangles = np.concatenate([first, second])
-    origin = np.concatenate([np.arange(len(polygons)), np.flatnonzero(quads)])
-    order = np.argsort(origin, kind="stable")
-    return triangles[order].astype(np.int64), origin[order].astype(np.int64)
-
-
 def load_head_model(path: str | os.PathLike | None = None) -> HeadModel:
     """Read the converted ICT-FaceKit model (default: the shipped file; cached per path).
 
@@ -151,14 +136,12 @@ def _load(path: Path) -> HeadModel:
     vertices = template.shape[0]
     if arrays["identity"].shape[1:] != (vertices, 3) or arrays["expression"].shape[1:] != (vertices, 3):
         raise InputError(path, "head model arrays disagree on the vertex count")
-    triangles, origin = split_polygons(arrays["faces"])
     parts = {str(n): slice(int(a), int(b)) for n, (a, b) in zip(arrays["part_names"], arrays["part_ranges"])}
     return HeadModel(
         template=torch.from_numpy(template),
         identity=torch.from_numpy(arrays["identity"].astype(np.float32)),
         expression=torch.from_numpy(arrays["expression"].astype(np.float32)),
-        triangles=torch.from_numpy(triangles),
-        polygon_of_triangle=torch.from_numpy(origin),
+        triangles=triangulate(arrays["faces"]),
         landmarks=torch.from_numpy(arrays["landmarks"].astype(np.int64)),
         expression_names=tuple(str(n) for n in arrays["expression_names"]),
         parts=parts,

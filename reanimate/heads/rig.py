@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from reanimate.geometry.rotation import euler_to_rotation
+from reanimate.geometry.rotation import euler_to_rotation, fit_rotation
 from reanimate.heads.model import HeadModel
 
 __all__ = [
@@ -135,10 +135,7 @@ def fit_jaw_hinge(rest: torch.Tensor, opened: torch.Tensor) -> tuple[torch.Tenso
     """
     a, b = rest.double(), opened.double()
     mean_a, mean_b = a.mean(0), b.mean(0)
-    u, _, vh = torch.linalg.svd((b - mean_b).T @ (a - mean_a))
-    d = torch.ones(3, dtype=a.dtype)
-    d[-1] = torch.sign(torch.det(u @ vh))
-    rotation = u @ torch.diag(d) @ vh
+    rotation = fit_rotation(a[None], b[None])[0]
     shift = mean_b - rotation @ mean_a
     angle = torch.arccos(((rotation.trace() - 1) / 2).clamp(-1, 1))
     skew = (rotation - rotation.T) / 2

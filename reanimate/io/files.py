@@ -136,6 +136,19 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     return path
 
 
+def check_output_folder(out: Path, overwrite: bool) -> None:
+    """Refuse an output folder the tool did not make: ``out`` must not be a file, and a
+    non-empty folder is only replaced with ``overwrite``.
+
+    Raises:
+        InputError: naming ``out``.
+    """
+    if out.exists() and not out.is_dir():
+        raise InputError(out, "exists and is not a folder; choose another output folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise InputError(out, "folder exists and is not empty; choose another one or pass --overwrite to replace it")
+
+
 def write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray], compresslevel: int = 6) -> None:
     """Like ``np.savez_compressed``, but with fixed zip timestamps, so the same arrays give
     the same bytes (``np.savez`` stamps the current time). Not atomic by itself: write
@@ -160,6 +173,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "VIDEO_EXTENSIONS",
     "atomic_path",
+    "check_output_folder",
     "is_image_path",
     "is_video_path",
     "list_frame_files",

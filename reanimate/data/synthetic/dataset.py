@@ -19,7 +19,7 @@ from tqdm import tqdm
 from reanimate.data.synthetic.config import SyntheticConfig
 from reanimate.data.synthetic.render import RenderedVideo, make_video
 from reanimate.errors import InputError
-from reanimate.io.files import is_video_path, write_npz
+from reanimate.io.files import check_output_folder, is_video_path, write_npz
 
 logger = logging.getLogger(__name__)
 
@@ -102,13 +102,6 @@ def _no_motion_epe(video: RenderedVideo, size: int) -> float:
     return float(np.linalg.norm(video.flow - identity, axis=-1).mean() * (size - 1) / 2)
 
 
-def _check_output(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise InputError(out, "exists and is not a folder; choose another output folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise InputError(out, "folder exists and is not empty; choose another one or pass --overwrite to replace it")
-
-
 def _replace_folder(built: Path, out: Path) -> None:
     """Move the finished ``built`` folder to ``out``, replacing what is there."""
     if out.is_dir() and any(out.iterdir()):
@@ -156,7 +149,7 @@ def make_synthetic(
     config = config or SyntheticConfig()
     config.validate()
     out = Path(out)
-    _check_output(out, overwrite)
+    check_output_folder(out, overwrite)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         build = out.with_name(f".{out.name}.tmp-{secrets.token_hex(4)}")
