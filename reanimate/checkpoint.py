@@ -174,10 +174,13 @@ def load_own(
 
 def load_own_into(path: str | os.PathLike, model: FirstOrderModel) -> None:
     """Load an own-format file into an existing model (every network it has, the
-    discriminator included when the model has one)."""
-    read_own_config(path)
+    discriminator included when the model has one). Any family's model: only its
+    ``parts()`` are read, not its config."""
+    meta = read_own_metadata(path)
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(path, f"not a reanimate checkpoint (format {meta.get('format')!r})")
     states = _read_own_states(path)
-    if model.discriminator is not None and "discriminator" not in states:
+    if getattr(model, "discriminator", None) is not None and "discriminator" not in states:
         raise CheckpointError(path, "no 'discriminator' weights in the checkpoint")
     _load_networks(path, model, states)
 
@@ -238,12 +241,12 @@ def identify_config(path: str | os.PathLike, data: dict | None = None) -> ModelC
     reference checkpoint. Configs that differ only in settings the weights do not show
     (training schedule, discriminator) and build the same animation networks count as one.
     Raises :class:`CheckpointError` naming ``--config`` when none or several differ."""
-    from .models.config import builtin_configs, load_config
+    from .models.config import FAMILY, builtin_configs, config_family, load_config
 
     data = read_official(path) if data is None else data
     found: dict[str, ModelConfig] = {}
     for name, file in builtin_configs().items():
-        if "/" not in name:
+        if "/" not in name or config_family(file) != FAMILY:  # official files are FOMM's
             continue
         config = load_config(file)
         with torch.device("meta"):

@@ -302,7 +302,8 @@ def relative_head_motion(
     moved = {
         "rotation": rotation_to_euler(rotation),
         "scale": size.view(-1),
-        "translation": centre[:, 0],
+        # a 2-D translation (MMFA's, z = 0) stays 2-D
+        "translation": centre[:, 0, : source.translation.shape[-1]],
         "expression": relative_keypoints(
             source.expression,
             driving.canonical + driving.expression,

@@ -8,6 +8,12 @@ landmarks, relative-only transfer, default adapt-scale, native resolution), so t
 pipeline reads, crops, batches, smooths, pastes back and writes without asking which
 model it holds.
 
+An animator that can also pose the source's head directly (MMFA paper Sec. 4.3,
+motion attribute editing) subclasses :class:`HeadControl` too: it reads the source's
+head as a :class:`~reanimate.motion.HeadMotion` and renders the source with any
+heads given, which is what ``reanimate edit`` needs. Which head attributes it can
+transfer from a driver one by one it declares in :attr:`Requirements.head_attributes`.
+
 Frames are uint8 ``(H, W, 3)`` RGB numpy arrays; face landmarks are ``(478, 3)``
 MediaPipe points in the pixels of the frame they were found in.
 """
@@ -17,13 +23,16 @@ from __future__ import annotations
 import abc
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..faces import crop_face
 from ..io import fit_to_shape
-from ..motion import Keypoints
+from ..motion import HEAD_ATTRIBUTES, HeadMotion, Keypoints
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,9 @@ class Requirements:
         relative_only: only relative motion transfer is possible.
         adapt_scale: default of ``AnimationOptions.adapt_scale``.
         device: where it runs (``"cpu"``, ``"cuda"``…), for notes and stats.
+        head_attributes: which of :data:`~reanimate.motion.HEAD_ATTRIBUTES` (rotation,
+            scale, translation, expression) it can transfer from the driver separately
+            (:attr:`Transfer.attributes`); empty: it cannot separate them (FOMM).
     """
 
     size: tuple[int, int]
@@ -50,6 +62,7 @@ class Requirements:
     relative_only: bool = False
     adapt_scale: bool = False
     device: str = "cpu"
+    head_attributes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -126,6 +139,9 @@ class Transfer:
     relative: bool = True  # relative motion transfer (FOMM supp. A.3); False = absolute keypoints
     adapt_scale: bool = False  # scale relative motion by the keypoint hull-area ratio
     relative_jacobian: bool = True  # with relative motion, also transfer the Jacobians (FOMM Eq. 14)
+    # which head attributes to take from the driver (MMFA Sec. 4.3); the others stay the
+    # source's. Anything but all of them needs Requirements.head_attributes to cover it.
+    attributes: tuple[str, ...] = HEAD_ATTRIBUTES
 
 
 @dataclass
@@ -176,3 +192,49 @@ class Animator(abc.ABC):
     def describe(self) -> str:
         """One line for notes and logs."""
         return self.family
+
+
+class HeadControl(abc.ABC):
+    """What an :class:`Animator` that can pose the source's head directly adds (MMFA
+    paper Sec. 4.3, motion attribute editing): ``reanimate edit`` turns, scales, moves
+    the head and changes its expression through these, for any family.
+
+    Heads are :class:`~reanimate.motion.HeadMotion` objects in the family's own frame and
+    units; a pipeline only changes them relative to :meth:`source_head` (angles add,
+    scale multiplies, translation moves by :attr:`translation_unit` per crop width,
+    expression blends), so it never needs to know those units.
+    """
+
+    #: ``(yaw, pitch, roll)`` degrees: the largest change from the source's pose that the
+    #: family renders plausibly (the pipeline warns beyond it); None: no known limit
+    plausible_turn: tuple[float, float, float] | None = None
+
+    @property
+    @abc.abstractmethod
+    def translation_unit(self) -> float:
+        """HeadMotion translation units per crop width (the landmark animator: crop
+        pixels, so the crop's side; MMFA: 2.0, keypoints in [-1, 1]). A class attribute
+        does as well."""
+
+    @abc.abstractmethod
+    def source_head(self, source: Source) -> HeadMotion:
+        """The source's own head (batch 1); rendered by :meth:`render_heads`, it gives the
+        source back."""
+
+    @abc.abstractmethod
+    def expression_from(self, source: Source, image: np.ndarray, landmarks: np.ndarray | None = None) -> torch.Tensor:
+        """Another face's expression as an ``expression`` field for the source's head.
+
+        Args:
+            image: ``(H, W, 3)`` uint8 at :attr:`Requirements.size` (cropped like the
+                source); landmarks: its ``(478, 3)`` face landmarks in those pixels, for
+                face models (None otherwise).
+
+        Returns:
+            ``(1, N, 3)`` tensor, the shape of :meth:`source_head`'s ``expression``.
+        """
+
+    @abc.abstractmethod
+    def render_heads(self, source: Source, heads: HeadMotion) -> Rendered:
+        """The source rendered with N absolute target heads (batch N, the canonical
+        points of :meth:`source_head`): ``frames`` ``(N, H, W, 3)``."""

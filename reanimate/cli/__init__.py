@@ -13,6 +13,7 @@ import sys
 
 from ..errors import ReanimateError
 from .animate import add_animate_command, run_animate
+from .edit import add_edit_command, run_edit
 from .evaluation import add_evaluation_command, run_evaluation_command
 from .faces import FACE_COMMANDS, add_face_commands, run_face_command
 from .heads import HEAD_COMMANDS, add_head_commands, run_head_command
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     add_animate_command(sub)
+    add_edit_command(sub)
     add_model_commands(sub)
     add_face_commands(sub)
     add_training_commands(sub)
@@ -40,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     if args.command == "animate":
         return run_animate(args)
+    if args.command == "edit":
+        return run_edit(args)
     if args.command in MODEL_COMMANDS:
         return run_model_command(args)
     if args.command in FACE_COMMANDS:

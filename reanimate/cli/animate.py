@@ -5,7 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..motion import HEAD_ATTRIBUTES
 from .common import add_model_args, parse_bool
+
+
+def parse_transfer(text: str) -> tuple[str, ...]:
+    """``"rotation,expression"`` -> the head attributes named (one-line error for unknown
+    names, listing the choices)."""
+    from ..pipelines.animate import head_attributes
+
+    return head_attributes(text)
 
 
 def add_animate_command(sub) -> None:
@@ -42,6 +51,14 @@ def add_animate_command(sub) -> None:
         help="scale motion by the ratio of keypoint convex-hull areas (default for the landmark model)",
     )
     scale.add_argument("--no-adapt-scale", dest="adapt_scale", action="store_false")
+    p.add_argument(
+        "--transfer",
+        default=",".join(HEAD_ATTRIBUTES),
+        metavar="ATTRS",
+        help="which of the driver's head attributes to transfer, a comma-separated subset of "
+        f"{','.join(HEAD_ATTRIBUTES)} (default: all); the others stay the source's. Needs a model "
+        "that separates them (landmarks, mmfa)",
+    )
     best = p.add_mutually_exclusive_group()
     best.add_argument(
         "--find-best-frame",
@@ -96,6 +113,7 @@ def add_animate_command(sub) -> None:
 def run_animate(args: argparse.Namespace) -> int:
     from ..pipelines import animate
 
+    transfer = parse_transfer(args.transfer)
     result = animate(
         args.source,
         args.driving,
@@ -122,6 +140,7 @@ def run_animate(args: argparse.Namespace) -> int:
         smooth=args.smooth,
         max_missing=args.max_missing,
         overwrite=args.overwrite,
+        transfer=transfer,
     )
     if not args.quiet:
         for note in result.notes:

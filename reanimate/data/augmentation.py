@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 import numbers
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
@@ -60,6 +61,16 @@ _KEYS = {
     "crop_param": ("size",),
     "jitter_param": ("brightness", "contrast", "saturation", "hue"),
 }
+
+
+@dataclass
+class AugmentationRecord:
+    """What one draw of :meth:`Augmentation.apply` did to a clip's geometry: reversed its
+    frames, mirrored them left-right, turned them ``rotation`` degrees counter-clockwise."""
+
+    time_flipped: bool = False
+    mirrored: bool = False
+    rotation: float = 0.0
 
 
 class Augmentation:
@@ -159,16 +170,24 @@ class Augmentation:
         differ from the input's only with ``resize_param`` or ``crop_param``. The input is
         never modified.
         """
+        return self.apply(frames, rng)[0]
+
+    def apply(self, frames: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, AugmentationRecord]:
+        """:meth:`__call__` (the same draws) and what it did to the geometry."""
         assert frames.ndim == 4 and frames.shape[-1] == 3, f"expected a clip (T, H, W, 3), got shape {frames.shape}"
         assert np.issubdtype(frames.dtype, np.floating), f"expected float frames in [0, 1], got {frames.dtype}"
         clip = frames.astype(np.float32, copy=False)
         # Order of the reference AllAugmentationTransform: flip, rotate, resize, crop, jitter.
+        record = AugmentationRecord()
         if self.time_flip and rng.random() < _FLIP_PROBABILITY:
             clip = clip[::-1]
+            record.time_flipped = True
         if self.horizontal_flip and rng.random() < _FLIP_PROBABILITY:
             clip = clip[:, :, ::-1]
+            record.mirrored = True
         if self.rotation_degrees is not None:
-            clip = _rotate(clip, rng.uniform(*self.rotation_degrees))
+            record.rotation = float(rng.uniform(*self.rotation_degrees))
+            clip = _rotate(clip, record.rotation)
         if self.resize_ratio is not None:
             clip = _rescale(clip, rng.uniform(*self.resize_ratio), self.resize_interpolation)
         if self.crop_size is not None:
@@ -176,7 +195,7 @@ class Augmentation:
         if self._jitter_enabled:
             clip = self._jitter(clip, rng)
         out = np.clip(clip, 0.0, 1.0)  # a new array: the input is never written to
-        return out.astype(frames.dtype, copy=False)
+        return out.astype(frames.dtype, copy=False), record
 
     def _jitter(self, clip: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """torchvision ``ColorJitter``: draw the factors, apply them in a random order."""

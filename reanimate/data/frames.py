@@ -34,9 +34,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch.utils.data import Dataset, Sampler
 
-from reanimate.data.augmentation import Augmentation
+from reanimate.data.augmentation import Augmentation, AugmentationRecord
 from reanimate.errors import InputError, ReanimateError
 from reanimate.io import is_image_path, is_video_path, natural_sort_key
 
@@ -148,8 +149,9 @@ class FramesDataset(Dataset):
 
     Items: ``dataset[index]`` or ``dataset[(index, seed)]``. Training: ``{"source",
     "driving"}`` float32 tensors ``(3, H, W)`` in ``[0, 1]`` (two frames drawn uniformly
-    with replacement, source the earlier unless a time flip swapped them) and ``"name"``,
-    the video's file name. Test: ``{"name", "path", "num_frames"}``.
+    with replacement, source the earlier unless a time flip swapped them), ``"name"``,
+    the video's file name, ``"indices"`` the two frames' indices (source first),
+    ``"mirrored"`` and ``"rotation"`` (:class:`~reanimate.data.augmentation.AugmentationRecord`). Test: ``{"name", "path", "num_frames"}``.
 
     A training video that cannot be read is reported once (a warning naming it) and the
     sample comes from the next item instead.
@@ -305,10 +307,20 @@ class FramesDataset(Dataset):
                 raise InputError(path, "video contains no frames") from None
             indices = np.sort(rng.integers(0, exc.available, size=2))
             frames = video.read(indices)
+        record = AugmentationRecord()
         if self.augmentation is not None and self.augmentation.enabled:
-            frames = self.augmentation(frames, rng)
+            frames, record = self.augmentation.apply(frames, rng)
+        if record.time_flipped:
+            indices = indices[::-1].copy()
         source, driving = frames_to_batch(frames)
-        return {"source": source, "driving": driving, "name": path.name}
+        return {
+            "source": source,
+            "driving": driving,
+            "name": path.name,
+            "indices": torch.from_numpy(indices.astype(np.int64)),
+            "mirrored": record.mirrored,
+            "rotation": record.rotation,
+        }
 
     def _report_unreadable(self, path: Path, exc: Exception) -> None:
         if path in self._warned:

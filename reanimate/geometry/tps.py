@@ -58,6 +58,28 @@ class ThinPlateSpline:
         return cls(affine=affine, control_points=control, weights=weights, norm=norm)
 
     @classmethod
+    def random_similarity(
+        cls,
+        batch: int,
+        rotation: float,
+        scale: float,
+        translation: float,
+        generator: torch.Generator | None = None,
+    ) -> ThinPlateSpline:
+        """Random similarities ``p -> s R(a) p + t`` with ``a`` uniform in +-``rotation``
+        degrees, ``s`` in ``1 +- scale`` and each of ``t`` in +-``translation`` (MMFA's
+        augmented copy ``D'`` of Eq. 7)."""
+        u = torch.rand(batch, 4, generator=generator) * 2 - 1
+        angle = torch.deg2rad(u[:, 0] * rotation)
+        s = 1 + u[:, 1] * scale
+        cos, sin = s * torch.cos(angle), s * torch.sin(angle)
+        affine = torch.stack(
+            [torch.stack([cos, -sin, u[:, 2] * translation], -1), torch.stack([sin, cos, u[:, 3] * translation], -1)],
+            dim=-2,
+        )
+        return cls(affine=affine)
+
+    @classmethod
     def identity(cls, batch: int = 1, points_tps: int | None = None) -> ThinPlateSpline:
         return cls.random(batch, 0.0, 0.0 if points_tps else None, points_tps)
 

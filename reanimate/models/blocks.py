@@ -2,6 +2,11 @@
 
 Parameter names (``conv``, ``norm``, ``encoder.down_blocks.N`` …) follow the official
 FOMM layout so that its checkpoints load without renaming.
+
+The convolutional blocks take ``dims``: 2 for images ``(B, C, H, W)`` (the default, FOMM)
+or 3 for feature volumes ``(B, C, D, H, W)`` (face-vid2vid / MMFA). A 3-D block resamples
+only the two spatial axes (H, W) and keeps the depth D, as face-vid2vid's down and up
+blocks do.
 """
 
 from __future__ import annotations
@@ -32,69 +37,174 @@ class MeasuringNetwork(nn.Module):
         return super().train(False)
 
 
+_CONV = {2: nn.Conv2d, 3: nn.Conv3d}
+_BATCH_NORM = {2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
+_INSTANCE_NORM = {2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d}
+
+
+def _check_dims(dims: int) -> None:
+    assert dims in (2, 3), f"dims must be 2 (images) or 3 (volumes), got {dims}"
+
+
+#: a volume's resampling factors along (D, H, W): the depth is kept (face-vid2vid)
+_VOLUME_FACTORS = (1, 2, 2)
+
+
 class ConvBlock(nn.Module):
     """``[upsample x2] -> conv -> norm -> activation -> [avg-pool /2]``.
 
     One block parametrised for every use: the hourglass encoder (``resample="down"``)
-    and decoder (``"up"``), the generator's same-resolution stem, and the
-    discriminator (``norm="instance"``, ``activation="leaky_relu"``, ``spectral_norm``).
+    and decoder (``"up"``), the generator's same-resolution stem, the
+    discriminator (``norm="instance"``, ``activation="leaky_relu"``, ``spectral_norm``),
+    and a strided stem (``stride``). ``dims=3`` gives the volume version (see the module
+    docstring: resampling acts on H and W only).
     """
 
     def __init__(
         self,
         in_features: int,
         out_features: int,
-        kernel_size: int | tuple[int, int] = 3,
-        padding: int | tuple[int, int] = 1,
+        kernel_size: int | tuple[int, ...] = 3,
+        padding: int | tuple[int, ...] = 1,
         resample: str = "none",
         norm: str | None = "batch",
         activation: str = "relu",
         spectral_norm: bool = False,
         groups: int = 1,
+        dims: int = 2,
+        stride: int = 1,
     ):
         super().__init__()
         assert resample in ("none", "down", "up"), resample
-        self.conv = nn.Conv2d(in_features, out_features, kernel_size, padding=padding, groups=groups)
+        _check_dims(dims)
+        self.conv = _CONV[dims](in_features, out_features, kernel_size, padding=padding, groups=groups, stride=stride)
         if spectral_norm:
             # torch.nn.utils.spectral_norm keeps the reference checkpoints' key names
             # (weight_orig, weight_u, weight_v).
             self.conv = nn.utils.spectral_norm(self.conv)
         if norm == "batch":
-            self.norm = nn.BatchNorm2d(out_features, affine=True)
+            self.norm = _BATCH_NORM[dims](out_features, affine=True)
         elif norm == "instance":
-            self.norm = nn.InstanceNorm2d(out_features, affine=True)
+            self.norm = _INSTANCE_NORM[dims](out_features, affine=True)
         else:
             assert norm is None, norm
             self.norm = None
         self.resample = resample
         self.activation = activation
+        self.dims = dims
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.resample == "up":
-            x = F.interpolate(x, scale_factor=2)
+            x = F.interpolate(x, scale_factor=2 if self.dims == 2 else _VOLUME_FACTORS)
         x = self.conv(x)
         if self.norm is not None:
             x = self.norm(x)
         x = F.relu(x) if self.activation == "relu" else F.leaky_relu(x, 0.2)
         if self.resample == "down":
-            x = F.avg_pool2d(x, (2, 2))
+            x = F.avg_pool2d(x, (2, 2)) if self.dims == 2 else F.avg_pool3d(x, _VOLUME_FACTORS)
         return x
 
 
 class ResBlock(nn.Module):
-    """Pre-activation residual block at constant resolution: ``x + conv(relu(bn(conv(relu(bn(x))))))``."""
+    """Pre-activation residual block at constant resolution: ``x + conv(relu(bn(conv(relu(bn(x))))))``
+    (``dims=3``: on volumes)."""
 
-    def __init__(self, features: int, kernel_size: int | tuple[int, int] = 3, padding: int | tuple[int, int] = 1):
+    def __init__(
+        self,
+        features: int,
+        kernel_size: int | tuple[int, ...] = 3,
+        padding: int | tuple[int, ...] = 1,
+        dims: int = 2,
+    ):
         super().__init__()
-        self.conv1 = nn.Conv2d(features, features, kernel_size, padding=padding)
-        self.conv2 = nn.Conv2d(features, features, kernel_size, padding=padding)
-        self.norm1 = nn.BatchNorm2d(features, affine=True)
-        self.norm2 = nn.BatchNorm2d(features, affine=True)
+        _check_dims(dims)
+        self.conv1 = _CONV[dims](features, features, kernel_size, padding=padding)
+        self.conv2 = _CONV[dims](features, features, kernel_size, padding=padding)
+        self.norm1 = _BATCH_NORM[dims](features, affine=True)
+        self.norm2 = _BATCH_NORM[dims](features, affine=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv1(F.relu(self.norm1(x)))
         out = self.conv2(F.relu(self.norm2(out)))
         return out + x
+
+
+class ResBottleneck(nn.Module):
+    """Post-activation bottleneck residual block (ResNet; the ``ResBottleneck`` of
+    face-vid2vid's head-pose estimator and MMFA's expression encoder, supp. A.1).
+
+    ``relu(bn(conv1x1(h)) + skip(x))`` with ``h = relu(bn(conv3x3_stride(relu(bn(conv1x1(x))))))``
+    of ``features // 4`` channels; ``skip`` is the identity, or a strided 1x1 conv + bn when
+    ``stride`` > 1. ``(B, F, H, W) -> (B, F, H / stride, W / stride)``.
+    """
+
+    def __init__(self, features: int, stride: int = 1):
+        super().__init__()
+        inner = max(1, features // 4)
+        self.conv1 = nn.Conv2d(features, inner, kernel_size=1)
+        self.conv2 = nn.Conv2d(inner, inner, kernel_size=3, padding=1, stride=stride)
+        self.conv3 = nn.Conv2d(inner, features, kernel_size=1)
+        self.norm1 = nn.BatchNorm2d(inner, affine=True)
+        self.norm2 = nn.BatchNorm2d(inner, affine=True)
+        self.norm3 = nn.BatchNorm2d(features, affine=True)
+        if stride != 1:
+            self.skip = nn.Conv2d(features, features, kernel_size=1, stride=stride)
+            self.norm4 = nn.BatchNorm2d(features, affine=True)
+        else:
+            self.skip = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.norm1(self.conv1(x)))
+        out = F.relu(self.norm2(self.conv2(out)))
+        out = self.norm3(self.conv3(out))
+        if self.skip is not None:
+            x = self.norm4(self.skip(x))
+        return F.relu(out + x)
+
+
+class BottleneckEncoder(nn.Module):
+    """ResNet-style image encoder: a stem (7x7 conv stride 2, bn, relu, 3x3 max-pool
+    stride 2), then one stage per entry of ``widths``: a 1x1 conv-bn-relu to the
+    stage's width and ``blocks[i]`` :class:`ResBottleneck` blocks, the first of which
+    halves the resolution (except in the first stage unless ``downsample_first``).
+
+    face-vid2vid's head-pose estimator is ``widths=(256, 512, 1024, 2048)``,
+    ``blocks=(3, 4, 6, 3)`` with ``downsample_first=False``.
+
+    ``(B, in_features, H, W) -> (B, widths[-1], H / 2^(2 + s), W / 2^(2 + s))`` with ``s``
+    the number of downsampling stages.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        stem_features: int,
+        widths: Sequence[int],
+        blocks: Sequence[int],
+        downsample_first: bool = False,
+    ):
+        super().__init__()
+        assert len(widths) == len(blocks) and len(widths) > 0, f"widths {widths} and blocks {blocks} must pair up"
+        assert all(n >= 1 for n in blocks), f"every stage needs a block, got {blocks}"
+        self.stem = ConvBlock(in_features, stem_features, kernel_size=7, padding=3, stride=2)
+        stages = []
+        previous = stem_features
+        for i, (width, n) in enumerate(zip(widths, blocks)):
+            stride = 2 if (i > 0 or downsample_first) else 1
+            stage = nn.Sequential(ConvBlock(previous, width, kernel_size=1, padding=0))
+            for j in range(n):
+                stage.append(ResBottleneck(width, stride if j == 0 else 1))
+            stages.append(stage)
+            previous = width
+        self.stages = nn.ModuleList(stages)
+        self.out_features = previous
+        self.num_downsampling = 2 + sum(1 for i in range(len(widths)) if i > 0 or downsample_first)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.max_pool2d(self.stem(x), kernel_size=3, stride=2, padding=1)
+        for stage in self.stages:
+            out = stage(out)
+        return out
 
 
 def feature_width(block_expansion: int, level: int, max_features: int) -> int:
@@ -103,13 +213,14 @@ def feature_width(block_expansion: int, level: int, max_features: int) -> int:
 
 
 class HourglassEncoder(nn.Module):
-    def __init__(self, block_expansion: int, in_features: int, num_blocks: int, max_features: int):
+    def __init__(self, block_expansion: int, in_features: int, num_blocks: int, max_features: int, dims: int = 2):
         super().__init__()
         self.down_blocks = nn.ModuleList(
             ConvBlock(
                 in_features if i == 0 else feature_width(block_expansion, i, max_features),
                 feature_width(block_expansion, i + 1, max_features),
                 resample="down",
+                dims=dims,
             )
             for i in range(num_blocks)
         )
@@ -122,7 +233,15 @@ class HourglassEncoder(nn.Module):
 
 
 class HourglassDecoder(nn.Module):
-    def __init__(self, block_expansion: int, in_features: int, num_blocks: int, max_features: int):
+    def __init__(
+        self,
+        block_expansion: int,
+        in_features: int,
+        num_blocks: int,
+        max_features: int,
+        dims: int = 2,
+        final_block: bool = False,
+    ):
         super().__init__()
         blocks = []
         for i in reversed(range(num_blocks)):
@@ -132,17 +251,20 @@ class HourglassDecoder(nn.Module):
                     skip * feature_width(block_expansion, i + 1, max_features),
                     feature_width(block_expansion, i, max_features),
                     resample="up",
+                    dims=dims,
                 )
             )
         self.up_blocks = nn.ModuleList(blocks)
         self.out_filters = block_expansion + in_features
+        # face-vid2vid's 3-D hourglass ends with a conv-bn-relu on the concatenated output.
+        self.final = ConvBlock(self.out_filters, self.out_filters, dims=dims) if final_block else None
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         features = list(features)
         out = features.pop()
         for block in self.up_blocks:
             out = torch.cat([block(out), features.pop()], dim=1)
-        return out
+        return self.final(out) if self.final is not None else out
 
 
 class Hourglass(nn.Module):
@@ -150,13 +272,23 @@ class Hourglass(nn.Module):
     the same up with skip connections.
 
     Input ``(B, in_features, H, W)`` with H, W divisible by ``2**num_blocks``;
-    output ``(B, block_expansion + in_features, H, W)``.
+    output ``(B, block_expansion + in_features, H, W)``. ``dims=3``: volumes ``(B, C, D,
+    H, W)``, the depth D kept at every level (face-vid2vid's dense motion network);
+    ``final_block`` adds a conv-bn-relu after the last concatenation (face-vid2vid).
     """
 
-    def __init__(self, block_expansion: int, in_features: int, num_blocks: int = 3, max_features: int = 256):
+    def __init__(
+        self,
+        block_expansion: int,
+        in_features: int,
+        num_blocks: int = 3,
+        max_features: int = 256,
+        dims: int = 2,
+        final_block: bool = False,
+    ):
         super().__init__()
-        self.encoder = HourglassEncoder(block_expansion, in_features, num_blocks, max_features)
-        self.decoder = HourglassDecoder(block_expansion, in_features, num_blocks, max_features)
+        self.encoder = HourglassEncoder(block_expansion, in_features, num_blocks, max_features, dims)
+        self.decoder = HourglassDecoder(block_expansion, in_features, num_blocks, max_features, dims, final_block)
         self.out_filters = self.decoder.out_filters
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,12 +1,13 @@
 """Model size and cost: multiply-accumulates (MACs) of a forward pass, counted by hooks.
 
-Convolutions and linear layers are counted from their outputs; the motion transformer's
+Convolutions (2-D and 3-D) and linear layers are counted from their outputs; the motion transformer's
 attention adds its two ``T x T`` products. Normalisation, activations, additions and
 ``grid_sample`` are not counted (what common counters such as thop report as "FLOPs").
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -24,7 +25,7 @@ def count_macs(module: nn.Module, *inputs: torch.Tensor, run: Callable[[], Any] 
     macs = {"conv": 0, "linear": 0, "attention": 0}
 
     def conv_hook(m, args, out):
-        macs["conv"] += out.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+        macs["conv"] += out.numel() * (m.in_channels // m.groups) * math.prod(m.kernel_size)
 
     def linear_hook(m, args, out):
         macs["linear"] += out.numel() * m.in_features
@@ -33,7 +34,7 @@ def count_macs(module: nn.Module, *inputs: torch.Tensor, run: Callable[[], Any] 
         b, t, d = args[0].shape
         macs["attention"] += 2 * b * t * t * d
 
-    hooks = {nn.Conv2d: conv_hook, nn.Linear: linear_hook, Attention: attention_hook}
+    hooks = {nn.Conv2d: conv_hook, nn.Conv3d: conv_hook, nn.Linear: linear_hook, Attention: attention_hook}
     handles = [
         m.register_forward_hook(hook) for m in module.modules() for kind, hook in hooks.items() if isinstance(m, kind)
     ]

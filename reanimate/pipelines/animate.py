@@ -29,6 +29,7 @@ from ..errors import InputError, ReanimateError
 from ..faces import Face, FaceMesh, best_frame_index, crop_face, feather_mask, paste_back_into, square_box
 from ..geometry import normalized_shape
 from ..io import fit_to_shape, open_frames, open_writer, read_image
+from ..motion import HEAD_ATTRIBUTES
 from ..smoothing import JitterMeter, make_smoother
 from ..visualize import visualize_batch
 
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 
 PASTE_FEATHER = 0.1  # fraction of the crop over which paste-back fades out
 MAX_SOURCE_FACES = 5
+#: what a user who asked for head control from a model without it can use instead
+HEAD_CONTROL_HINT = "use the default or a face model that can: landmarks, mmfa"
 
 
 @dataclass
@@ -57,6 +60,9 @@ class AnimationOptions:
     smooth: str | None = None  # "one-euro" or "kalman" filtering of driving keypoints
     max_missing: float = 0.5  # error when more than this fraction of driving frames has no face
     overwrite: bool = False  # replace a non-empty frames folder at the output path
+    # which head attributes to take from the driver (MMFA Sec. 4.3): any of
+    # motion.HEAD_ATTRIBUTES; anything but all needs a model that separates them
+    transfer: tuple[str, ...] = HEAD_ATTRIBUTES
 
 
 @dataclass
@@ -132,7 +138,15 @@ class AnimationPipeline:
         paste = crop and (options.paste_back is None or options.paste_back)
         increase = req.crop_increase if options.increase is None else options.increase
         adapt = req.adapt_scale if options.adapt_scale is None else options.adapt_scale
-        transfer = Transfer(options.relative, adapt, options.relative_jacobian)
+        attributes = head_attributes(options.transfer)
+        if set(attributes) != set(HEAD_ATTRIBUTES) and not set(attributes) <= set(req.head_attributes):
+            missing = (
+                [a for a in attributes if a not in req.head_attributes] if req.head_attributes else HEAD_ATTRIBUTES
+            )
+            raise ReanimateError(
+                f"--transfer: the {self.animator.family} model cannot separate {', '.join(missing)}; {HEAD_CONTROL_HINT}"
+            )
+        transfer = Transfer(options.relative, adapt, options.relative_jacobian, attributes)
         return _Plan(crop, paste, increase, crop or req.driving_landmarks, transfer)
 
     # -- source ----------------------------------------------------------------------
@@ -159,6 +173,15 @@ class AnimationPipeline:
     ) -> tuple[Source, np.ndarray | None, np.ndarray | None]:
         """The source state, the crop box in the source image (None without a crop) and
         the face landmarks in the source crop's pixels (None when no face was looked for)."""
+        crop, box, landmarks = self.face_crop(image, path, options, plan, notes)
+        return self.animator.encode_source(crop, landmarks), box, landmarks
+
+    def face_crop(
+        self, image: np.ndarray, path, options: AnimationOptions, plan: _Plan, notes: list[str]
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """What the animator sees of an image: ``(H, W, 3)`` at its size (the face's crop,
+        or the whole image fitted), the crop box in the image (None without a crop) and
+        the face landmarks in the crop's pixels (None when no face was looked for)."""
         size = self.size
         landmarks = None
         box = None
@@ -173,7 +196,7 @@ class AnimationPipeline:
                 notes.append(f"{Path(path).name}: {note}")
             if self.requirements.driving_landmarks:
                 landmarks = self._source_face(crop, path, options, notes).landmarks
-        return self.animator.encode_source(crop, landmarks), box, landmarks
+        return crop, box, landmarks
 
     # -- reference frame -------------------------------------------------------------
 
@@ -320,7 +343,7 @@ class AnimationPipeline:
                                 notes.append(f"{Path(driving_path).name}: {batch.notes[0]}")
                         with timer("paste"):
                             if plan.paste:
-                                out = np.stack([_paste(canvas, source_image, c, box, mask) for c in rendered.frames])
+                                out = paste_crops(canvas, source_image, rendered.frames, box, mask)
                             else:
                                 out = rendered.frames
                             if options.visualize:
@@ -351,7 +374,22 @@ class AnimationPipeline:
         )
 
 
+def head_attributes(names) -> tuple[str, ...]:
+    """``names`` (head attribute names, or one comma-separated string of them) in the
+    order of :data:`~reanimate.motion.HEAD_ATTRIBUTES`, without repeats; unknown or no
+    names are a one-line error."""
+    if isinstance(names, str):
+        names = names.split(",")
+    names = tuple(n.strip() for n in names if n.strip())
+    unknown = [n for n in names if n not in HEAD_ATTRIBUTES]
+    if unknown or not names:
+        given = ",".join(names)
+        raise ReanimateError(f"--transfer {given!r}: expected a comma-separated subset of {','.join(HEAD_ATTRIBUTES)}")
+    return tuple(a for a in HEAD_ATTRIBUTES if a in names)
+
+
 def _check_options(options: AnimationOptions) -> None:
+    head_attributes(options.transfer)
     if options.batch_size < 1:
         raise ReanimateError(f"--batch-size must be at least 1, got {options.batch_size}")
     if options.crop not in ("auto", "none"):
@@ -362,12 +400,17 @@ def _check_options(options: AnimationOptions) -> None:
         raise ReanimateError(f"--max-missing must be between 0 and 1, got {options.max_missing}")
 
 
-def _paste(canvas: np.ndarray, source: np.ndarray, crop: np.ndarray, box, mask) -> np.ndarray:
-    """One full-size frame: the source with the animated crop blended in at ``box``.
-    ``canvas`` is a reused buffer; only the box region is restored and blended."""
+def paste_crops(canvas: np.ndarray, source: np.ndarray, crops: np.ndarray, box, mask) -> np.ndarray:
+    """Full-size frames ``(N, H, W, 3)``: the source with each animated crop of ``crops``
+    ``(N, S, S, 3)`` blended in at ``box`` (``mask``: :func:`~reanimate.faces.feather_mask`
+    of :data:`PASTE_FEATHER`). ``canvas`` is a reused buffer, a copy of ``source``; only
+    the box region is restored and blended."""
     x0, y0, x1, y1 = (int(v) for v in box)
-    canvas[y0:y1, x0:x1] = source[y0:y1, x0:x1]
-    return paste_back_into(canvas, crop, box, mask).copy()
+    out = []
+    for crop in crops:
+        canvas[y0:y1, x0:x1] = source[y0:y1, x0:x1]
+        out.append(paste_back_into(canvas, crop, box, mask).copy())
+    return np.stack(out)
 
 
 def to_crop_pixels(landmarks: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:

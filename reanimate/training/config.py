@@ -64,6 +64,15 @@ LR_DECAY = 0.1  # MultiStepLR gamma of the reference train.py
 MS_SSIM_WITHOUT_IMAGENET_VGG = 10.0
 
 
+def ms_ssim_weight(setting: float | str, perceptual: list[float], imagenet_vgg: bool) -> float:
+    """``loss_weights.ms_ssim``: a number, or ``auto``: 0 with ImageNet VGG-19 weights (or no
+    perceptual loss), :data:`MS_SSIM_WITHOUT_IMAGENET_VGG` with a random-init VGG-19."""
+    if setting == "auto":
+        uses_vgg = any(w != 0 for w in perceptual)
+        return 0.0 if imagenet_vgg or not uses_vgg else MS_SSIM_WITHOUT_IMAGENET_VGG
+    return float(setting)
+
+
 @dataclass
 class TransformParams:
     """Random TPS of the equivariance losses (FOMM supp. B.2)."""
@@ -88,10 +97,7 @@ class LossWeights:
     bg_equivariance: float = 0.0  # this project's: the background predictor recovers known affine maps
 
     def ms_ssim_weight(self, imagenet_vgg: bool) -> float:
-        if self.ms_ssim == "auto":
-            uses_vgg = any(w != 0 for w in self.perceptual)
-            return 0.0 if imagenet_vgg or not uses_vgg else MS_SSIM_WITHOUT_IMAGENET_VGG
-        return float(self.ms_ssim)
+        return ms_ssim_weight(self.ms_ssim, self.perceptual, imagenet_vgg)
 
 
 @dataclass

@@ -43,7 +43,9 @@ How a frame is made (FOMM Sec. 3 with hand-made parts in place of the networks):
    colour-matched to the source's lips) instead of stretching lip texture.
 
 All work happens on a square face crop of ``config.size`` pixels; the pipeline crops
-and pastes back.
+and pastes back. The same drawing (steps 3-6) renders head edits: the source's landmarks
+placed at a :class:`~reanimate.motion.HeadMotion` of its own, turned, scaled, moved or
+with another face's expression (:meth:`LandmarkAnimator.pose`, ``reanimate edit``).
 
 The parts: :mod:`.config` (settings, landmark groups), :mod:`.source` (per-source state,
 coordinates), :mod:`.transfer` (steps 2-4), :mod:`.eyes` (eyeball and lid layers),

@@ -1,24 +1,34 @@
-"""The zero-shot landmark animator (no weights) behind the :class:`Animator` interface.
+"""The zero-shot landmark animator (no weights) behind the :class:`Animator` interface,
+with :class:`HeadControl` (head edits: ``reanimate edit``).
 
 Its motion is MediaPipe's face landmarks of each driving frame, normalised to the
-driving face box; the engine (:class:`LandmarkAnimator`) does the rest.
+driving face box; the engine (:class:`LandmarkAnimator`) does the rest. Its heads are
+:class:`~reanimate.motion.HeadMotion` objects of the source crop's landmarks, in crop pixels.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ...device import select_device
 from ...errors import ReanimateError
-from ...motion import Keypoints
-from ..base import Animator, DrivingBatch, Motion, Rendered, Requirements, Source, Transfer
+from ...motion import HEAD_ATTRIBUTES, HeadMotion, Keypoints
+from ..base import Animator, DrivingBatch, HeadControl, Motion, Rendered, Requirements, Source, Transfer
 from ..registry import BuildRequest, Family, register_family
 from . import DrivingFace, LandmarkAnimator, to_pixels
 
 #: crop margin per side: the animator needs room around the face for its anchor rings
 LANDMARK_CROP_INCREASE = 0.45
+#: The largest yaw, pitch and roll changes (degrees) that a head edit renders plausibly,
+#: judged by eye on grids of edits of the frontal examples/source.png (README, "Editing a
+#: face"): beyond 10 degrees of yaw the temple that comes into view is stretched into
+#: streaks (the glasses' hinges smear); beyond 10 of pitch the chin stretches (up) or
+#: the face flattens (down); beyond 15 of roll the collar and shoulders, which follow the
+#: head to the fixed crop border, kink.
+PLAUSIBLE_TURN = (10.0, 10.0, 15.0)
 
 
 @dataclass
@@ -33,10 +43,11 @@ class LandmarkMotion(Motion):
         return LandmarkMotion(self.keypoints[index], [self.faces[index]], self.box)
 
 
-class LandmarkFaceAnimator(Animator):
+class LandmarkFaceAnimator(Animator, HeadControl):
     """Wraps a :class:`LandmarkAnimator` (CPU, numpy)."""
 
     family = "landmarks"
+    plausible_turn = PLAUSIBLE_TURN
 
     def __init__(self, engine: LandmarkAnimator | None = None):
         self.engine = engine or LandmarkAnimator()
@@ -53,6 +64,8 @@ class LandmarkFaceAnimator(Animator):
             relative_only=True,
             adapt_scale=True,
             device="cpu",
+            # the 2-D displacement rule (head_pose=False) moves points, not a head
+            head_attributes=HEAD_ATTRIBUTES if self.engine.config.head_pose else (),
         )
 
     def describe(self) -> str:
@@ -88,7 +101,30 @@ class LandmarkFaceAnimator(Animator):
         if reference is None or not transfer.relative:
             raise ReanimateError("the landmark animator only transfers relative motion (drop --absolute)")
         initial = reference.faces[0]
-        return Rendered(np.stack([self.engine.animate(source.state, face, initial) for face in motion.faces]))
+        frames = [self.engine.animate(source.state, face, initial, transfer.attributes) for face in motion.faces]
+        return Rendered(np.stack(frames))
+
+    # -- HeadControl -----------------------------------------------------------------------
+
+    @property
+    def translation_unit(self) -> float:
+        return float(self.engine.size)  # heads are in crop pixels
+
+    def source_head(self, source: Source) -> HeadMotion:
+        return self.engine.source_head(source.state)
+
+    def expression_from(self, source: Source, image: np.ndarray, landmarks: np.ndarray | None = None):
+        if landmarks is None:
+            raise ValueError("the landmark animator needs the other face's landmarks")
+        return self.engine.expression_from(source.state, landmarks)
+
+    def render_heads(self, source: Source, heads: HeadMotion) -> Rendered:
+        return Rendered(np.stack([self.engine.pose(source.state, _one(heads, i)) for i in range(heads.batch_size)]))
+
+
+def _one(heads: HeadMotion, index: int) -> HeadMotion:
+    """Head ``index`` of a batch, as a batch of one."""
+    return HeadMotion(*(getattr(heads, f.name)[index : index + 1] for f in dataclasses.fields(heads)))
 
 
 def _build(request: BuildRequest) -> LandmarkFaceAnimator:

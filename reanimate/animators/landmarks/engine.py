@@ -4,10 +4,12 @@ package docstring for how a frame is made)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import torch
 
-from ...motion import Keypoints
+from ...motion import HEAD_ATTRIBUTES, HeadMotion, Keypoints
 from . import eyes, mouth, warp
 from . import source as sources
 from . import transfer as transfers
@@ -24,6 +26,8 @@ class LandmarkAnimator:
     >>> source = animator.encode_source(crop, crop_landmarks)
     >>> kp = animator.keypoints(driving_landmarks, origin, side)
     >>> frame = animator.animate(source, DrivingFace(kp[i], lm[i], frame_i), initial)
+    >>> head = animator.source_head(source)  # edit it: head.with_(rotation=...)
+    >>> frame = animator.pose(source, head)
     """
 
     def __init__(self, config: LandmarkAnimatorConfig | None = None):
@@ -45,25 +49,72 @@ class LandmarkAnimator:
         its ``(478, 3)`` landmarks in the crop's pixels (:func:`.source.encode_source`)."""
         return sources.encode_source(self.config, image, landmarks)
 
-    def animate(self, source: LandmarkSource, driving: DrivingFace, initial: DrivingFace) -> np.ndarray:
-        """One output crop ``(S, S, 3)`` uint8 for one driving frame."""
-        target, points = self.transfer(source, driving, initial)
+    def animate(
+        self,
+        source: LandmarkSource,
+        driving: DrivingFace,
+        initial: DrivingFace,
+        attributes: Iterable[str] = HEAD_ATTRIBUTES,
+    ) -> np.ndarray:
+        """One output crop ``(S, S, 3)`` uint8 for one driving frame, taking the head
+        ``attributes`` named from the driver (without ``expression`` the source keeps
+        its own: no lid, gaze or mouth retargeting either)."""
+        attributes = tuple(attributes)
+        points = transfers.moved_points(self.config, source, driving, initial, attributes)
+        expression = "expression" in attributes
+        change = transfers.FaceChange(driving.landmarks, initial.landmarks, driving.frame) if expression else None
+        return self.draw(source, points, change)
+
+    def pose(self, source: LandmarkSource, head: HeadMotion) -> np.ndarray:
+        """The source with its landmarks at the points of ``head`` (batch 1, a head of
+        :meth:`source_head`'s canonical points, absolute): ``(S, S, 3)`` uint8.
+
+        A changed expression is read, for the eyes and the mouth, from the head's
+        canonical points with and without it (a frontal view in head units)."""
+        assert head.batch_size == 1, f"one head at a time, got a batch of {head.batch_size}"
+        points = head.points()[0].detach().cpu().double().numpy()
+        change = None
+        if bool(head.expression.abs().max() > 0):
+            neutral = head.canonical[0].detach().cpu().double().numpy()
+            change = transfers.FaceChange(neutral + head.expression[0].detach().cpu().double().numpy(), neutral)
+        return self.draw(source, points, change)
+
+    def draw(self, source: LandmarkSource, points: np.ndarray, change: transfers.FaceChange | None) -> np.ndarray:
+        """The source with its landmarks moved to ``points`` ``(478, 3)`` (crop pixels),
+        the eyes and mouth following ``change`` (None: they ride with the head):
+        :func:`.transfer.place`, then the warp, the eye layers and the mouth fill."""
+        target, points = transfers.place(self.config, source, points, change)
         nodes = self.target_nodes(source, points, target.jacobian)
         depth = np.concatenate([points[:, 2], source.depth[len(points) :]])
-        gaze = self.gaze_shifts(source, driving.landmarks, initial.landmarks) if self.config.gaze else None
-        closing = self.closing(driving, initial)
+        if change is None:
+            return self.render(source, nodes, depth)
+        gaze = self.gaze_shifts(source, change.landmarks, change.reference) if self.config.gaze else None
+        closing = transfers.closing(self.config, change.landmarks, change.reference)
         out = self.render(source, nodes, depth, self.lifted_lids(source, closing), gaze, closing)
         if self.config.mouth_fill:
-            mouth.fill_mouth(self.config, source, out, nodes[: len(points)], driving)
+            size = transfers.head_size_ratio(source, points)
+            mouth.fill_mouth(self.config, source, out, nodes[: len(points)], change.frame, change.landmarks, size)
         return out
 
     # -- motion transfer (.transfer) ------------------------------------------------------
 
     def transfer(
-        self, source: LandmarkSource, driving: DrivingFace, initial: DrivingFace
+        self,
+        source: LandmarkSource,
+        driving: DrivingFace,
+        initial: DrivingFace,
+        attributes: Iterable[str] = HEAD_ATTRIBUTES,
     ) -> tuple[Keypoints, np.ndarray]:
         """Target keypoints (batch 1) and ``(478, 3)`` target landmarks in crop pixels."""
-        return transfers.transfer(self.config, source, driving, initial)
+        return transfers.transfer(self.config, source, driving, initial, attributes)
+
+    def source_head(self, source: LandmarkSource) -> HeadMotion:
+        """The source's own head (batch 1, crop pixels; :func:`.transfer.source_head`)."""
+        return transfers.source_head(source)
+
+    def expression_from(self, source: LandmarkSource, landmarks: np.ndarray) -> torch.Tensor:
+        """Another face's expression for the source's head (:func:`.transfer.expression_from`)."""
+        return transfers.expression_from(source, landmarks)
 
     def gaze_shifts(self, source: LandmarkSource, driving: np.ndarray, initial: np.ndarray) -> list[np.ndarray]:
         """Per eye the iris shift in source pixels ``[(2,), (2,)]``."""
@@ -75,7 +126,7 @@ class LandmarkAnimator:
 
     def closing(self, driving: DrivingFace, initial: DrivingFace) -> np.ndarray:
         """``(2,)`` per eye how far the driver has closed it (0 open, 1 closed)."""
-        return transfers.closing(self.config, driving, initial)
+        return transfers.closing(self.config, driving.landmarks, initial.landmarks)
 
     def lifted_lids(self, source: LandmarkSource, closing: np.ndarray) -> np.ndarray:
         """Source nodes with each closing upper lid sampled from higher up (:mod:`.eyes`)."""

@@ -19,7 +19,7 @@ from ...geometry.relative import polygon_area
 from .config import LIPS_INNER, LIPS_OUTER, LandmarkAnimatorConfig
 
 if TYPE_CHECKING:
-    from .source import DrivingFace, LandmarkSource
+    from .source import LandmarkSource
 
 
 def mouth_openness(landmarks: np.ndarray) -> np.ndarray:
@@ -42,18 +42,29 @@ def lip_colour(image: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np
 
 
 def fill_mouth(
-    config: LandmarkAnimatorConfig, source: LandmarkSource, out: np.ndarray, points: np.ndarray, driving: DrivingFace
+    config: LandmarkAnimatorConfig,
+    source: LandmarkSource,
+    out: np.ndarray,
+    points: np.ndarray,
+    frame: np.ndarray | None = None,
+    landmarks: np.ndarray | None = None,
+    size: float = 1.0,
 ) -> None:
     """In place: paint the revealed mouth interior from the driver (or shadow).
 
     Args:
         out: ``(S, S, 3)`` uint8 warped crop.
         points: ``(478, 2+)`` target landmarks in the crop's pixels.
+        frame: the driver's frame ``(H, W, 3)`` and ``landmarks`` ``(478, 2+)`` its
+            landmarks in its pixels, to copy the interior from; None: shadow.
+        size: the target head's size over the source's (a head brought nearer shows
+            its mouth larger, not more open).
     """
     polygon = points[LIPS_INNER]
     area = polygon_area(polygon)
     # Only the part of the opening the source does not already show is filled.
-    alpha_open = np.clip((area - 1.2 * source.mouth_area) / max(0.5 * area, 1e-6), 0.0, 1.0)
+    shown = 1.2 * source.mouth_area * size**2
+    alpha_open = np.clip((area - shown) / max(0.5 * area, 1e-6), 0.0, 1.0)
     if alpha_open <= 0 or area < 4:
         return
     s = out.shape[0]
@@ -70,14 +81,13 @@ def fill_mouth(
         mask = cv2.GaussianBlur(mask, (0, 0), k)
     mask *= alpha_open
     region = out[y0:y1, x0:x1].astype(np.float32)
-    if driving.frame is not None:
-        drv = driving.landmarks
+    if frame is not None:
         # Affine from the crop's box coordinates to the driver's frame (backward).
-        back = fit_affine(polygon - (x0, y0), drv[LIPS_INNER, :2])
+        back = fit_affine(polygon - (x0, y0), landmarks[LIPS_INNER, :2])
         fill = cv2.warpAffine(
-            driving.frame, back, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE
+            frame, back, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE
         ).astype(np.float32)
-        mean_d, std_d = lip_colour(driving.frame, drv)
+        mean_d, std_d = lip_colour(frame, landmarks)
         mean_s, std_s = source.lips
         gain = np.clip(std_s / np.maximum(std_d, 1e-3), 0.5, 2.0)
         fill = (fill - mean_d) * gain + mean_s

@@ -15,9 +15,17 @@
 * A head that the driver would carry out of the crop (walking towards the camera,
   leaving its frame) is held inside it by :func:`keep_head_inside` instead of being cut
   off.
+* **Head attributes** (MMFA Sec. 4.3): the transfer can take only some of the driver's
+  rotation, scale, translation and expression (:func:`moved_points`; without the
+  expression the eyes are not retargeted either), and head edits place the source's
+  landmarks at any :class:`~reanimate.motion.HeadMotion` of its own (:func:`source_head`,
+  :func:`expression_from`); both go through :func:`place` before drawing.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -25,40 +33,154 @@ import torch
 from ...faces.pose import head_rotation
 from ...geometry import movement_scale
 from ...geometry.mesh import fit_local_jacobians
-from ...geometry.relative import polygon_area
-from ...motion import HeadMotion, Keypoints, relative_head_motion, relative_motion
+from ...geometry.relative import polygon_area, rigid_frame
+from ...motion import HEAD_ATTRIBUTES, HeadMotion, Keypoints, relative_head_motion, relative_motion
 from .config import EYES, FACE_OVAL, RIGID, LandmarkAnimatorConfig
 from .eyes import eye_frame, eye_opening_ratio, from_eye, lid_height, to_eye
 from .source import DrivingFace, LandmarkSource, oval_ring, to_normalized, to_pixels
 
 
+@dataclass
+class FaceChange:
+    """An expression change as the eyes and the mouth read it: a face's landmarks
+    ``(478, 2+)`` now and in its reference frame, in one frame and unit (a driver's
+    pixels, or a head's canonical frame, where x and y are a frontal view), and the
+    driver's frame for the mouth interior (None: shadow)."""
+
+    landmarks: np.ndarray
+    reference: np.ndarray
+    frame: np.ndarray | None = None
+
+
 def transfer(
-    config: LandmarkAnimatorConfig, source: LandmarkSource, driving: DrivingFace, initial: DrivingFace
+    config: LandmarkAnimatorConfig,
+    source: LandmarkSource,
+    driving: DrivingFace,
+    initial: DrivingFace,
+    attributes: Iterable[str] = HEAD_ATTRIBUTES,
 ) -> tuple[Keypoints, np.ndarray]:
-    """Relative motion plus eye retargeting.
+    """Relative motion plus eye retargeting (the eyes only when ``expression`` is
+    among the ``attributes`` transferred).
 
     Returns:
         target keypoints (batch 1, [-1, 1]) and ``(478, 3)`` target landmarks in
         the crop's pixels (z carried over relatively, for drawing order).
     """
+    attributes = tuple(attributes)
+    change = FaceChange(driving.landmarks, initial.landmarks) if "expression" in attributes else None
+    return place(config, source, moved_points(config, source, driving, initial, attributes), change)
+
+
+def moved_points(
+    config: LandmarkAnimatorConfig,
+    source: LandmarkSource,
+    driving: DrivingFace,
+    initial: DrivingFace,
+    attributes: Iterable[str] = HEAD_ATTRIBUTES,
+) -> np.ndarray:
+    """The source's landmarks moved by the driver since ``initial`` (step 2 of the
+    package docstring), ``(478, 3)`` crop pixels; only the head ``attributes`` named
+    are taken from the driver."""
+    attributes = tuple(attributes)
     if config.head_pose:
-        points = pose_transfer(source, driving, initial)
-    else:
-        points = displacement_transfer(config, source, driving, initial)
+        return pose_transfer(source, driving, initial, attributes)
+    if set(attributes) != set(HEAD_ATTRIBUTES):
+        raise ValueError("the 2-D displacement transfer (head_pose=False) cannot separate head attributes")
+    return displacement_transfer(config, source, driving, initial)
+
+
+def place(
+    config: LandmarkAnimatorConfig, source: LandmarkSource, points: np.ndarray, change: FaceChange | None
+) -> tuple[Keypoints, np.ndarray]:
+    """Target landmarks ready to draw, shared by animation and head edits: held inside
+    the crop (:func:`keep_head_inside`), lids and irises retargeted to ``change`` (None:
+    the eyes ride with the head as they are), and their keypoints with Jacobians.
+
+    Args:
+        points: ``(478, 3)`` moved landmarks in crop pixels (not changed).
+
+    Returns:
+        target keypoints (batch 1, [-1, 1]) and the ``(478, 3)`` target landmarks.
+    """
+    points = np.array(points, dtype=np.float64, copy=True)
     if config.crop_margin is not None:
         points = keep_head_inside(
             points, source.landmarks, config.inner_ring, config.crop_margin * source.side, source.side
         )
-    if config.eyes:
-        retarget_eyes(config, source, points, driving.landmarks, initial.landmarks)
+    if config.eyes and change is not None:
+        retarget_eyes(config, source, points, change.landmarks, change.reference)
     value = to_normalized(points[None], (0, 0), source.side)
     # Jacobians against the source (the reference of every fitted Jacobian).
     return Keypoints(value, fit_local_jacobians(source.keypoints.value, value, source.neighbours)), points
 
 
-def pose_transfer(source: LandmarkSource, driving: DrivingFace, initial: DrivingFace) -> np.ndarray:
+def _as_tensor(array: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(array, np.float64))[None]
+
+
+def head_of(landmarks: np.ndarray, rotation: np.ndarray | None = None) -> HeadMotion:
+    """The :class:`HeadMotion` of ``(478, 3)`` landmarks (batch 1, float64): their head
+    axes (:func:`~reanimate.faces.head_rotation`, unless given) and the centre and size
+    of their :data:`RIGID` points; the expression is in the canonical points (zero
+    ``expression`` field)."""
+    rotation = head_rotation(landmarks) if rotation is None else rotation
+    return HeadMotion.from_points(_as_tensor(landmarks), _as_tensor(rotation), torch.from_numpy(RIGID))
+
+
+def source_head(source: LandmarkSource) -> HeadMotion:
+    """The source's own head (:func:`head_of` its landmarks), in crop pixels."""
+    return head_of(source.landmarks, source.rotation)
+
+
+def expression_from(source: LandmarkSource, landmarks: np.ndarray) -> torch.Tensor:
+    """Another face's expression for the source's head: ``(1, 478, 3)`` offsets to the
+    source's canonical points (:attr:`HeadMotion.expression`).
+
+    Zero-shot there is no neutral face to tell expression from face shape, so the
+    offsets are the other face's canonical points minus the source's on the points that
+    do not move with the skull (the :data:`RIGID` ones stay the source's): both are in
+    their own head frame and size, so pose and head size do not leak, but the other
+    face's shape (its mouth, brows, jaw) does, with its expression. The eyes, where that
+    shows most (another person's eye size on the source's eye corners), are the
+    source's own, opened by the other's opening ratio and with the other's gaze
+    (:func:`_eyes_like`), which the eye retargeting then draws.
+
+    Args:
+        landmarks: ``(478, 3)`` the other face's landmarks in pixels of any image.
+    """
+    head = source_head(source)
+    neutral = head.canonical[0].numpy()
+    other = head_of(landmarks).canonical[0].numpy()
+    shape = other.copy()
+    shape[RIGID] = neutral[RIGID]
+    _eyes_like(shape, neutral, other)
+    return head.expression + torch.from_numpy(shape - neutral)[None]
+
+
+def _eyes_like(shape: np.ndarray, neutral: np.ndarray, other: np.ndarray) -> None:
+    """In place: each eye of ``shape`` ``(478, 3)`` is the one of ``neutral``, its upper
+    lid opened by the ratio of the ``other`` face's opening to it and its iris moved by
+    the other's gaze, both in eye-corner coordinates (all three in the canonical frame,
+    whose x and y are a frontal view). Unclipped: :func:`retarget_eyes` and
+    :func:`gaze_shifts` limit them when drawing."""
+    ratios = eye_opening_ratio(other, neutral)
+    for eye, ratio in zip(EYES, ratios):
+        for index in (list(eye["loop"]), eye["iris"]):
+            shape[index] = neutral[index]
+        upper, lower = eye["pairs"][:, 0], eye["pairs"][:, 1]
+        shape[upper, :2] = neutral[lower, :2] + ratio * (neutral[upper, :2] - neutral[lower, :2])
+        a, b = eye["corners"]
+        centre = eye["iris"][0]
+        here = eye_frame(neutral[a, :2], neutral[b, :2])
+        gaze = to_eye(eye_frame(other[a, :2], other[b, :2]), other[centre, :2]) - to_eye(here, neutral[centre, :2])
+        shape[eye["iris"], :2] += here[1] @ gaze
+
+
+def pose_transfer(
+    source: LandmarkSource, driving: DrivingFace, initial: DrivingFace, attributes: Iterable[str] = HEAD_ATTRIBUTES
+) -> np.ndarray:
     """The driver's :class:`HeadMotion` since ``initial`` on the source's 3-D landmarks
-    (:func:`relative_head_motion`): ``(478, 3)`` crop pixels.
+    (:func:`relative_head_motion`, the ``attributes`` named): ``(478, 3)`` crop pixels.
 
     The source and the initial frame are read with their head axes
     (:func:`~reanimate.faces.head_rotation`); the driving frame is tracked from the
@@ -67,13 +189,19 @@ def pose_transfer(source: LandmarkSource, driving: DrivingFace, initial: Driving
     """
     if initial.rotation is None:
         initial.rotation = head_rotation(initial.landmarks)
-    as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a, np.float64))[None]  # noqa: E731
-    rigid = torch.from_numpy(RIGID)
-    start = as_tensor(initial.landmarks)
-    initial_head = HeadMotion.from_points(start, as_tensor(initial.rotation), rigid)
-    driving_head = HeadMotion.tracked(as_tensor(driving.landmarks), start, initial_head, rigid)
-    source_head = HeadMotion.from_points(as_tensor(source.landmarks), as_tensor(source.rotation), rigid)
-    return relative_head_motion(source_head, driving_head, initial_head).points()[0].numpy()
+    start = _as_tensor(initial.landmarks)
+    initial_head = head_of(initial.landmarks, initial.rotation)
+    driving_head = HeadMotion.tracked(_as_tensor(driving.landmarks), start, initial_head, torch.from_numpy(RIGID))
+    moved = relative_head_motion(source_head(source), driving_head, initial_head, attributes)
+    return moved.points()[0].numpy()
+
+
+def head_size_ratio(source: LandmarkSource, points: np.ndarray) -> float:
+    """How much larger the head of ``(478, 3)`` target landmarks is than the source's
+    (the RMS size of the rigid points in 3-D, so a turn does not change it)."""
+    _, size = rigid_frame(_as_tensor(points), torch.from_numpy(RIGID))
+    _, size_source = rigid_frame(_as_tensor(source.landmarks), torch.from_numpy(RIGID))
+    return float(size / size_source)
 
 
 def displacement_transfer(
@@ -142,12 +270,12 @@ def opening(config: LandmarkAnimatorConfig, driving: np.ndarray, initial: np.nda
     return eye_opening_ratio(driving, initial, config.closed_ratio)
 
 
-def closing(config: LandmarkAnimatorConfig, driving: DrivingFace, initial: DrivingFace) -> np.ndarray:
-    """``(2,)`` per eye how far the driver has closed it since ``initial`` (0 open, 1
-    closed; 0 when ``config.eyes`` is off)."""
+def closing(config: LandmarkAnimatorConfig, driving: np.ndarray, initial: np.ndarray) -> np.ndarray:
+    """``(2,)`` per eye how far the driver has closed it since its ``initial`` landmarks
+    (0 open, 1 closed; 0 when ``config.eyes`` is off)."""
     if not config.eyes:
         return np.zeros(2)
-    return 1.0 - np.clip(opening(config, driving.landmarks, initial.landmarks), 0.0, 1.0)
+    return 1.0 - np.clip(opening(config, driving, initial), 0.0, 1.0)
 
 
 def gaze_shifts(

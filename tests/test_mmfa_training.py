@@ -1,0 +1,175 @@
+"""MMFA training: head-pose pseudo-labels, the step's losses, loss falling on tiny data,
+exact resume, and the run's checkpoint."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from reanimate.data.frames import FramesDataset
+from reanimate.data.head_poses import (
+    HeadPoseLabels,
+    augmented_angles,
+    cache_pose_labels,
+    fill_missing,
+    load_pose_labels,
+    pose_label_path,
+)
+from reanimate.errors import InputError
+from reanimate.heads.dataset import HeadsConfig, load_truth, make_heads
+from reanimate.models.config import load_config_document
+from reanimate.models.mmfa import MMFAConfig, build_mmfa
+from reanimate.training.checkpoints import latest_checkpoint
+from reanimate.training.loop import resume, train
+from reanimate.training.mmfa_config import MMFATrainConfig
+from reanimate.training.mmfa_objective import MMFAGeneratorObjective
+from reanimate.training.run_options import TrainOptions
+
+pytest.importorskip("mediapipe", reason="head-pose labels come from MediaPipe's face mesh")
+
+
+@pytest.fixture(scope="module")
+def heads(tmp_path_factory):
+    root = tmp_path_factory.mktemp("heads")
+    make_heads(root, HeadsConfig(size=64, frames=6, train=2, test=1, seed=3), workers=1, progress=False)
+    return root
+
+
+def tiny_doc(**train_params):
+    doc = load_config_document("mmfa/heads-64")
+    doc = copy.deepcopy(doc)
+    mp = doc["model_params"]
+    mp["common_params"].update(num_kp=6, feature_channels=4, depth=4)
+    mp["appearance_params"].update(block_expansion=8, max_features=16, num_res_blocks=1)
+    mp["canonical_kp_params"].update(block_expansion=4, max_features=32)
+    mp["head_pose_params"].update(stem_features=8, widths=[8, 16], blocks=[1, 1])
+    mp["expression_encoder_params"].update(stem_features=8, widths=[8, 16], feature_dim=32, map_channels=4)
+    mp["expression_decoder_params"].update(feature_dim=32, hidden_features=[32])
+    mp["dense_motion_params"].update(block_expansion=4, max_features=16, num_blocks=2)
+    mp["generator_params"].update(features=16)
+    mp["discriminator_params"].update(block_expansion=4, max_features=16, num_blocks=2)
+    doc["train_params"] = {
+        "num_epochs": 2,
+        "num_repeats": 2,
+        "batch_size": 2,
+        "lr": 1e-3,
+        "lr_discriminator": 1e-3,
+        "log_freq": 1,
+        "image_freq": 0,
+        "num_workers": 0,
+        "precise_bn_batches": 1,
+        "scales": [1, 0.5],
+        "loss_weights": {
+            "perceptual": [1, 1, 0, 0, 0],
+            "ms_ssim": 0,
+            "deformation_prior": 10,
+            "feature_matching": [10, 10],
+        },
+        **train_params,
+    }
+    return doc
+
+
+def options(root, **kw):
+    return TrainOptions(data_root=str(root), progress=False, tensorboard=False, num_workers=0, **kw)
+
+
+def test_fill_missing_and_augmented_angles():
+    angles = np.array([[1, 0, 0], [9, 9, 9], [3, 0, 0], [9, 9, 9], [9, 9, 9]], dtype=np.float32)
+    found = np.array([True, False, True, False, False])
+    assert fill_missing(angles, found)[:, 0].tolist() == [1, 1, 3, 3, 3]
+    out = augmented_angles(np.array([[10.0, 5.0, 20.0]]), mirrored=True, rotation=15.0)
+    assert out.tolist() == [[-10.0, 5.0, -35.0]]
+    assert augmented_angles(np.array([[0.0, 0.0, 170.0]]), False, -20.0)[0, 2] == pytest.approx(-170.0)
+
+
+def test_pose_labels_are_cached_and_follow_the_true_yaw(heads):
+    videos = FramesDataset(heads, frame_shape=(64, 64, 3), is_train=True)
+    assert cache_pose_labels(videos, progress=False) == 2
+    assert cache_pose_labels(videos, progress=False) == 0  # computed once
+    for name in videos.videos:
+        angles = load_pose_labels(heads / "train" / name)
+        truth = load_truth(heads / "train" / f"{name}.truth.npz")
+        assert angles.shape == (6, 3)
+        # the face mesh's yaw and roll follow the exact ones (its pitch has a constant offset)
+        assert np.abs(angles[:, 0] - truth["yaw"]).max() < 5
+        assert np.abs(angles[:, 2] - truth["roll"]).max() < 5
+    sample = HeadPoseLabels(videos, progress=False)[(0, 7)]
+    labels = load_pose_labels(heads / "train" / sample["name"])
+    assert torch.allclose(sample["source_pose"], torch.from_numpy(labels[int(sample["indices"][0])]))
+    damaged = pose_label_path(heads / "train" / videos.videos[0])
+    damaged.write_bytes(b"garbage")
+    with pytest.raises(InputError, match="unreadable head-pose labels"):
+        HeadPoseLabels(videos, progress=False)[(0, 1)]
+    damaged.unlink()  # the next run computes it again
+    assert cache_pose_labels(videos, progress=False) == 1
+
+
+def test_a_few_steps_lower_the_loss_on_one_batch():
+    config = MMFAConfig.from_document(tiny_doc(), name="tiny")
+    tc = MMFATrainConfig.from_dict(config.raw["train_params"])
+    tc.loss_weights.generator_gan = 0
+    torch.manual_seed(0)
+    model = build_mmfa(config, seed=0)
+    objective = MMFAGeneratorObjective(model, tc, vgg=None, ms_ssim_weight=0)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, 64), torch.linspace(-1, 1, 64), indexing="ij")
+    blob = lambda cx: torch.exp(-((xx - cx) ** 2 + yy**2) / 0.1)  # noqa: E731
+    source = torch.stack([blob(-0.2), 0.5 * blob(-0.2), 1 - blob(-0.2)])[None].repeat(2, 1, 1, 1)
+    driving = torch.stack([blob(0.2), 0.5 * blob(0.2), 1 - blob(0.2)])[None].repeat(2, 1, 1, 1)
+    poses = torch.zeros(2, 3)
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    first = last = None
+    for step in range(25):
+        losses, out = objective(source, driving, poses, poses, _transform(step), _augment(step))
+        reconstruction = (out.prediction - driving).abs().mean()
+        loss = sum(losses.values()) + 10 * reconstruction
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        last = float(reconstruction.detach())
+        first = last if first is None else first
+    assert set(losses) >= {
+        "keypoint_prior",
+        "deformation_prior",
+        "canonical",
+        "equivariance",
+        "expression",
+        "head_pose",
+    }
+    assert last < 0.6 * first
+
+
+def _transform(step):
+    from reanimate.geometry.tps import ThinPlateSpline
+
+    return ThinPlateSpline.random(2, 0.05, 0.005, 5, generator=torch.Generator().manual_seed(step))
+
+
+def _augment(step):
+    from reanimate.geometry.tps import ThinPlateSpline
+
+    return ThinPlateSpline.random_similarity(2, 15, 0.1, 0.1, generator=torch.Generator().manual_seed(step))
+
+
+def test_training_resumes_exactly_and_writes_a_loadable_checkpoint(heads, tmp_path):
+    config_path = tmp_path / "tiny.yaml"
+    config_path.write_text(yaml.safe_dump(tiny_doc()))
+    full = train(config_path, tmp_path / "full", options(heads, max_steps=4))
+    assert full.state.step == 4 and len(full.losses) == 4
+    assert {"perceptual", "generator_gan", "discriminator_gan", "head_pose"} <= set(full.losses[0])
+
+    split = train(config_path, tmp_path / "split", options(heads, max_steps=2))
+    assert split.state.step == 2
+    rest = resume(tmp_path / "split", options(heads, max_steps=4))
+    assert [round(v, 6) for d in split.losses + rest.losses for v in d.values()] == [
+        round(v, 6) for d in full.losses for v in d.values()
+    ]
+    a = latest_checkpoint(tmp_path / "full") / "model.safetensors"
+    b = latest_checkpoint(tmp_path / "split") / "model.safetensors"
+    from safetensors.torch import load_file
+
+    ta, tb = load_file(str(a)), load_file(str(b))
+    assert ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
+    assert any(k.startswith("expression_decoder.") for k in ta)
