@@ -80,7 +80,7 @@ def _load_builtins() -> None:
     if not _BUILTINS_LOADED:
         _BUILTINS_LOADED = True
         # Importing a family's module registers it.
-        from . import fomm  # noqa: F401
+        from . import fomm, mmfa  # noqa: F401
         from .landmarks import animator  # noqa: F401
 
 
