@@ -1,52 +1,28 @@
 """The MMFA family end to end with random weights: animate (all and some attributes),
 edit, the animator's consistency, and model-info."""
 
-import copy
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from mmfa_tiny import tiny_checkpoint, tiny_config
 from PIL import Image
 
-from reanimate import checkpoint as ckpt
 from reanimate.animators.base import HeadControl, Transfer
 from reanimate.animators.mmfa import MMFAAnimator, load_mmfa
 from reanimate.animators.registry import build_animator
 from reanimate.cli import main
 from reanimate.io.clips import iter_frames
-from reanimate.models.config import load_config_document
-from reanimate.models.mmfa import MMFAConfig, build_mmfa
+from reanimate.models.mmfa import build_mmfa
 from reanimate.motion import HEAD_ATTRIBUTES, relative_head_motion
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-def tiny_config(face: bool = True, learn_rotation: bool = True) -> MMFAConfig:
-    doc = copy.deepcopy(load_config_document("mmfa/heads-64"))
-    mp = doc["model_params"]
-    mp["face"] = face
-    mp["common_params"].update(num_kp=6, feature_channels=4, depth=4)
-    mp["appearance_params"].update(block_expansion=8, max_features=16, num_res_blocks=1)
-    mp["canonical_kp_params"].update(block_expansion=4, max_features=32)
-    mp["head_pose_params"].update(stem_features=8, widths=[8, 16], blocks=[1, 1], learn_rotation=learn_rotation)
-    mp["expression_encoder_params"].update(stem_features=8, widths=[8, 16], feature_dim=32, map_channels=4)
-    mp["expression_decoder_params"].update(feature_dim=32, hidden_features=[32])
-    mp["dense_motion_params"].update(block_expansion=4, max_features=16, num_blocks=2)
-    mp["generator_params"].update(features=16)
-    return MMFAConfig.from_document(doc, name="tiny")
-
-
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    path = tmp_path_factory.mktemp("mmfa") / "mmfa.safetensors"
-    torch.manual_seed(0)
-    model = build_mmfa(tiny_config(), seed=1)
-    for module in model.modules():  # BatchNorm statistics as if trained
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-            module.running_var.fill_(1.0)
-    ckpt.save(path, model)
-    return path
+    return tiny_checkpoint(tmp_path_factory.mktemp("mmfa") / "mmfa.safetensors")
 
 
 @pytest.fixture(scope="module")

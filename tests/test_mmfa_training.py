@@ -1,12 +1,14 @@
 """MMFA training: head-pose pseudo-labels, the step's losses, loss falling on tiny data,
 exact resume, and the run's checkpoint."""
 
-import copy
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
+from mmfa_tiny import tiny_document
+from PIL import Image
 
 from reanimate.data.frames import FramesDataset
 from reanimate.data.head_poses import (
@@ -19,13 +21,14 @@ from reanimate.data.head_poses import (
 )
 from reanimate.errors import InputError
 from reanimate.heads.dataset import HeadsConfig, load_truth, make_heads
-from reanimate.models.config import load_config_document
 from reanimate.models.mmfa import MMFAConfig, build_mmfa
 from reanimate.training.checkpoints import latest_checkpoint
 from reanimate.training.loop import resume, train
 from reanimate.training.mmfa_config import MMFATrainConfig
 from reanimate.training.mmfa_objective import MMFAGeneratorObjective
 from reanimate.training.run_options import TrainOptions
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "source.png"
 
 pytest.importorskip("mediapipe", reason="head-pose labels come from MediaPipe's face mesh")
 
@@ -38,18 +41,7 @@ def heads(tmp_path_factory):
 
 
 def tiny_doc(**train_params):
-    doc = load_config_document("mmfa/heads-64")
-    doc = copy.deepcopy(doc)
-    mp = doc["model_params"]
-    mp["common_params"].update(num_kp=6, feature_channels=4, depth=4)
-    mp["appearance_params"].update(block_expansion=8, max_features=16, num_res_blocks=1)
-    mp["canonical_kp_params"].update(block_expansion=4, max_features=32)
-    mp["head_pose_params"].update(stem_features=8, widths=[8, 16], blocks=[1, 1])
-    mp["expression_encoder_params"].update(stem_features=8, widths=[8, 16], feature_dim=32, map_channels=4)
-    mp["expression_decoder_params"].update(feature_dim=32, hidden_features=[32])
-    mp["dense_motion_params"].update(block_expansion=4, max_features=16, num_blocks=2)
-    mp["generator_params"].update(features=16)
-    mp["discriminator_params"].update(block_expansion=4, max_features=16, num_blocks=2)
+    doc = tiny_document(face=False)
     doc["train_params"] = {
         "num_epochs": 2,
         "num_repeats": 2,
@@ -173,3 +165,22 @@ def test_training_resumes_exactly_and_writes_a_loadable_checkpoint(heads, tmp_pa
     ta, tb = load_file(str(a)), load_file(str(b))
     assert ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
     assert any(k.startswith("expression_decoder.") for k in ta)
+
+
+def test_the_landmark_loss_runs_the_differentiable_face_mesh():
+    from reanimate.faces.landmark_net import LANDMARK_GROUPS, FaceLandmarkNet
+
+    doc = tiny_doc(loss_weights={"perceptual": [0, 0, 0, 0, 0], "landmark": {"face": 1.0, "mouth": 2.0, "pupil": 0}})
+    config = MMFAConfig.from_document(doc, name="tiny")
+    tc = MMFATrainConfig.from_dict(config.raw["train_params"])
+    tc.loss_weights.generator_gan = 0
+    model = build_mmfa(config, seed=0)
+    net = FaceLandmarkNet.from_mediapipe()
+    objective = MMFAGeneratorObjective(model, tc, vgg=None, landmark_net=net, landmark_groups=LANDMARK_GROUPS)
+    image = torch.from_numpy(np.array(Image.open(EXAMPLE).convert("RGB").resize((64, 64)))).permute(2, 0, 1)
+    frames = (image.float() / 255)[None].repeat(2, 1, 1, 1)
+    losses, _ = objective(frames, frames, torch.zeros(2, 3), torch.zeros(2, 3), _transform(0), _augment(0))
+    assert {"landmark_face", "landmark_mouth"} <= set(losses) and "landmark_pupil" not in losses
+    (losses["landmark_face"] + losses["landmark_mouth"]).backward()
+    assert model.generator.to_image[-1].weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in net.parameters())

@@ -4,7 +4,8 @@ keypoint detector or the motion transformer) behind the :class:`Animator` interf
 Relative motion transfer is FOMM supp. Eq. 13-14 (:func:`reanimate.motion.relative_motion`).
 Besides the interface, :class:`FommAnimator` exposes the model steps on tensors
 (:meth:`~FommAnimator.detect`, :meth:`~FommAnimator.encode`, :meth:`~FommAnimator.generate`)
-for the FOMM-only pipelines (reconstruction, pairs, attention maps).
+for the pipelines that use float predictions when a family offers them (reconstruction
+and pairs: :class:`reanimate.pipelines.reconstruct.KeypointTensorSteps`; attention maps).
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ from ..io import frames_to_tensor, tensor_to_frames
 from ..models.mmfa import MMFAConfig, MMFAModel, build_mmfa, load_mmfa_config
 from ..motion import HEAD_ATTRIBUTES, HeadMotion, Keypoints, relative_head_motion
 from .base import Animator, DrivingBatch, HeadControl, Motion, Rendered, Requirements, Source, Transfer
+from .expression import ExpressionControl
 from .registry import BuildRequest, Family, register_family
 
 #: face-crop margin per side (as FOMM's, the VoxCeleb crops)
@@ -75,7 +76,7 @@ def _mesh_rotation(landmarks: np.ndarray) -> torch.Tensor:
     return torch.tensor([(p.yaw, p.pitch, p.roll) for p in poses], dtype=torch.float32)
 
 
-class MMFAAnimator(Animator, HeadControl):
+class MMFAAnimator(Animator, HeadControl, ExpressionControl):
     """An :class:`MMFAModel` on a device (``fp16``: float16 autocast, CUDA only)."""
 
     family = "mmfa"

@@ -17,6 +17,7 @@ from .edit import add_edit_command, run_edit
 from .evaluation import add_evaluation_command, run_evaluation_command
 from .faces import FACE_COMMANDS, add_face_commands, run_face_command
 from .heads import HEAD_COMMANDS, add_head_commands, run_head_command
+from .mmfa import MMFA_COMMANDS, add_mmfa_commands, run_mmfa_command
 from .models import MODEL_COMMANDS, add_model_commands, run_model_command
 from .training import TRAINING_COMMANDS, add_training_commands, run_training_command
 
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_face_commands(sub)
     add_training_commands(sub)
     add_head_commands(sub)
+    add_mmfa_commands(sub)
     add_evaluation_command(sub)
     return parser
 
@@ -54,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
         return run_training_command(args)
     if args.command in HEAD_COMMANDS:
         return run_head_command(args)
+    if args.command in MMFA_COMMANDS:
+        return run_mmfa_command(args)
     raise AssertionError(args.command)
 
 

@@ -20,9 +20,11 @@ def add_evaluation_command(sub) -> None:
     p.add_argument("--pairs", metavar="CSV", help="cross-identity: source,driving paths (relative to the CSV)")
     p.add_argument(
         "--model",
-        choices=("auto", "landmarks", "fomm"),
         default="auto",
-        help="auto (default): --checkpoint if given, else the zero-shot landmark animator",
+        metavar="FAMILY",
+        help="auto (default): the family --checkpoint names (fomm, mmfa), else the zero-shot landmark "
+        "animator (landmarks). A model with trained weights animates the test videos' whole frames; "
+        "same-identity uses absolute transfer, cross-identity relative",
     )
     add_model_args(p, checkpoint_required=False)
     p.add_argument(

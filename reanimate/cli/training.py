@@ -36,6 +36,12 @@ def add_training_commands(sub) -> None:
         "default: the torch hub cache, else a random-init VGG-19 (with a warning)",
     )
     p.add_argument(
+        "--vgg-face-weights",
+        metavar="FILE",
+        help="VGG-Face (vgg_face_dag.pth, Albanie's PyTorch conversion) for MMFA's VGG-Face term "
+        "(train_params.loss_weights.vgg_face); without it that term is left out, with a warning",
+    )
+    p.add_argument(
         "--backbone-weights",
         metavar="FILE",
         help="ImageNet HRNet classification checkpoint (hrnetv2_w32_imagenet_pretrained.pth) for the "
@@ -73,7 +79,7 @@ def add_training_commands(sub) -> None:
         "--gt-flow",
         action="store_true",
         help="also report flow end-point error against the ground truth of a make-synthetic dataset, "
-        "and keypoint equivariance error",
+        "and keypoint equivariance error (FOMM models)",
     )
     p.add_argument("--num-videos", type=int, help="only the first N test videos")
 
@@ -119,15 +125,16 @@ def add_training_commands(sub) -> None:
 
 
 def load_for_evaluation(args):
-    from .. import checkpoint as ckpt
+    """The animator of ``--checkpoint`` (whichever family it names) and the test split
+    of the dataset its config describes (``--data`` replaces the root)."""
+    from ..animators.registry import build_animator
     from ..data.frames import FramesDataset
-    from ..models import load_config
+    from ..pipelines.reconstruct import config_document
 
-    config = load_config(args.config) if args.config else None
-    model = ckpt.load(args.checkpoint, config, align_corners=args.align_corners)
-    params = model.config.raw.get("dataset_params") or {}
+    animator = build_animator(args.checkpoint, "auto", args.config, args.align_corners, args.device)
+    params = config_document(animator).get("dataset_params") or {}
     dataset = FramesDataset.from_config(params, is_train=False, root_dir=args.data)
-    return model, dataset
+    return animator, dataset
 
 
 def run_training_command(args: argparse.Namespace) -> int:
@@ -143,6 +150,7 @@ def run_training_command(args: argparse.Namespace) -> int:
             amp=None if args.amp == "none" else args.amp,
             channels_last=args.channels_last,
             vgg_weights=args.vgg_weights,
+            vgg_face_weights=args.vgg_face_weights,
             init=args.init,
             backbone_weights=args.backbone_weights,
             device=args.device,
@@ -181,7 +189,7 @@ def run_training_command(args: argparse.Namespace) -> int:
         out = make_synthetic(args.output, config, progress=not args.quiet, overwrite=args.overwrite)
         print(f"wrote {out}", file=sys.stderr)
         return 0
-    model, dataset = load_for_evaluation(args)
+    animator, dataset = load_for_evaluation(args)
     if args.command == "reconstruct":
         from ..pipelines.reconstruct import reconstruct
 
@@ -189,13 +197,12 @@ def run_training_command(args: argparse.Namespace) -> int:
         if save and not args.output:
             raise ReanimateError("reconstruct: give -o OUTDIR, or --format none to only print the metrics")
         result = reconstruct(
-            model,
+            animator,
             dataset,
             args.output,
             save=save,
             gt_flow=args.gt_flow,
             num_videos=args.num_videos,
-            device=args.device,
             batch_size=args.batch_size,
             fps=args.fps,
             progress=not args.quiet,
@@ -209,12 +216,11 @@ def run_training_command(args: argparse.Namespace) -> int:
     if args.pairs:
         dataset.pairs_list = args.pairs
     result = animate_pairs(
-        model,
+        animator,
         dataset,
         args.output,
         num_pairs=args.num_pairs,
         seed=args.seed,
-        device=args.device,
         batch_size=args.batch_size,
         fps=args.fps,
         progress=not args.quiet,

@@ -29,7 +29,7 @@ from ..errors import InputError, OutputError, ReanimateError
 from ..faces import feather_mask
 from ..io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, atomic_path, open_writer, read_image
 from ..motion import HeadMotion
-from .animate import PASTE_FEATHER, AnimationOptions, AnimationPipeline, batched, paste_crops
+from .animate import PASTE_FEATHER, AnimationOptions, AnimationPipeline, _Plan, batched, paste_crops
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,94 @@ class EditResult:
     notes: list[str] = field(default_factory=list)
 
 
-class EditPipeline:
+@dataclass
+class FaceSource:
+    """A source image as a head-rendering job holds it: the full ``image`` ``(H, W, 3)``,
+    the animator's encoded ``source`` of its face crop, the crop ``box`` in the image
+    (None without a crop) and the crop ``plan`` (other images are cropped the same way)."""
+
+    image: np.ndarray
+    source: Source
+    box: np.ndarray | None
+    plan: _Plan
+
+
+class HeadPipeline:
+    """The part every job rendering a source's heads shares (``edit`` here; canonical
+    faces and expression interpolation in :mod:`reanimate.pipelines.expressions`): the
+    animate pipeline's face crop, other images cropped like the source, rendering heads
+    in batches, paste-back, and writing an image or a video atomically."""
+
+    def __init__(self, animator: Animator):
+        self.animator = animator
+        self.frames = AnimationPipeline(animator)  # its face crop and paste-back
+        self._paste_mask: np.ndarray | None = None
+
+    def open_source(
+        self,
+        path: str | os.PathLike,
+        increase: float | None = None,
+        face_index: int | None = None,
+        notes: list[str] | None = None,
+    ) -> FaceSource:
+        """Read ``path``, crop its face as ``animate`` would (``increase``: margin per
+        side, None: the model's; ``face_index``: None, the largest) and encode it."""
+        notes = [] if notes is None else notes
+        crop_options = AnimationOptions(increase=increase, face_index=face_index)
+        plan = self.frames.plan(crop_options)
+        image = read_image(path)
+        crop, box, landmarks = self.frames.face_crop(image, path, crop_options, plan, notes)
+        return FaceSource(image, self.animator.encode_source(crop, landmarks), box, plan)
+
+    def crop_like(
+        self, face: FaceSource, path: str | os.PathLike, notes: list[str] | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Another image's largest face cropped like ``face``'s source: ``(H, W, 3)`` at
+        the animator's size and its landmarks in the crop's pixels (None when no face was
+        looked for)."""
+        options = AnimationOptions(increase=face.plan.increase)
+        notes = [] if notes is None else notes
+        crop, _, landmarks = self.frames.face_crop(read_image(path), path, options, face.plan, notes)
+        return crop, landmarks
+
+    def render(self, face: FaceSource, heads: HeadMotion, index: list[int]) -> np.ndarray:
+        """The heads ``index`` of ``heads`` rendered (``render_heads``) and pasted back
+        into the full source for face crops: ``(len(index), H, W, 3)`` uint8."""
+        frames = self.animator.render_heads(face.source, _select(heads, index)).frames
+        if not face.plan.paste:
+            return frames
+        if self._paste_mask is None:
+            self._paste_mask = feather_mask(self.frames.size[0], PASTE_FEATHER)
+        return paste_crops(face.image.copy(), face.image, frames, face.box, self._paste_mask)
+
+    def write(
+        self,
+        output: Path,
+        face: FaceSource,
+        heads: HeadMotion,
+        fps: float = 25.0,
+        batch_size: int = 4,
+        progress: bool = True,
+        desc: str = "edit",
+    ) -> int:
+        """Render every head of ``heads`` (batch N) into ``output``: an image file for one
+        head, else a video (or frames folder) at ``fps``, streamed in batches with a
+        progress bar. Atomic: on any error nothing is left. Returns N."""
+        from tqdm.auto import tqdm
+
+        count = heads.scale.shape[0]
+        if count == 1:
+            _write_image(output, self.render(face, heads, [0])[0])
+            return 1
+        bar = tqdm(total=count, unit="frame", disable=None if progress else True, desc=desc)
+        with open_writer(output, fps) as writer, bar:
+            for batch in batched(range(count), batch_size):
+                writer.write(self.render(face, heads, batch))
+                bar.update(len(batch))
+        return count
+
+
+class EditPipeline(HeadPipeline):
     """An animator with :class:`HeadControl`, ready to edit files.
 
     >>> EditPipeline(build_animator()).edit("photo.png", "turned.png", EditOptions(yaw=15))
@@ -84,8 +171,7 @@ class EditPipeline:
                 f"the {animator.family} model cannot pose a head (no head control); use the default animator "
                 "(--model landmarks) or a face model that can: landmarks, mmfa"
             )
-        self.animator = animator
-        self.frames = AnimationPipeline(animator)  # its face crop and paste-back
+        super().__init__(animator)
 
     # -- heads -----------------------------------------------------------------------
 
@@ -133,8 +219,6 @@ class EditPipeline:
         """Edit ``source_path``'s head into ``output_path``: an image (.png, .jpg, …) for
         one frame, a video (.mp4, …) for ``options.frames`` > 1. Written atomically: on
         any error nothing is left."""
-        from tqdm.auto import tqdm
-
         options = options or EditOptions()
         output = Path(output_path)
         check_edit(options, output)
@@ -142,38 +226,15 @@ class EditPipeline:
         notes: list[str] = list(self.animator.notes)
         if warning := self.check_turn(options):
             log.warning(warning)
-        crop_options = AnimationOptions(increase=options.increase, face_index=options.face_index)
-        plan = self.frames.plan(crop_options)
-        image = read_image(source_path)
-        crop, box, landmarks = self.frames.face_crop(image, source_path, crop_options, plan, notes)
-        source = self.animator.encode_source(crop, landmarks)
-        head = self.animator.source_head(source)
+        face = self.open_source(source_path, options.increase, options.face_index, notes)
+        head = self.animator.source_head(face.source)
         expression = None
         if options.expression_from is not None:
-            expression = self._expression(source, options.expression_from, plan, notes)
+            crop, landmarks = self.crop_like(face, options.expression_from, notes)
+            expression = self.animator.expression_from(face.source, crop, landmarks)
         heads = sweep(head, self.target_head(head, options, expression), options.frames)
-        mask = feather_mask(self.frames.size[0], PASTE_FEATHER) if plan.paste else None
-        canvas = image.copy() if plan.paste else None
-
-        def rendered(batch: list[int]) -> np.ndarray:
-            frames = self.animator.render_heads(source, _select(heads, batch)).frames
-            return paste_crops(canvas, image, frames, box, mask) if plan.paste else frames
-
-        if options.frames == 1:
-            _write_image(output, rendered([0])[0])
-        else:
-            bar = tqdm(total=options.frames, unit="frame", disable=None if progress else True, desc="edit")
-            with open_writer(output, options.fps) as writer, bar:
-                for batch in batched(range(options.frames), options.batch_size):
-                    writer.write(rendered(batch))
-                    bar.update(len(batch))
-        return EditResult(output, options.frames, time.perf_counter() - start, notes)
-
-    def _expression(self, source: Source, path, plan, notes: list[str]) -> torch.Tensor:
-        """Another image's face as an expression for the source's head, cropped like the source."""
-        options = AnimationOptions(increase=plan.increase)
-        crop, _, landmarks = self.frames.face_crop(read_image(path), path, options, plan, notes)
-        return self.animator.expression_from(source, crop, landmarks)
+        frames = self.write(output, face, heads, options.fps, options.batch_size, progress, desc="edit")
+        return EditResult(output, frames, time.perf_counter() - start, notes)
 
 
 def sweep(start: HeadMotion, end: HeadMotion, count: int) -> HeadMotion:

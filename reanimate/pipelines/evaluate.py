@@ -9,6 +9,16 @@ Two protocols (MoTrans Sec. 4, FOMM Sec. 4; MMFA Sec. 4.1 and B.1):
   frames are compared with the driving video for motion (head pose, landmarks) and with
   the source for identity (CSIM) and distribution (FID).
 
+The same-identity videos are animated with absolute transfer (each frame's own keypoints,
+or for MMFA each frame's own rotation, scale, translation and expression on the source's
+identity), as the reference code reconstructs; an animator that only transfers relative
+motion (the landmark animator) takes it relative to the first frame, the source itself.
+Cross-identity pairs are animated with relative transfer from the driving video's first
+frame. A family with trained weights animates the test videos' whole frames (already the
+dataset's crops, as its paper evaluates) through the Animator interface, with the face
+landmarks of every frame where it asks for them; the zero-shot animator crops the face and
+pastes it back (``crop`` of :func:`generate`).
+
 A run either animates with a model (a checkpoint or the zero-shot landmark animator) into
 ``OUTDIR/generated/`` (PNG frames, lossless) or scores videos made by any tool
 (``generated``: a folder with one video or frame folder per test video, named like it).
@@ -24,6 +34,7 @@ section gives their units and the models they use.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -37,21 +48,26 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from ..animators.base import Animator, Transfer
+from ..animators.registry import families
 from ..data.pairs import read_pairs_csv
 from ..errors import InputError, ReanimateError
 from ..evaluation import metrics
 from ..evaluation.cache import FeatureCache, iterate_frames
 from ..evaluation.extractor import FeatureExtractor
 from ..evaluation.features import VideoFeatures
-from ..io import is_image_path, is_video_path, open_frames
+from ..io import fit_to_shape, is_image_path, is_video_path, open_frames, open_writer
 from ..io.image import resize_area
-from .animate import AnimationOptions, AnimationPipeline
+from .animate import AnimationOptions, AnimationPipeline, batched
 from .evaluation_report import COLUMNS, EvaluationResult, compare, markdown_table, write_report
+from .reconstruct import FrameDriver, frame_faces
 
 log = logging.getLogger(__name__)
 
 PROTOCOLS = ("same-identity", "cross-identity")
 NOT_AVAILABLE = "n/a (weights missing)"
+#: driving frames per model call (the animate pipeline's default)
+BATCH_SIZE = 4
 
 # --------------------------------------------------------------------------------------
 # Inputs
@@ -116,28 +132,76 @@ def find_generated(directory: Path, name: str) -> Path:
 # --------------------------------------------------------------------------------------
 
 
+def whole_frames(animator: Animator) -> bool:
+    """Whether a model animates the test videos' frames whole: a family that loads trained
+    weights does (the test videos are its dataset's crops, as its paper evaluates); the
+    zero-shot family (no weights) crops the face and pastes it back."""
+    family = families().get(animator.family)
+    if family is not None:
+        return family.uses_checkpoint
+    return not animator.requirements.driving_landmarks
+
+
 def generate(
-    pipeline: AnimationPipeline, jobs: list[tuple[str, Path, Path]], out_dir: Path, progress: bool = True
+    pipeline: AnimationPipeline,
+    jobs: list[tuple[str, Path, Path]],
+    out_dir: Path,
+    progress: bool = True,
+    *,
+    relative: bool = True,
+    crop: str | None = None,
+    notes: list[str] | None = None,
 ) -> dict[str, Path]:
     """Animate every ``(name, source, driving)`` into ``out_dir/name/`` (PNG frames).
 
-    The landmark animator crops the face and pastes it back (its outputs have the driving
-    frames' size when the source is one of them); a trained model animates whole frames.
+    Args:
+        relative: relative transfer from the first driving frame (cross-identity); False:
+            absolute (same-identity reconstruction), except for an animator that only
+            transfers relative motion.
+        crop: ``"none"``: the source (the first frame of a video) and the driving frames are
+            fitted whole to the model's size and animated through the Animator interface,
+            with face landmarks of every frame when the animator asks for them; ``"auto"``:
+            the animate pipeline crops the face and pastes it back (outputs have the
+            driving frames' size when the source is one of them); None: ``"none"`` for a
+            model with trained weights, else ``"auto"`` (:func:`whole_frames`).
+        notes: where notes for the report go (frames without a face).
     """
+    if crop not in (None, "auto", "none"):
+        raise ReanimateError(f"evaluate: crop {crop!r}: expected auto or none")
+    animator = pipeline.animator
+    requirements = animator.requirements
+    relative = relative or requirements.relative_only
+    if crop is None:
+        crop = "none" if whole_frames(animator) else "auto"
     out_dir.mkdir(parents=True, exist_ok=True)
-    # An animator that reads face landmarks needs the face crop; trained models animate
-    # the dataset's (already cropped) whole frames, as their papers evaluate.
-    crop = "auto" if pipeline.requirements.driving_landmarks else "none"
-    options = AnimationOptions(relative=True, crop=crop)
     outputs = {}
-    with tempfile.TemporaryDirectory() as scratch:
-        for name, source, driving in tqdm(jobs, desc="generate", unit="video", disable=None if progress else True):
+    bar = tqdm(jobs, desc="generate", unit="video", disable=None if progress else True)
+    if crop == "auto":
+        options = AnimationOptions(relative=relative, crop=crop, batch_size=BATCH_SIZE)
+        with tempfile.TemporaryDirectory() as scratch:
+            for name, source, driving in bar:
+                target = out_dir / name
+                if not (is_image_path(source) and not source.is_dir()):
+                    image_path = Path(scratch) / f"{name}-source.png"
+                    Image.fromarray(first_frame(source)).save(image_path)
+                    source = image_path
+                pipeline.animate(source, driving, target, options, progress=False)
+                outputs[name] = target
+        return outputs
+    transfer = Transfer(relative=relative, adapt_scale=requirements.adapt_scale)
+    size = requirements.size
+    with contextlib.ExitStack() as resources:
+        faces = frame_faces(animator, resources)
+        for name, source, driving in bar:
             target = out_dir / name
-            if not (is_image_path(source) and not source.is_dir()):
-                image_path = Path(scratch) / f"{name}-source.png"
-                Image.fromarray(first_frame(source)).save(image_path)
-                source = image_path
-            pipeline.animate(source, driving, target, options, progress=False)
+            missing = faces.missing if faces is not None else 0
+            image, _ = fit_to_shape(first_frame(source), size, mode="crop")
+            driver = FrameDriver(animator, transfer, image, faces, source, driving)
+            with open_frames(driving) as reader, open_writer(target, reader.fps) as writer:
+                for frames in batched(reader, BATCH_SIZE):
+                    writer.write(driver([fit_to_shape(frame, size, mode="crop")[0] for frame in frames]).frames)
+            if notes is not None and faces is not None and faces.missing > missing:
+                notes.append(f"{name}: no face in {faces.missing - missing} frames; the previous landmarks were held")
             outputs[name] = target
     return outputs
 
@@ -300,6 +364,7 @@ def evaluate(
     networks: Networks | None = None,
     cache_dir: str | os.PathLike | None = None,
     num_videos: int | None = None,
+    crop: str | None = None,
     progress: bool = True,
 ) -> EvaluationResult:
     """Run one protocol and write its report into ``output_dir``.
@@ -314,6 +379,8 @@ def evaluate(
         identity: compute dlib embeddings (AED, CSIM; faces only).
         cache_dir: where extracted features are cached (None: ``output_dir/cache``); share
             one folder between runs so the real videos are measured once.
+        crop: how the model sees the videos (:func:`generate`; None: whole frames for a
+            model with trained weights, the face crop for the zero-shot animator).
     """
     if protocol not in PROTOCOLS:
         raise ReanimateError(f"evaluate: protocol {protocol!r}: expected one of {', '.join(PROTOCOLS)}")
@@ -338,7 +405,8 @@ def evaluate(
         jobs = [(pair_name(s, d), s, d) for s, d in pair_list]
 
     if pipeline is not None:
-        outputs = generate(pipeline, jobs, out / "generated", progress)
+        relative = protocol == "cross-identity"
+        outputs = generate(pipeline, jobs, out / "generated", progress, relative=relative, crop=crop, notes=notes)
     else:
         outputs = {job[0]: find_generated(Path(generated), job[0]) for job in jobs}
 

@@ -30,8 +30,14 @@ Keys (all optional):
     As FOMM's: 1 - MS-SSIM with weight 10 on the full-size output when the VGG-19 has no
     ImageNet weights, else 0.
 ``loss_weights.vgg_face`` (0)
-    The VGG-Face term of supp. A.2 on the full-size output. Its weights cannot be
-    obtained here; a non-zero weight needs ``--vgg-face-weights`` and is refused without.
+    The VGG-Face term of supp. A.2, on the full-size output only:
+    ``vgg_face * sum_i mean|phi_i(G) - phi_i(D)|`` over VGG-Face's relu1_1 ... relu5_1
+    (:mod:`reanimate.training.vgg_face`; both images resized to its 224x224 input).
+    Its weights (``vgg_face_dag.pth``) are not shipped: pass them with
+    ``reanimate train --vgg-face-weights FILE``. Without that file a non-zero weight
+    leaves the term out, with one warning, and training goes on (the VGG-19 pyramid
+    still measures the full-size output); with 0 no VGG-Face network is built. The
+    shipped ``vox-256`` config sets 10, the VGG-19 per-layer weight.
 """
 
 from __future__ import annotations

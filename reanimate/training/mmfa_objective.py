@@ -5,6 +5,10 @@ frames' head-pose labels, Eq. 5's keypoints of both frames, the dense motion and
 multi-scale output, and the weighted losses of every network but the discriminator;
 :class:`MMFADiscriminatorObjective` the discriminator's least-squares loss. Every value
 returned is already multiplied by its weight (:class:`~reanimate.training.mmfa_config.MMFALossWeights`).
+
+The perceptual loss of supp. A.2 has two parts: ``perceptual``, VGG-19 on a
+down-sampling pyramid of every output scale, and ``vgg_face``, VGG-Face on the
+full-size output only (:class:`~reanimate.training.vgg_face.VggFaceFeatures`).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from .losses import (
     transform_frame,
 )
 from .mmfa_config import MMFATrainConfig
+from .vgg_face import FEATURE_LAYERS as VGG_FACE_LAYERS
 
 
 @dataclass
@@ -92,7 +97,11 @@ class MMFAGeneratorObjective(nn.Module):
     """``forward(source, driving, source_pose, driving_pose, transform, augment) ->
     (losses, MMFAOutput)``: frames ``(B, 3, H, W)`` in [0, 1], poses ``(B, 3)`` degrees
     (the labels), ``transform`` the random TPS of Eq. 15, ``augment`` the random
-    similarity of Eq. 7 (both drawn by the caller so that a run is reproducible)."""
+    similarity of Eq. 7 (both drawn by the caller so that a run is reproducible).
+
+    ``vgg`` measures the ``perceptual`` term (None: left out); ``vgg_face``
+    (:func:`~reanimate.training.vgg_face.load_vgg_face`) the ``vgg_face`` term, which is
+    computed when it is given and ``loss_weights.vgg_face`` is not zero."""
 
     def __init__(
         self,
@@ -102,6 +111,7 @@ class MMFAGeneratorObjective(nn.Module):
         ms_ssim_weight: float = 0.0,
         landmark_net: nn.Module | None = None,
         landmark_groups: dict[str, tuple[int, ...]] | None = None,
+        vgg_face: nn.Module | None = None,
     ):
         super().__init__()
         self.model = model
@@ -110,6 +120,7 @@ class MMFAGeneratorObjective(nn.Module):
         used = [i for i, weight in enumerate(self.weights.perceptual) if weight != 0]
         self.vgg = vgg if used else None
         self.perceptual_layers = used[-1] + 1 if used else 0
+        self.vgg_face = vgg_face if self.weights.vgg_face != 0 else None
         self.pyramid = ImagePyramid(config.scales, model.config.appearance.num_channels)
         self.ms_ssim_weight = ms_ssim_weight
         self._landmarks = (landmark_net, landmark_groups or {})  # frozen, not a submodule
@@ -158,6 +169,11 @@ class MMFAGeneratorObjective(nn.Module):
                 real = driving if size == driving.shape[2] else _resize(driving, image.shape[2:])
                 total = total + perceptual_loss(features, self.pyramid(image), self.pyramid(real), layer_weights)
             losses["perceptual"] = total
+        if self.vgg_face is not None:  # supp. A.2: VGG-Face on the full-size output G only
+            # sum_i mean|phi_i(G) - phi_i(D)| over its five layers, all weighted alike;
+            # the network resizes both images to its 224x224 input itself.
+            layer_weights = [w.vgg_face] * len(VGG_FACE_LAYERS)
+            losses["vgg_face"] = perceptual_loss(self.vgg_face, {1: out.prediction}, {1: driving}, layer_weights)
         if self.ms_ssim_weight:
             losses["ms_ssim"] = self.ms_ssim_weight * ms_ssim_loss(out.prediction, driving)
 

@@ -5,7 +5,8 @@ TensorBoard and the weight average come from there.
 One step: every network but the discriminator minimises Eq. 14
 (:class:`~reanimate.training.mmfa_objective.MMFAGeneratorObjective`) with one Adam
 (``betas = (0.5, 0.9)``, ``lr = 5e-5``), then the discriminator takes its own step (G/D
-alternation). The training frames carry face-mesh head-pose labels
+alternation). The VGG-Face part of the perceptual loss needs ``--vgg-face-weights``
+(:func:`vgg_face_network` decides). The training frames carry face-mesh head-pose labels
 (:class:`~reanimate.data.head_poses.HeadPoseLabels`, computed once and cached beside the
 videos). The step's random TPS (Eq. 15) and similarity (Eq. 7) come from the step's own
 generator.
@@ -30,8 +31,41 @@ from .mmfa_config import MMFATrainConfig
 from .mmfa_objective import MMFADiscriminatorObjective, MMFAGeneratorObjective, image_heads
 from .run_options import TrainOptions
 from .vgg import load_vgg19
+from .vgg_face import VGG_FACE_FILE, VggFaceFeatures, load_vgg_face
 
 log = logging.getLogger(__name__)
+
+
+def vgg_face_network(
+    weight: float, weights_file: str | None, *, warn: bool = True
+) -> tuple[VggFaceFeatures | None, str]:
+    """The VGG-Face network of the ``vgg_face`` term (supp. A.2) and a note on its source.
+
+    Args:
+        weight: ``train_params.loss_weights.vgg_face``.
+        weights_file: ``--vgg-face-weights`` (``vgg_face_dag.pth``), or None.
+        warn: log the warnings (on the main rank only).
+
+    A zero weight builds no network (``"not used"``). A non-zero weight without a file
+    leaves the term out with one warning (``"left out: no --vgg-face-weights"``): random
+    VGG-Face features would know nothing about faces, and the VGG-19 pyramid still
+    measures the full-size output. Otherwise the file is loaded; errors in it raise
+    :class:`~reanimate.errors.CheckpointError`.
+    """
+    if weight == 0:
+        if weights_file and warn:
+            log.warning("--vgg-face-weights %s is not used: train_params.loss_weights.vgg_face is 0", weights_file)
+        return None, "not used"
+    if not weights_file:
+        if warn:
+            log.warning(
+                "train_params.loss_weights.vgg_face is %g but no --vgg-face-weights FILE (%s) was given: the "
+                "VGG-Face term is left out (the VGG-19 pyramid still measures the full-size output)",
+                weight,
+                VGG_FACE_FILE,
+            )
+        return None, "left out: no --vgg-face-weights"
+    return load_vgg_face(weights_file)
 
 
 class MMFATrainer(TrainingLoop):
@@ -77,18 +111,20 @@ class MMFATrainer(TrainingLoop):
         ms_ssim = tc.loss_weights.ms_ssim_weight(imagenet)
         if ms_ssim and self.context.is_main:
             log.warning("adding 1 - MS-SSIM with weight %g to the loss (loss_weights.ms_ssim)", ms_ssim)
-        if tc.loss_weights.vgg_face:
-            raise ReanimateError(
-                "train_params.loss_weights.vgg_face: VGG-Face weights are not available to this trainer; set it to 0"
-            )
+        vgg_face, vgg_face_source = vgg_face_network(
+            tc.loss_weights.vgg_face, options.vgg_face_weights, warn=self.context.is_main
+        )
+        if vgg_face is not None:
+            vgg_face.to(self.device)
+            self.vgg_source = f"{self.vgg_source}; VGG-Face {vgg_face_source}"
         landmark_net, groups = None, None
         if tc.uses_landmarks:
             from ..faces.landmark_net import LANDMARK_GROUPS, FaceLandmarkNet
 
             landmark_net, groups = FaceLandmarkNet.from_mediapipe().to(self.device), LANDMARK_GROUPS
-        self.generator_objective = MMFAGeneratorObjective(self.model, tc, vgg, ms_ssim, landmark_net, groups).to(
-            self.device
-        )
+        self.generator_objective = MMFAGeneratorObjective(
+            self.model, tc, vgg, ms_ssim, landmark_net, groups, vgg_face=vgg_face
+        ).to(self.device)
         self.generator_step = distributed.wrap(self.generator_objective, self.context)
         self.discriminator_step = None
         betas = tuple(tc.betas)
@@ -151,4 +187,4 @@ class MMFATrainer(TrainingLoop):
         logger.images(self.state.step, image_grid(source, driving, generated))
 
 
-__all__ = ["MMFATrainer"]
+__all__ = ["MMFATrainer", "vgg_face_network"]

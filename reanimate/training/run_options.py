@@ -27,6 +27,7 @@ class TrainOptions:
     amp: str | None = None  # None, "bf16" or "fp16" (fp16 needs CUDA)
     channels_last: bool = False
     vgg_weights: str | None = None
+    vgg_face_weights: str | None = None  # vgg_face_dag.pth for MMFA's VGG-Face term (loss_weights.vgg_face)
     init: str | None = None  # fine-tune from an official .pth.tar or own .safetensors
     backbone_weights: str | None = None  # ImageNet HRNet file for the motion transformer's backbone
     # Not saved (may differ between a run and its resumption):
@@ -47,6 +48,7 @@ RUN_SETTINGS = (
     "amp",
     "channels_last",
     "vgg_weights",
+    "vgg_face_weights",
     "init",
     "backbone_weights",
 )
