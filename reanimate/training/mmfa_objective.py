@@ -25,6 +25,7 @@ from ..geometry.tps import ThinPlateSpline
 from ..models.blocks import ImagePyramid
 from ..models.mmfa import MMFAModel
 from ..models.mmfa.head_pose import ANGLE_BIN_CENTRES
+from ..models.mmfa.model import PART_NAMES
 from ..motion import HeadMotion, Keypoints
 from .head_losses import (
     canonical_consistency_loss,
@@ -114,7 +115,10 @@ class MMFAGeneratorObjective(nn.Module):
         vgg_face: nn.Module | None = None,
     ):
         super().__init__()
-        self.model = model
+        # The networks this objective trains are submodules (DDP reduces their gradients);
+        # the discriminator is not (its own objective trains it).
+        self.networks = nn.ModuleDict({name: getattr(model, name) for name in PART_NAMES})
+        self._model = (model,)
         self.config = config
         self.weights = config.loss_weights
         used = [i for i, weight in enumerate(self.weights.perceptual) if weight != 0]
@@ -145,7 +149,7 @@ class MMFAGeneratorObjective(nn.Module):
         transform: ThinPlateSpline | None = None,
         augment: ThinPlateSpline | None = None,
     ) -> tuple[dict[str, torch.Tensor], MMFAOutput]:
-        m, w = self.model, self.weights
+        m, w = self._model[0], self.weights
         feature = m.appearance(source)
         canonical = m.canonical(source)
         src, pose_s = image_heads(m, source, canonical, self._angles(source_pose))
