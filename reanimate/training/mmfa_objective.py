@@ -83,7 +83,8 @@ class MMFAOutput:
     occlusion_map: torch.Tensor | None
     kp_source: Keypoints
     kp_driving: Keypoints
-    deformed: torch.Tensor | None = None
+    deformation: torch.Tensor | None = None  # (B, D, h, w, 3) the volume's backward grid
+    deformed: torch.Tensor | None = None  # (B, 3, H, W) the source warped by it (for the image log)
 
     @property
     def prediction(self) -> torch.Tensor:
@@ -161,6 +162,7 @@ class MMFAGeneratorObjective(nn.Module):
             motion.occlusion,
             Keypoints(orthographic_projection(src.keypoints)),
             Keypoints(orthographic_projection(drv.keypoints)),
+            deformation=motion.deformation,
         )
         losses: dict[str, torch.Tensor] = {}
 

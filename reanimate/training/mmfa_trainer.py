@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..data.head_poses import HeadPoseLabels
@@ -184,6 +185,10 @@ class MMFATrainer(TrainingLoop):
         return values, generated, source, driving
 
     def log_images(self, logger, generated, source, driving) -> None:
+        # The source image moved by the volume's motion, its x, y averaged over depth.
+        flow = generated.deformation.detach()[..., :2].float().mean(dim=1).permute(0, 3, 1, 2)
+        flow = F.interpolate(flow, size=source.shape[2:], mode="bilinear", align_corners=True).permute(0, 2, 3, 1)
+        generated.deformed = F.grid_sample(source.float(), flow, align_corners=self.config.generator.align_corners)
         logger.images(self.state.step, image_grid(source, driving, generated))
 
 
