@@ -230,3 +230,18 @@ def test_two_process_ddp_keeps_ranks_identical(heads, tmp_path):
     b = torch.load(tmp_path / "rank1.pt", weights_only=True)
     assert a.keys() == b.keys() and any(k.startswith("discriminator.") for k in a)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_bf16_autocast_and_the_weight_average(heads, tmp_path):
+    from reanimate.animators.mmfa import load_mmfa
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_doc(ema_decay=0.9, batch_size=2)))
+    result = train(config, tmp_path / "run", options(heads, max_steps=2, amp="bf16"))
+    assert result.state.step == 2 and all(np.isfinite(v) for d in result.losses for v in d.values())
+    averaged = latest_checkpoint(tmp_path / "run") / "model_ema.safetensors"
+    ema, trained = load_mmfa(averaged), load_mmfa(averaged.with_name("model.safetensors"))
+    differ = [
+        k for k, v in ema.state_dict().items() if v.is_floating_point() and not torch.equal(v, trained.state_dict()[k])
+    ]
+    assert differ  # the average lags the trained weights
