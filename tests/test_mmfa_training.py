@@ -208,7 +208,7 @@ def test_two_process_ddp_keeps_ranks_identical(heads, tmp_path):
                                            tensorboard=False, num_workers=0))
         result = trainer.fit()
         torch.save(dict(trainer.model.state_dict()), {str(tmp_path)!r} + f"/rank{{os.environ['RANK']}}.pt")
-        print("steps", result.state.step, "batch", trainer.batch_per_rank)
+        print(f"steps {{result.state.step}} batch {{trainer.batch_per_rank}}", flush=True)  # one write per rank
     """)
     )
     repo = str(Path(__file__).resolve().parents[1])

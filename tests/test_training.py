@@ -415,7 +415,7 @@ def test_two_process_ddp_keeps_ranks_identical(dataset_root, tmp_path, estimator
         result = trainer.fit()
         state = {{k: v for k, v in trainer.model.state_dict().items()}}
         torch.save(state, {str(tmp_path)!r} + f"/rank{{os.environ['RANK']}}.pt")
-        print("steps", result.state.step, "batch", trainer.batch_per_rank)
+        print(f"steps {{result.state.step}} batch {{trainer.batch_per_rank}}", flush=True)  # one write per rank
     """)
     )
     repo = str(Path(__file__).resolve().parents[1])
