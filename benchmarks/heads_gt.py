@@ -298,8 +298,11 @@ def evaluate_pairs(
                     tqdm.write(f"warning: {notes[-1]}", file=sys.stderr)
                     bar.update(1)
                     continue
+                size = frames.shape[2]
                 frames, fitted = fit_frames(frames, pair.target)
                 notes += [f"{pair.name} {method}: {note}" for note in fitted]
+                # landmarks found on frames of another size, in the target's pixels (x, y, z alike)
+                landmarks = landmarks * (frames.shape[2] / size)
                 values = measure(frames, landmarks[: len(frames)], pair, target_landmarks)
                 per_pair[pair.name][method] = {key: _mean(v) for key, v in values.items()}
                 for key, value in values.items():

@@ -118,6 +118,7 @@ def main(argv=None) -> int:
     parser.add_argument("--yaw", type=float, default=15.0, help="yaw edit in degrees (default 15)")
     parser.add_argument("--json", type=Path, help="write everything to this JSON file")
     parser.add_argument("--no-zero-shot", action="store_true", help="skip the zero-shot default's rows")
+    parser.add_argument("--no-checkpoints", action="store_true", help="only the zero-shot default and the baselines")
     args = parser.parse_args(argv)
     from reanimate.faces import FaceMesh
 
@@ -136,9 +137,8 @@ def main(argv=None) -> int:
         for row in curve:
             print("  ".join([row["steps"].rjust(11), *(f"{row[k]:12.4f}" for k in keys)]))
 
-    models = [
-        (f"mmfa {p.name}", {"checkpoint": str(p / "model.safetensors")}) for p in checkpoints(args.run, args.every)
-    ]
+    chosen = [] if args.no_checkpoints else checkpoints(args.run, args.every)
+    models = [(f"mmfa {p.name}", {"checkpoint": str(p / "model.safetensors")}) for p in chosen]
     if not args.no_zero_shot:
         models.append(("zero-shot (landmarks)", {}))
     with tempfile.TemporaryDirectory(prefix="mmfa_heads_") as tmp:
