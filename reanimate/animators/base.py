@@ -238,3 +238,30 @@ class HeadControl(abc.ABC):
     def render_heads(self, source: Source, heads: HeadMotion) -> Rendered:
         """The source rendered with N absolute target heads (batch N, the canonical
         points of :meth:`source_head`): ``frames`` ``(N, H, W, 3)``."""
+
+
+class KeypointTensorSteps(abc.ABC):
+    """An optional capability beyond the :class:`Animator` interface, declared by
+    subclassing: the model's steps on float tensors with 2-D keypoints (FOMM's animator).
+    Where present, reconstruction and pair animation run them on the float frames as the
+    reference code does, give the driving frames to a background motion predictor, and
+    measure the flow (``reanimate reconstruct --gt-flow``).
+
+    Attributes: ``device``; ``config`` (its ``align_corners``, for the keypoint
+    equivariance error)."""
+
+    device: Any
+    config: Any
+
+    @abc.abstractmethod
+    def detect(self, images):
+        """``(N, 3, H, W)`` in [0, 1] -> :class:`~reanimate.motion.Keypoints`."""
+
+    @abc.abstractmethod
+    def encode(self, image):
+        """``(1, 3, H, W)`` -> the source's state for :meth:`generate`."""
+
+    @abc.abstractmethod
+    def generate(self, source, kp_driving: Keypoints, kp_initial: Keypoints | None, transfer: Transfer, driving=None):
+        """The generator's output (``prediction`` ``(N, 3, H, W)``, ``deformation``…);
+        ``driving``: the driving frames, for a background motion predictor."""

@@ -5,7 +5,7 @@ Relative motion transfer is FOMM supp. Eq. 13-14 (:func:`reanimate.motion.relati
 Besides the interface, :class:`FommAnimator` exposes the model steps on tensors
 (:meth:`~FommAnimator.detect`, :meth:`~FommAnimator.encode`, :meth:`~FommAnimator.generate`)
 for the pipelines that use float predictions when a family offers them (reconstruction
-and pairs: :class:`reanimate.pipelines.reconstruct.KeypointTensorSteps`; attention maps).
+and pairs: :class:`~reanimate.animators.base.KeypointTensorSteps`; attention maps).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from ..errors import ReanimateError
 from ..io import fit_to_shape, frames_to_tensor, tensor_to_frames
 from ..models import FirstOrderModel, ModelConfig, SourceEncoding, load_config
 from ..motion import Keypoints, relative_motion
-from .base import Animator, DrivingBatch, Motion, Rendered, Requirements, Source, Transfer
+from .base import Animator, DrivingBatch, KeypointTensorSteps, Motion, Rendered, Requirements, Source, Transfer
 from .registry import BuildRequest, Family, register_family
 
 # The official crop-video.py's default margin around the face.
@@ -39,7 +39,7 @@ class FommSource:
     encoding: SourceEncoding
 
 
-class FommAnimator(Animator):
+class FommAnimator(Animator, KeypointTensorSteps):
     """A :class:`FirstOrderModel` on a device.
 
     ``fp16`` runs the networks under float16 autocast (CUDA only); ``autocast_dtype``

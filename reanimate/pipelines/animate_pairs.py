@@ -11,7 +11,7 @@ adapt-scale), relative to the driving video's first frame. One video per pair,
 
 Any family with a checkpoint animates through the Animator interface (with the face
 landmarks of every frame when it asks for them); FOMM keeps its float-tensor steps
-(:class:`~reanimate.pipelines.reconstruct.KeypointTensorSteps`).
+(:class:`~reanimate.animators.base.KeypointTensorSteps`).
 """
 
 from __future__ import annotations

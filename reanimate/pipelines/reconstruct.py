@@ -37,13 +37,13 @@ import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..animators.base import Animator, DrivingBatch, Rendered, Transfer
+from ..animators.base import Animator, DrivingBatch, KeypointTensorSteps, Rendered, Transfer
 from ..data.frames import FramesDataset, frames_to_batch, iter_frames
 from ..data.synthetic import load_flow
 from ..errors import InputError, ReanimateError
@@ -82,33 +82,6 @@ def config_document(animator: Animator) -> dict:
     ``config.raw``; ``{}`` for an animator without one."""
     raw = getattr(getattr(animator, "config", None), "raw", None)
     return raw if isinstance(raw, dict) else {}
-
-
-@runtime_checkable
-class KeypointTensorSteps(Protocol):
-    """An optional capability beyond the :class:`Animator` interface: the model's steps on
-    float tensors with 2-D keypoints (FOMM's animator has them). Where present,
-    reconstruction and pair animation use them on the float frames as the reference code
-    does, give the driving frames to a background motion predictor, and measure the flow."""
-
-    device: torch.device
-    config: Any  # align_corners, for the keypoint equivariance error
-
-    def detect(self, images: torch.Tensor) -> Keypoints:
-        """``(N, 3, H, W)`` in [0, 1] -> keypoints."""
-
-    def encode(self, image: torch.Tensor) -> Any:
-        """``(1, 3, H, W)`` -> the source's state for :meth:`generate`."""
-
-    def generate(
-        self,
-        source: Any,
-        kp_driving: Keypoints,
-        kp_initial: Keypoints | None,
-        transfer: Transfer,
-        driving: torch.Tensor | None = None,
-    ) -> Any:
-        """The generator's output (``prediction`` ``(N, 3, H, W)``, ``deformation``…)."""
 
 
 def keypoint_steps(animator: Animator) -> KeypointTensorSteps | None:
