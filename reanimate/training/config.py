@@ -53,7 +53,7 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from ..models.config import dataclass_from_dict
 
@@ -101,15 +101,16 @@ class LossWeights:
 
 
 @dataclass
-class TrainConfig:
+class LoopConfig:
+    """The ``train_params`` fields the shared loop reads (:class:`reanimate.training.loop.TrainingLoop`),
+    with the reference ``train.py``'s defaults; each family's config adds its own fields and
+    nested sections (:attr:`SECTIONS`, each read into its dataclass) and checks
+    (:meth:`validate`)."""
+
     num_epochs: int = 100
     num_repeats: int = 1
     epoch_milestones: list[int] = field(default_factory=list)
-    lr_generator: float = 2e-4
-    lr_discriminator: float = 2e-4
-    lr_kp_detector: float = 2e-4
     batch_size: int = 40
-    scales: list[float] = field(default_factory=lambda: [1, 0.5, 0.25, 0.125])
     checkpoint_freq: int = 50
     checkpoint_steps: int = 0
     log_freq: int = 100
@@ -117,24 +118,40 @@ class TrainConfig:
     num_workers: int = 4
     precise_bn_batches: int = 100
     ema_decay: float = 0.0
+
+    #: nested ``train_params`` sections: key -> dataclass
+    SECTIONS: ClassVar[dict[str, type]] = {}
+
+    @classmethod
+    def from_dict(cls, params: dict[str, Any] | None):
+        params = copy.deepcopy(params or {})
+        sections = {name: params.pop(name, None) or {} for name in cls.SECTIONS}
+        config = dataclass_from_dict(cls, params, "train_params")
+        for name, kind in cls.SECTIONS.items():
+            setattr(config, name, dataclass_from_dict(kind, sections[name], f"train_params.{name}"))
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        """Raise ValueError (one line) for values the loop cannot run with."""
+        if self.batch_size < 1 or self.num_epochs < 1 or self.num_repeats < 1:
+            raise ValueError("batch_size, num_epochs and num_repeats must be at least 1")
+        if self.precise_bn_batches < 0:
+            raise ValueError("precise_bn_batches must be 0 (off) or more")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1) (0: off), got {self.ema_decay}")
+
+
+@dataclass
+class TrainConfig(LoopConfig):
+    lr_generator: float = 2e-4
+    lr_discriminator: float = 2e-4
+    lr_kp_detector: float = 2e-4
+    scales: list[float] = field(default_factory=lambda: [1, 0.5, 0.25, 0.125])
     transform_params: TransformParams = field(default_factory=TransformParams)
     loss_weights: LossWeights = field(default_factory=LossWeights)
 
-    @classmethod
-    def from_dict(cls, params: dict[str, Any] | None) -> TrainConfig:
-        params = copy.deepcopy(params or {})
-        transform = params.pop("transform_params", None) or {}
-        weights = params.pop("loss_weights", None) or {}
-        config = dataclass_from_dict(cls, params, "train_params")
-        config.transform_params = dataclass_from_dict(TransformParams, transform, "train_params.transform_params")
-        config.loss_weights = dataclass_from_dict(LossWeights, weights, "train_params.loss_weights")
-        if config.batch_size < 1 or config.num_epochs < 1 or config.num_repeats < 1:
-            raise ValueError("batch_size, num_epochs and num_repeats must be at least 1")
-        if config.precise_bn_batches < 0:
-            raise ValueError("precise_bn_batches must be 0 (off) or more")
-        if not 0.0 <= config.ema_decay < 1.0:
-            raise ValueError(f"ema_decay must be in [0, 1) (0: off), got {config.ema_decay}")
-        return config
+    SECTIONS: ClassVar[dict[str, type]] = {"transform_params": TransformParams, "loss_weights": LossWeights}
 
     @property
     def uses_gan(self) -> bool:

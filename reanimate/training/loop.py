@@ -94,9 +94,7 @@ class TrainingLoop:
 
     and implement :meth:`train_step`, :meth:`averaged_networks`, :meth:`inference_forward`
     (precise BatchNorm statistics) and :meth:`log_images`. ``train_config`` needs the
-    fields of :class:`reanimate.training.config.TrainConfig` that the loop reads
-    (epochs, repeats, milestones, batch size, checkpoint/log/image frequencies, workers,
-    precise BN batches, EMA decay).
+    fields of :class:`reanimate.training.config.LoopConfig`.
     """
 
     def __init__(self, config, run_dir: str | os.PathLike, options: TrainOptions, train_config):

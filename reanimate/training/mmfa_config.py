@@ -42,12 +42,10 @@ Keys (all optional):
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
-from typing import Any
+from typing import ClassVar
 
-from ..models.config import dataclass_from_dict
-from .config import TransformParams, ms_ssim_weight
+from .config import LoopConfig, TransformParams, ms_ssim_weight
 
 MMFA_ADAM_BETAS = (0.5, 0.9)  # MMFA supp. B.2
 MMFA_LR = 5e-5  # MMFA supp. B.2
@@ -82,21 +80,12 @@ class MMFALossWeights:
 
 
 @dataclass
-class MMFATrainConfig:
-    """The fields the shared loop reads (:class:`reanimate.training.loop.TrainingLoop`)
+class MMFATrainConfig(LoopConfig):
+    """The fields the shared loop reads (:class:`~reanimate.training.config.LoopConfig`)
     plus MMFA's own."""
 
-    num_epochs: int = 100
-    num_repeats: int = 1
-    epoch_milestones: list[int] = field(default_factory=list)
     batch_size: int = 16
     checkpoint_freq: int = 10
-    checkpoint_steps: int = 0
-    log_freq: int = 100
-    image_freq: int = 1000
-    num_workers: int = 4
-    precise_bn_batches: int = 100
-    ema_decay: float = 0.0
     lr: float = MMFA_LR
     lr_discriminator: float = MMFA_LR
     betas: list[float] = field(default_factory=lambda: list(MMFA_ADAM_BETAS))
@@ -106,30 +95,21 @@ class MMFATrainConfig:
     expression_augmentation: ExpressionAugmentation = field(default_factory=ExpressionAugmentation)
     loss_weights: MMFALossWeights = field(default_factory=MMFALossWeights)
 
-    @classmethod
-    def from_dict(cls, params: dict[str, Any] | None) -> MMFATrainConfig:
-        params = copy.deepcopy(params or {})
-        transform = params.pop("transform_params", None) or {}
-        augmentation = params.pop("expression_augmentation", None) or {}
-        weights = params.pop("loss_weights", None) or {}
-        config = dataclass_from_dict(cls, params, "train_params")
-        config.transform_params = dataclass_from_dict(TransformParams, transform, "train_params.transform_params")
-        config.expression_augmentation = dataclass_from_dict(
-            ExpressionAugmentation, augmentation, "train_params.expression_augmentation"
-        )
-        config.loss_weights = dataclass_from_dict(MMFALossWeights, weights, "train_params.loss_weights")
-        if config.batch_size < 1 or config.num_epochs < 1 or config.num_repeats < 1:
-            raise ValueError("batch_size, num_epochs and num_repeats must be at least 1")
-        if config.rotation not in ROTATION_SOURCES:
-            raise ValueError(f"train_params.rotation must be one of {ROTATION_SOURCES}, got {config.rotation!r}")
-        if not 0.0 <= config.ema_decay < 1.0:
-            raise ValueError(f"ema_decay must be in [0, 1) (0: off), got {config.ema_decay}")
-        unknown = set(config.loss_weights.landmark) - {"face", "mouth", "pupil"}
+    SECTIONS: ClassVar[dict[str, type]] = {
+        "transform_params": TransformParams,
+        "expression_augmentation": ExpressionAugmentation,
+        "loss_weights": MMFALossWeights,
+    }
+
+    def validate(self) -> None:
+        super().validate()
+        if self.rotation not in ROTATION_SOURCES:
+            raise ValueError(f"train_params.rotation must be one of {ROTATION_SOURCES}, got {self.rotation!r}")
+        unknown = set(self.loss_weights.landmark) - {"face", "mouth", "pupil"}
         if unknown:
             raise ValueError(
                 f"train_params.loss_weights.landmark: unknown groups {sorted(unknown)} (face, mouth, pupil)"
             )
-        return config
 
     @property
     def uses_gan(self) -> bool:
