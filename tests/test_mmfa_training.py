@@ -9,6 +9,7 @@ import torch
 import yaml
 from mmfa_tiny import tiny_document
 from PIL import Image
+from two_ranks import fit_on_two_ranks
 
 from reanimate.data.frames import FramesDataset
 from reanimate.data.head_poses import (
@@ -189,45 +190,20 @@ def test_the_landmark_loss_runs_the_differentiable_face_mesh():
 def test_two_process_ddp_keeps_ranks_identical(heads, tmp_path):
     """torchrun with 2 CPU processes (gloo), GAN on: after 2 steps both ranks hold the same
     weights, discriminator included."""
-    import os
-    import subprocess
-    import sys
-    import textwrap
-
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(tiny_doc(precise_bn_batches=0, batch_size=4)))  # 2 per rank: BatchNorm1d
-    script = tmp_path / "ddp_run.py"
-    script.write_text(
-        textwrap.dedent(f"""
-        import os, torch
+    stdout, a, b = fit_on_two_ranks(
+        tmp_path,
+        f"""
         from reanimate.training.loop import _load_run_config
         from reanimate.training.mmfa_trainer import MMFATrainer
         from reanimate.training.run_options import TrainOptions
         trainer = MMFATrainer(_load_run_config({str(config)!r}), {str(tmp_path / "run")!r},
                               TrainOptions(data_root={str(heads)!r}, max_steps=2, progress=False,
                                            tensorboard=False, num_workers=0))
-        result = trainer.fit()
-        torch.save(dict(trainer.model.state_dict()), {str(tmp_path)!r} + f"/rank{{os.environ['RANK']}}.pt")
-        print(f"steps {{result.state.step}} batch {{trainer.batch_per_rank}}", flush=True)  # one write per rank
-    """)
+        """,
     )
-    repo = str(Path(__file__).resolve().parents[1])
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])),
-    }
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.count("steps 2 batch 2") == 2
-    a = torch.load(tmp_path / "rank0.pt", weights_only=True)
-    b = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    assert stdout.count("steps 2 batch 2") == 2
     assert a.keys() == b.keys() and any(k.startswith("discriminator.") for k in a)
     assert all(torch.equal(a[k], b[k]) for k in a)
 

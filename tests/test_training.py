@@ -5,9 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +13,7 @@ import torch
 import yaml
 from PIL import Image
 from safetensors.torch import load_file
+from two_ranks import fit_on_two_ranks
 
 from reanimate import checkpoint as ckpt
 from reanimate.cli import main
@@ -403,39 +401,17 @@ def test_two_process_ddp_keeps_ranks_identical(dataset_root, tmp_path, estimator
     detector and with the motion transformer."""
     doc = tiny_doc(num_epochs=5) if estimator == "keypoint_detector" else transformer_doc(num_epochs=5)
     config = config_file(tmp_path, doc)
-    script = tmp_path / "ddp_run.py"
-    script.write_text(
-        textwrap.dedent(f"""
-        import os, torch
+    stdout, a, b = fit_on_two_ranks(
+        tmp_path,
+        f"""
         from reanimate.training.trainer import TrainOptions, Trainer
         from reanimate.models import load_config
         trainer = Trainer(load_config({str(config)!r}), {str(tmp_path / "run")!r},
                           TrainOptions(data_root={str(dataset_root)!r}, max_steps=2, progress=False,
                                        tensorboard=False))
-        result = trainer.fit()
-        state = {{k: v for k, v in trainer.model.state_dict().items()}}
-        torch.save(state, {str(tmp_path)!r} + f"/rank{{os.environ['RANK']}}.pt")
-        print(f"steps {{result.state.step}} batch {{trainer.batch_per_rank}}", flush=True)  # one write per rank
-    """)
+        """,
     )
-    repo = str(Path(__file__).resolve().parents[1])
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])),
-    }
-    # --standalone: a free port for each run (a fixed one can still be held by the last run)
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.count("steps 2 batch 2") == 2
-    a = torch.load(tmp_path / "rank0.pt", weights_only=True)
-    b = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    assert stdout.count("steps 2 batch 2") == 2
     initial = build_model(ModelConfig.from_dict(doc), seed=0).state_dict()
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
