@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from .errors import ReanimateError
@@ -21,4 +23,11 @@ def select_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-__all__ = ["select_device"]
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """``torch.autocast`` on ``device`` to ``dtype``, or no autocast when ``dtype`` is None."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+__all__ = ["autocast", "select_device"]

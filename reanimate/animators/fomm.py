@@ -10,14 +10,13 @@ and pairs: :class:`~reanimate.animators.base.KeypointTensorSteps`; attention map
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .. import checkpoint as ckpt
-from ..device import select_device
+from ..device import autocast, select_device
 from ..errors import ReanimateError
 from ..io import fit_to_shape, frames_to_tensor, tensor_to_frames
 from ..models import FirstOrderModel, ModelConfig, SourceEncoding, load_config
@@ -79,9 +78,7 @@ class FommAnimator(Animator, KeypointTensorSteps):
     # -- tensor steps ----------------------------------------------------------------
 
     def _autocast(self):
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+        return autocast(self.device, self.autocast_dtype)
 
     def prepare(self, frames, pad: bool = False) -> tuple[torch.Tensor, list[str]]:
         """uint8 frames of any size -> ``(N, C, H, W)`` at the model's resolution, on its device."""

@@ -18,7 +18,6 @@ The rotation comes from the model's learned angle bins when it has them
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from dataclasses import dataclass
 
@@ -26,7 +25,7 @@ import numpy as np
 import torch
 
 from .. import checkpoint as ckpt
-from ..device import select_device
+from ..device import autocast, select_device
 from ..errors import CheckpointError, ReanimateError
 from ..geometry.keypoints3d import orthographic_projection
 from ..io import frames_to_tensor, tensor_to_frames
@@ -108,9 +107,7 @@ class MMFAAnimator(Animator, HeadControl, ExpressionControl):
         return f"mmfa ({self.config.name}, {rotation})"
 
     def _autocast(self):
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+        return autocast(self.device, self.autocast_dtype)
 
     def _tensor(self, images: np.ndarray) -> torch.Tensor:
         return frames_to_tensor(images).to(self.device)

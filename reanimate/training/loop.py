@@ -26,7 +26,6 @@ import logging
 import os
 import signal
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +38,7 @@ from tqdm import tqdm
 
 from .. import checkpoint as model_checkpoint
 from ..data.frames import FramesDataset, RepeatedDataset, SeededSampler
-from ..device import select_device
+from ..device import autocast, select_device
 from ..errors import InputError, ReanimateError
 from . import distributed
 from .batchnorm import recompute_batchnorm_statistics
@@ -289,9 +288,7 @@ class TrainingLoop:
 
     # -- loop ---------------------------------------------------------------------
     def _autocast(self):
-        if self.autocast_dtype is None:
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+        return autocast(self.device, self.autocast_dtype)
 
     def _to_device(self, image: torch.Tensor) -> torch.Tensor:
         image = image.to(self.device, non_blocking=True)
