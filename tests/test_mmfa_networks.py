@@ -86,6 +86,45 @@ def test_every_network_has_the_documented_shapes(tiny):
     assert scores[1][1].shape[:2] == (2, 1)
 
 
+SKIPS = {**TINY, "generator_params": {**TINY["generator_params"], "skip_features": 4}}
+
+
+def test_generator_skips_warp_the_source_features_with_the_depth_averaged_grid():
+    model = build_mmfa(MMFAConfig.from_dict(SKIPS, image_size=(SIZE, SIZE)), seed=0).eval()
+    generator = model.generator
+    image = images(batch=1)
+    with torch.no_grad():
+        skips = generator.encode_source(image)
+        assert [tuple(x.shape) for x in skips] == [(1, 4, 64, 64), (1, 8, 32, 32), (1, 16, 16, 16)]
+        # the identity grid (no motion) samples every skip at its own pixels
+        identity = coordinate_grid((2, 16, 16)).expand(2, 2, 16, 16, 3)
+        flow = identity[..., :2].mean(dim=1).permute(0, 3, 1, 2)
+        for skip in skips:
+            torch.testing.assert_close(generator._warped_skip(skip, flow, None, 2), skip.expand(2, -1, -1, -1))
+        # a grid shifted right by 4 px of the 64-px skip (align_corners: 2 / 63 per px)
+        shifted = identity.clone()
+        shifted[..., 0] += 4 * 2 / 63
+        flow = shifted[..., :2].mean(dim=1).permute(0, 3, 1, 2)
+        warped = generator._warped_skip(skips[0], flow, torch.full((2, 1, 16, 16), 0.5), 2)
+        torch.testing.assert_close(warped[..., 10:50, 10:50], 0.5 * skips[0][..., 10:50, 14:54].expand(2, -1, -1, -1))
+        volume = model.appearance(image)
+        kp = model.canonical(image)
+        motion = model.dense_motion(volume, kp, kp + 0.05)
+        out = generator(volume, motion.deformation, motion.occlusion, skips)
+        assert out.prediction.shape == (1, 3, SIZE, SIZE)
+        # the skips reach the output
+        other = [torch.zeros_like(x) for x in skips]
+        assert not torch.allclose(
+            generator(volume, motion.deformation, motion.occlusion, other).prediction, out.prediction
+        )
+    with pytest.raises(ValueError, match="has 2-D skips: pass skips=encode_source"):
+        generator(volume, motion.deformation, motion.occlusion)
+    with pytest.raises(ValueError, match="has no 2-D skips"):
+        build_mmfa(MMFAConfig.from_dict(TINY, image_size=(SIZE, SIZE)), seed=0).generator(
+            volume, motion.deformation, motion.occlusion, skips
+        )
+
+
 def test_head_pose_without_rotation_bins_has_no_angle_logits():
     params = {**TINY, "head_pose_params": {**TINY["head_pose_params"], "learn_rotation": False}}
     model = build_mmfa(MMFAConfig.from_dict(params, image_size=(SIZE, SIZE)), seed=0)
@@ -223,7 +262,9 @@ def test_the_shipped_configs_build():
         volume = model.appearance(image)
         kp = model.canonical(image)
         motion = model.dense_motion(volume, kp, kp)
-        assert sorted(model.generator(volume, motion.deformation, motion.occlusion).images) == [16, 32, 64]
+        skips = model.generator.encode_source(image)
+        assert [tuple(x.shape) for x in skips] == [(1, 8, 64, 64), (1, 16, 32, 32), (1, 32, 16, 16)]
+        assert sorted(model.generator(volume, motion.deformation, motion.occlusion, skips).images) == [16, 32, 64]
     vox = load_mmfa_config("mmfa/vox-256")
     assert vox == MMFAConfig(face=True, name="vox-256", raw=vox.raw)
     with torch.device("meta"):

@@ -42,11 +42,13 @@ MMFA_CROP_INCREASE = 0.1
 @dataclass
 class MMFASource:
     """An encoded source: ``image`` ``(1, 3, H, W)``, the appearance ``volume``
-    ``(1, C, D, h, w)``, its ``head`` (batch 1, canonical = ``p_C``)."""
+    ``(1, C, D, h, w)``, its ``head`` (batch 1, canonical = ``p_C``) and the generator's
+    2-D ``skips`` (None for a generator without them)."""
 
     image: torch.Tensor
     volume: torch.Tensor
     head: HeadMotion
+    skips: list[torch.Tensor] | None = None
 
 
 @dataclass
@@ -144,9 +146,10 @@ class MMFAAnimator(Animator, HeadControl, ExpressionControl):
         with self._autocast():
             volume = self.model.appearance(image)
             canonical = self.model.canonical(image).float()
+            skips = self.model.generator.encode_source(image)
         rotation, scale, translation, feature = self.read_pose(image, landmarks)
         head = HeadMotion(canonical, rotation, scale, translation, self.expression(feature, canonical))
-        return MMFASource(image, volume, head)
+        return MMFASource(image, volume, head, skips)
 
     @torch.inference_mode()
     def generate(self, source: MMFASource, heads: HeadMotion, return_occlusion: bool = True):
@@ -158,7 +161,7 @@ class MMFAAnimator(Animator, HeadControl, ExpressionControl):
         volume = source.volume.expand(n, *source.volume.shape[1:])
         with self._autocast():
             motion = self.model.dense_motion(volume, kp_source, kp_target)
-            out = self.model.generator(volume, motion.deformation, motion.occlusion)
+            out = self.model.generator(volume, motion.deformation, motion.occlusion, source.skips)
         return out.prediction.float(), motion.occlusion
 
     # -- the Animator interface --------------------------------------------------------

@@ -156,7 +156,7 @@ class MMFAGeneratorObjective(nn.Module):
         src, pose_s = image_heads(m, source, canonical, self._angles(source_pose))
         drv, pose_d = image_heads(m, driving, canonical, self._angles(driving_pose))
         motion = m.dense_motion(feature, src.keypoints, drv.keypoints)
-        out = m.generator(feature, motion.deformation, motion.occlusion)
+        out = m.generator(feature, motion.deformation, motion.occlusion, m.generator.encode_source(source))
         generated = MMFAOutput(
             out.images,
             motion.occlusion,

@@ -161,7 +161,7 @@ class MMFATrainer(TrainingLoop):
             src, _ = image_heads(model, source, canonical, source_pose if labels else None)
             drv, _ = image_heads(model, driving, canonical, driving_pose if labels else None)
             motion = model.dense_motion(feature, src.keypoints, drv.keypoints)
-            model.generator(feature, motion.deformation, motion.occlusion)
+            model.generator(feature, motion.deformation, motion.occlusion, model.generator.encode_source(source))
 
     def train_step(self, batch: dict):
         tc = self.train_config

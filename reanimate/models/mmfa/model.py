@@ -89,7 +89,9 @@ def mmfa_report(config: MMFAConfig) -> list[tuple[str, int, int]]:
         "expression_encoder": lambda: model.expression_encoder(image),
         "expression_decoder": lambda: model.expression_decoder(f, kp),
         "dense_motion": lambda: model.dense_motion(volume, kp, kp),
-        "generator": lambda: model.generator(volume, motion.deformation, motion.occlusion),
+        "generator": lambda: model.generator(
+            volume, motion.deformation, motion.occlusion, model.generator.encode_source(image)
+        ),
         "discriminator": lambda: model.discriminator(pyramid(image)),
     }
     return [
