@@ -32,7 +32,7 @@ the frames where MediaPipe finds a face):
   a fresh detection on every frame, as ``reanimate animate`` reads driving frames) finds
   a face.
 * ``lmk px``: mean 2-D distance between the detected landmarks, mapped to the 68
-  Multi-PIE points (``_heads_metrics.MEDIAPIPE_68``, one mesh point per Multi-PIE point),
+  Multi-PIE points (``reanimate.faces.multipie.MEDIAPIPE_68``, one mesh point per Multi-PIE point),
   and the exact ``target_landmarks``; the JSON has it per part (jaw, brows, nose, eyes,
   lips).
 * ``yaw``, ``pitch``, ``roll``: mean absolute error in degrees of the head pose that

@@ -13,6 +13,7 @@ import sys
 
 from ..errors import ReanimateError
 from .animate import add_animate_command, run_animate
+from .avatar import AVATAR_COMMANDS, add_avatar_commands, run_avatar_command
 from .edit import add_edit_command, run_edit
 from .evaluation import add_evaluation_command, run_evaluation_command
 from .faces import FACE_COMMANDS, add_face_commands, run_face_command
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_head_commands(sub)
     add_mmfa_commands(sub)
     add_evaluation_command(sub)
+    add_avatar_commands(sub)
     return parser
 
 
@@ -58,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
         return run_head_command(args)
     if args.command in MMFA_COMMANDS:
         return run_mmfa_command(args)
+    if args.command in AVATAR_COMMANDS:
+        return run_avatar_command(args)
     raise AssertionError(args.command)
 
 

@@ -118,6 +118,7 @@ class LoopConfig:
     num_workers: int = 4
     precise_bn_batches: int = 100
     ema_decay: float = 0.0
+    lr_decay: float = LR_DECAY  # the factor of every milestone in epoch_milestones
 
     #: nested ``train_params`` sections: key -> dataclass
     SECTIONS: ClassVar[dict[str, type]] = {}
@@ -138,6 +139,8 @@ class LoopConfig:
             raise ValueError("batch_size, num_epochs and num_repeats must be at least 1")
         if self.precise_bn_batches < 0:
             raise ValueError("precise_bn_batches must be 0 (off) or more")
+        if not 0.0 < self.lr_decay <= 1.0:
+            raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1) (0: off), got {self.ema_decay}")
 

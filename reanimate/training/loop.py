@@ -43,7 +43,6 @@ from ..errors import InputError, ReanimateError
 from . import distributed
 from .batchnorm import recompute_batchnorm_statistics
 from .checkpoints import EMA_FILE, TrainingState, latest_checkpoint, load_checkpoint, save_checkpoint
-from .config import LR_DECAY
 from .ema import ema_decay_at, update_ema
 from .logger import TrainLogger
 from .run_options import AMP_DTYPES, CONFIG_FILE, RUN_FILE, RUN_SETTINGS, TrainOptions, TrainResult
@@ -116,9 +115,7 @@ class TrainingLoop:
         self.batch_per_rank = tc.batch_size // self.context.world_size
         self.autocast_dtype = self._check_amp(options.amp)
 
-        dataset_params = config.raw.get("dataset_params") or {}
-        videos = FramesDataset.from_config(dataset_params, is_train=True, root_dir=options.data_root)
-        self.dataset = RepeatedDataset(self.wrap_dataset(videos), tc.num_repeats)
+        self.dataset = RepeatedDataset(self.training_samples(), tc.num_repeats)
         self.sampler = SeededSampler(
             len(self.dataset),
             seed=options.seed,
@@ -129,7 +126,7 @@ class TrainingLoop:
         self.steps_per_epoch = len(self.sampler) // self.batch_per_rank
         if self.steps_per_epoch == 0:
             raise InputError(
-                videos.root,
+                self.data_root,
                 f"{len(self.dataset)} training samples per epoch (videos x num_repeats) "
                 f"make no batch of {tc.batch_size}; lower --batch-size or raise num_repeats",
             )
@@ -142,7 +139,7 @@ class TrainingLoop:
         if self.ema is not None:
             update_ema(self.averaged_networks(self.ema), self.averaged_networks(self.model), 0.0)
         self.schedulers = {
-            name: torch.optim.lr_scheduler.MultiStepLR(opt, tc.epoch_milestones, gamma=LR_DECAY)
+            name: torch.optim.lr_scheduler.MultiStepLR(opt, tc.epoch_milestones, gamma=tc.lr_decay)
             for name, opt in self.optimizers.items()
         }
         use_scaler = self.autocast_dtype == torch.float16
@@ -150,6 +147,15 @@ class TrainingLoop:
         self.state = TrainingState()
 
     # -- what a family supplies ---------------------------------------------------
+    def training_samples(self) -> Dataset:
+        """The samples of one pass (before ``num_repeats``); sets ``self.data_root`` (for
+        error messages). Default: the config's videos (``dataset_params``), wrapped by
+        :meth:`wrap_dataset`."""
+        dataset_params = self.config.raw.get("dataset_params") or {}
+        videos = FramesDataset.from_config(dataset_params, is_train=True, root_dir=self.options.data_root)
+        self.data_root = videos.root
+        return self.wrap_dataset(videos)
+
     def wrap_dataset(self, videos: FramesDataset) -> Dataset:
         """The dataset of training samples built on the config's videos (default: as is)."""
         return videos
@@ -413,7 +419,11 @@ def _trainer_class(doc: dict):
         from .mmfa_trainer import MMFATrainer
 
         return MMFATrainer
-    raise ReanimateError(f"model_params.family {family!r}: this family cannot be trained (known: fomm, mmfa)")
+    if family == "avatar":
+        from .avatar_trainer import AvatarTrainer
+
+        return AvatarTrainer
+    raise ReanimateError(f"model_params.family {family!r}: this family cannot be trained (known: fomm, mmfa, avatar)")
 
 
 def _load_run_config(config, name: str = "model"):
