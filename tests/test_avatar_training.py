@@ -90,6 +90,22 @@ def test_fitting_lowers_the_loss_and_resumes_exactly(track, tmp_path):
         torch.testing.assert_close(x[key], y[key], rtol=0, atol=0, msg=key)
 
 
+def test_refined_frames_learn_corrections_and_resume_exactly(track, tmp_path):
+    doc = tiny_document()
+    doc["train_params"].update(refine_frames=True, lr_frames=1e-2, num_epochs=2)
+    options = dict(data_root=str(track), progress=False, tensorboard=False)
+    train(doc, tmp_path / "full", TrainOptions(**options))
+    train(doc, tmp_path / "part", TrainOptions(**options, max_steps=5))
+    resume(tmp_path / "part", TrainOptions(progress=False, tensorboard=False))
+    x = load_file(tmp_path / "full" / "checkpoints" / "step-00000008" / "model.safetensors")
+    y = load_file(tmp_path / "part" / "checkpoints" / "step-00000008" / "model.safetensors")
+    assert x["refinement.expression"].shape == (4, 3) and x["refinement.pose"].shape == (4, 5, 3)
+    # every training frame got its own correction
+    assert (x["refinement.expression"].abs().sum(1) > 0).all()
+    for key in x:
+        torch.testing.assert_close(x[key], y[key], rtol=0, atol=0, msg=key)
+
+
 def test_ours_minus_trains_without_the_rig_losses(track, tmp_path):
     doc = tiny_document()
     doc["train_params"]["loss_weights"] = {"lbs": 0}

@@ -94,7 +94,27 @@ class Subject(nn.Module):
         self.register_buffer("shape", shape.float().clone())
 
 
-#: the modules a checkpoint stores, in construction order
+class FrameRefinement(nn.Module):
+    """Per-frame corrections of the tracked parameters, learnt with the fields (the
+    authors' option to optimise each training frame's expression and pose): ``expression
+    (T, E)`` and ``pose (T, J, 3)`` offsets, zero at the start.
+
+    ``forward(index (B,) long, frames) -> FrameBatch`` with the offsets of those frames added."""
+
+    def __init__(self, num_frames: int, num_expressions: int, num_joints: int):
+        super().__init__()
+        self.expression = nn.Parameter(torch.zeros(num_frames, num_expressions))
+        self.pose = nn.Parameter(torch.zeros(num_frames, num_joints, 3))
+
+    def forward(self, index: Tensor, frames: FrameBatch) -> FrameBatch:
+        index = index.to(self.pose.device)
+        return FrameBatch(
+            frames.expression + self.expression[index], frames.pose + self.pose[index], frames.translation
+        )
+
+
+#: the modules a checkpoint stores, in construction order (and ``refinement`` when a fit
+#: refines its frames)
 PART_NAMES = ("geometry", "texture", "deformation", "subject")
 
 
@@ -147,7 +167,10 @@ class ImplicitAvatar(nn.Module):
         return self.subject.shape
 
     def parts(self) -> dict[str, nn.Module]:
-        return {name: getattr(self, name) for name in PART_NAMES}
+        parts = {name: getattr(self, name) for name in PART_NAMES}
+        if getattr(self, "refinement", None) is not None:
+            parts["refinement"] = self.refinement
+        return parts
 
     # -- spaces -----------------------------------------------------------------------
     def _apply(self, fn, recurse=True):
@@ -344,4 +367,13 @@ class ImplicitAvatar(nn.Module):
         )
 
 
-__all__ = ["OUTSIDE_VALUE", "PART_NAMES", "AvatarRender", "FrameBatch", "ImplicitAvatar", "Subject", "TracingConfig"]
+__all__ = [
+    "OUTSIDE_VALUE",
+    "PART_NAMES",
+    "AvatarRender",
+    "FrameBatch",
+    "FrameRefinement",
+    "ImplicitAvatar",
+    "Subject",
+    "TracingConfig",
+]

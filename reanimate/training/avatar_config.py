@@ -24,6 +24,8 @@ class AvatarTrainConfig(LoopConfig):
     num_pixels: int = 2048
     box_fraction: float = 0.5  # of the rays drawn inside the face box (the authors' half)
     box_margin: float = 0.1  # the face box: the tracked landmarks' box grown by this fraction per side
+    refine_frames: bool = False  # also learn per-frame expression and pose corrections (own Adam)
+    lr_frames: float = 1e-4  # the authors' learning_rate_cam
     hold_out_every: int = 0  # > 0: frames i with i % n == 0 are not trained on (an interpolation test split)
     lr_decay: float = 0.5  # supp. 2.5: halved at the milestone
     precise_bn_batches: int = 0

@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 
 from ..avatar.config import AvatarConfig, build_avatar
 from ..avatar.data import TrackFrames, gather_pixels, sample_pixels
-from ..avatar.model import AvatarRender, FrameBatch, ImplicitAvatar
+from ..avatar.model import AvatarRender, FrameBatch, FrameRefinement, ImplicitAvatar
 from ..avatar.rigs import load_rig
 from ..avatar.tracking import load_tracking
 from ..errors import InputError
@@ -84,6 +84,12 @@ class AvatarTrainer(TrainingLoop):
         self.model = build_avatar(self.config, self.track.tracking.shape, self.options.seed, rig).to(self.device)
         self.camera = self.track.tracking.camera
         self.optimizers = {"avatar": self.adam(self.model.parameters(), tc.lr, tuple(tc.betas))}
+        if tc.refine_frames:
+            rig = self.model.rig
+            self.model.refinement = FrameRefinement(len(self.track), rig.num_expressions, rig.num_joints).to(
+                self.device
+            )
+            self.optimizers["frames"] = self.adam(self.model.refinement.parameters(), tc.lr_frames, tuple(tc.betas))
 
     @staticmethod
     def averaged_networks(model) -> nn.ModuleList:
@@ -93,7 +99,10 @@ class AvatarTrainer(TrainingLoop):
         return None
 
     def frames(self, batch: dict) -> FrameBatch:
-        return FrameBatch(*(batch[k].to(self.device).float() for k in ("expression", "pose", "translation")))
+        """The batch's tracked parameters (with the learnt corrections when refining)."""
+        frames = FrameBatch(*(batch[k].to(self.device).float() for k in ("expression", "pose", "translation")))
+        refinement = getattr(self.model, "refinement", None)
+        return frames if refinement is None else refinement(batch["index"], frames)
 
     def train_step(self, batch: dict):
         tc = self.train_config
@@ -105,7 +114,7 @@ class AvatarTrainer(TrainingLoop):
         with self._autocast():
             out = self.model(pixels.to(self.device), self.frames(batch), self.camera, foreground)
             losses = avatar_losses(self.model, out, target, foreground, tc.loss_weights)
-        values = self.generator_update(losses, ["avatar"])
+        values = self.generator_update(losses, list(self.optimizers))
         self.end_step()
         return values, batch, image, image
 
