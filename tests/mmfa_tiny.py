@@ -28,7 +28,13 @@ def tiny_document(face: bool = True, learn_rotation: bool = True) -> dict:
     mp["common_params"].update(num_kp=6, feature_channels=4, depth=4)
     mp["appearance_params"].update(block_expansion=8, max_features=16, num_res_blocks=1)
     mp["canonical_kp_params"].update(block_expansion=4, max_features=32)
-    mp["head_pose_params"].update(stem_features=8, widths=[8, 16], blocks=[1, 1], learn_rotation=learn_rotation)
+    mp["head_pose_params"].update(
+        stem_features=8,
+        widths=[8, 16],
+        blocks=[1, 1],
+        learn_rotation=learn_rotation,
+        animate_rotation="learned" if learn_rotation else "auto",
+    )
     mp["expression_encoder_params"].update(stem_features=8, widths=[8, 16], feature_dim=32, map_channels=4)
     mp["expression_decoder_params"].update(feature_dim=32, hidden_features=[32])
     mp["dense_motion_params"].update(block_expansion=4, max_features=16, num_blocks=2)

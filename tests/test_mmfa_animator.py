@@ -15,6 +15,7 @@ from reanimate.animators.registry import build_animator
 from reanimate.cli import main
 from reanimate.io.clips import iter_frames
 from reanimate.models.mmfa import build_mmfa
+from reanimate.models.mmfa.head_pose import HeadPoseConfig
 from reanimate.motion import HEAD_ATTRIBUTES, relative_head_motion
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -47,6 +48,15 @@ def test_the_checkpoint_names_its_family_and_loads(checkpoint):
 def test_mesh_rotation_models_ask_for_landmarks():
     animator = MMFAAnimator(build_mmfa(tiny_config(learn_rotation=False), seed=0), device="cpu")
     assert animator.requirements.driving_landmarks
+    # learnt bins, but animating with the face mesh's rotation (mmfa/heads-64)
+    config = tiny_config(learn_rotation=True)
+    config.head_pose.animate_rotation = "mesh"
+    animator = MMFAAnimator(build_mmfa(config, seed=0), device="cpu")
+    assert animator.requirements.driving_landmarks and not animator.learned_rotation
+    with pytest.raises(ValueError, match="animate_rotation: learned needs learn_rotation: true"):
+        HeadPoseConfig(learn_rotation=False, animate_rotation="learned")
+    with pytest.raises(ValueError, match="must be auto, learned or mesh"):
+        HeadPoseConfig(animate_rotation="bins")
 
 
 def test_a_still_driver_renders_the_source_head_and_attributes_are_chosen(checkpoint):

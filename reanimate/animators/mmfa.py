@@ -13,7 +13,8 @@ also what ``reanimate edit`` uses.
 
 The rotation comes from the model's learned angle bins when it has them
 (``head_pose_params.learn_rotation``), else from the face mesh's head pose of each frame
-(as the paper's pretrained estimator; the animator then asks the pipeline for landmarks).
+(as the paper's pretrained estimator; the animator then asks the pipeline for landmarks);
+``head_pose_params.animate_rotation: mesh`` takes the face mesh's even when the bins exist.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ class MMFAAnimator(Animator, HeadControl, ExpressionControl):
         self.autocast_dtype = torch.float16 if fp16 else None
         self.model = model.eval().to(self.device)
         self.config: MMFAConfig = model.config
-        self.learned_rotation = bool(self.config.head_pose.learn_rotation)
+        self.learned_rotation = self.config.head_pose.animates_with_learned_rotation
         self.notes: list[str] = []
 
     @property

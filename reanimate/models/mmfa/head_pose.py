@@ -69,10 +69,24 @@ class HeadPoseConfig:
     blocks: tuple[int, ...] = (3, 4, 6, 3)
     learn_rotation: bool = False  # MMFA: the rotation comes from a pre-trained Hopenet
     angle_bins: int = ANGLE_BINS
+    # Where animating takes the rotation from: "learned" (the bins), "mesh" (the face mesh's
+    # head pose, the pre-trained estimator's stand-in, as the paper uses its estimator at
+    # test time too), or "auto": learned with learn_rotation, else the mesh.
+    animate_rotation: str = "auto"
 
     def __post_init__(self):
         self.widths = tuple(self.widths)
         self.blocks = tuple(self.blocks)
+        if self.animate_rotation not in ("auto", "learned", "mesh"):
+            raise ValueError(
+                f"head_pose_params.animate_rotation must be auto, learned or mesh, got {self.animate_rotation!r}"
+            )
+        if self.animate_rotation == "learned" and not self.learn_rotation:
+            raise ValueError("head_pose_params.animate_rotation: learned needs learn_rotation: true")
+
+    @property
+    def animates_with_learned_rotation(self) -> bool:
+        return self.animate_rotation == "learned" or (self.animate_rotation == "auto" and self.learn_rotation)
 
 
 @dataclass
