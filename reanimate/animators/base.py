@@ -14,6 +14,11 @@ head as a :class:`~reanimate.motion.HeadMotion` and renders the source with any
 heads given, which is what ``reanimate edit`` needs. Which head attributes it can
 transfer from a driver one by one it declares in :attr:`Requirements.head_attributes`.
 
+How much of each part of the driver's motion the source takes (head pose, expression,
+eyes, lips, blinks: ``animate --head/--expression/--eyes/--lips/--blinks``) is the
+:class:`Retarget` in :attr:`Transfer.retarget`; a family names the controls it honours
+in :attr:`Requirements.retarget`, and the pipeline refuses the others.
+
 Frames are uint8 ``(H, W, 3)`` RGB numpy arrays; face landmarks are ``(478, 3)``
 MediaPipe points in the pixels of the frame they were found in.
 """
@@ -23,16 +28,16 @@ from __future__ import annotations
 import abc
 import dataclasses
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import torch
 
+from ..errors import ReanimateError
 from ..faces import crop_face
+from ..geometry.rotation import rotation_power, rotation_to_euler
 from ..io import fit_to_shape
 from ..motion import HEAD_ATTRIBUTES, HeadMotion, Keypoints
-
-if TYPE_CHECKING:
-    import torch
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,9 @@ class Requirements:
         head_attributes: which of :data:`~reanimate.motion.HEAD_ATTRIBUTES` (rotation,
             scale, translation, expression) it can transfer from the driver separately
             (:attr:`Transfer.attributes`); empty: it cannot separate them (FOMM).
+        retarget: which of :data:`RETARGET_CONTROLS` (head, expression, eyes, lips,
+            blinks) it honours in :attr:`Transfer.retarget` (:meth:`Retarget.used`);
+            empty: only the default, the driver's motion as it is (FOMM).
     """
 
     size: tuple[int, int]
@@ -63,6 +71,7 @@ class Requirements:
     adapt_scale: bool = False
     device: str = "cpu"
     head_attributes: tuple[str, ...] = ()
+    retarget: tuple[str, ...] = ()
 
 
 @dataclass
@@ -132,6 +141,128 @@ class DrivingBatch:
         return np.stack(fitted)
 
 
+#: the retargeting controls (:class:`Retarget`), as ``animate`` names its options
+RETARGET_CONTROLS = ("head", "expression", "eyes", "lips", "blinks")
+#: what ``--blinks`` takes: ``keep`` the driver's blinks (the lids follow ``eyes``) or
+#: ``suppress`` them (the lids keep the source's opening; the gaze still follows)
+BLINKS = ("keep", "suppress")
+#: the largest retargeting factor: beyond 1 the motion is exaggerated (a 10-degree turn
+#: becomes 20 at 2); further than that the warp and the generators leave what they
+#: render plausibly
+MAX_RETARGET = 2.0
+
+
+@dataclass(frozen=True)
+class Retarget:
+    """How much of each part of the driver's motion the source takes (relative to the
+    reference frame, or to the source's own head for absolute transfer).
+
+    Each factor: 0 keeps the source's, 1 follows the driver (default), between scales
+    the motion, up to :data:`MAX_RETARGET` exaggerates it.
+
+    Attributes:
+        head: the head's rotation (its axis-angle turn scaled, so rotations interpolate
+            on the sphere), scale (in log space) and translation.
+        expression: the non-rigid motion of the face (brows, cheeks, nose...); also of
+            the eyes and lips where their own factor is None.
+        eyes: the lids (opening) and the gaze; None: as ``expression``.
+        lips: the mouth and jaw; None: as ``expression``.
+        blinks: ``keep`` (the lids open and close as ``eyes`` says) or ``suppress``
+            (the lids keep the source's opening, the gaze still follows).
+    """
+
+    head: float = 1.0
+    expression: float = 1.0
+    eyes: float | None = None
+    lips: float | None = None
+    blinks: str = "keep"
+
+    def __post_init__(self):
+        for name in ("head", "expression", "eyes", "lips"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= MAX_RETARGET:
+                raise ReanimateError(
+                    f"--{name} {value:g}: expected a factor from 0 (keep the source's) to 1 (follow the "
+                    f"driver) or up to {MAX_RETARGET:g} (exaggerate)"
+                )
+        if self.blinks not in BLINKS:
+            raise ReanimateError(f"--blinks {self.blinks}: expected {' or '.join(BLINKS)}")
+
+    @classmethod
+    def lips_only(cls, lips: float = 1.0) -> Retarget:
+        """Only the mouth follows (dubbing): head, expression and eyes stay the source's."""
+        return cls(head=0.0, expression=0.0, eyes=0.0, lips=lips)
+
+    @property
+    def eye_factor(self) -> float:
+        return self.expression if self.eyes is None else self.eyes
+
+    @property
+    def lip_factor(self) -> float:
+        return self.expression if self.lips is None else self.lips
+
+    @property
+    def lid_factor(self) -> float:
+        """How much of the driver's change of eye opening the lids take."""
+        return 0.0 if self.blinks == "suppress" else self.eye_factor
+
+    def used(self) -> tuple[str, ...]:
+        """The controls that change anything (a family must honour them): ``eyes`` and
+        ``lips`` only where they differ from ``expression``."""
+        used = {
+            "head": self.head != 1.0,
+            "expression": self.expression != 1.0,
+            "eyes": self.eye_factor != self.expression,
+            "lips": self.lip_factor != self.expression,
+            "blinks": self.blinks != "keep",
+        }
+        return tuple(name for name in RETARGET_CONTROLS if used[name])
+
+    def refuse_uncovered(self, family: str, covered: tuple[str, ...], hint: str = "", option: str = "") -> None:
+        """A one-line :class:`ReanimateError` naming ``family`` and the first used control
+        it does not cover (:attr:`Requirements.retarget`); nothing when all are.
+        ``option``: how the user asked for it (default: the control's option and value)."""
+        missing = [name for name in self.used() if name not in covered]
+        if not missing:
+            return
+        name = missing[0]
+        factor = getattr(self, name)
+        option = option or (f"--blinks {self.blinks}" if name == "blinks" else f"--{name} {factor:g}")
+        if covered:
+            what = f"only retargets {', '.join(f'--{c}' for c in covered)}"
+            if name in ("eyes", "lips", "blinks") and "expression" in covered:
+                what += f" (it cannot tell the {'eyes' if name == 'blinks' else name} from the rest of the expression)"
+        else:
+            what = "cannot retarget parts of the motion (its keypoints mix head, expression, eyes and lips)"
+        raise ReanimateError(f"{option}: the {family} model {what}" + (f"; {hint}" if hint else ""))
+
+    def head_motion(
+        self, source: HeadMotion, target: HeadMotion, expression: torch.Tensor | float | None = None
+    ) -> HeadMotion:
+        """``target`` (batch B, the source's canonical points) moved back towards
+        ``source`` (batch 1 or B): the turn ``R_S^T R_T`` as an axis-angle scaled by
+        :attr:`head`, the scale ratio to the power :attr:`head`, the translation
+        interpolated; the expression interpolated by ``expression`` (a factor, or ``(N,)``
+        per point; default :attr:`expression`). Factors of 1 return ``target``."""
+        weights = self.expression if expression is None else expression
+        if self.head == 1.0 and (not torch.is_tensor(weights) and weights == 1.0):
+            return target
+        b = target.batch_size
+        rotation_s = source.rotation_matrix().expand(b, 3, 3)
+        turn = rotation_power(rotation_s.transpose(-1, -2) @ target.rotation_matrix(), self.head)
+        scale_s = source.scale.expand(b)
+        translation_s = source.translation.expand(b, -1)
+        if torch.is_tensor(weights):
+            weights = weights.to(target.expression).view(1, -1, 1)
+        expression_s = source.expression.expand(b, -1, -1)
+        return target.with_(
+            rotation=rotation_to_euler(rotation_s @ turn).to(target.rotation),
+            scale=scale_s * (target.scale / scale_s) ** self.head,
+            translation=translation_s + self.head * (target.translation - translation_s),
+            expression=expression_s + weights * (target.expression - expression_s),
+        )
+
+
 @dataclass(frozen=True)
 class Transfer:
     """How motion goes from the driver to the source (names follow the reference demo)."""
@@ -142,6 +273,9 @@ class Transfer:
     # which head attributes to take from the driver (MMFA Sec. 4.3); the others stay the
     # source's. Anything but all of them needs Requirements.head_attributes to cover it.
     attributes: tuple[str, ...] = HEAD_ATTRIBUTES
+    # how much of the head, expression, eyes and lips to take (and whether blinks); any
+    # control in use (Retarget.used) needs Requirements.retarget to cover it
+    retarget: Retarget = field(default_factory=Retarget)
 
 
 @dataclass

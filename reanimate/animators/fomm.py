@@ -2,6 +2,9 @@
 keypoint detector or the motion transformer) behind the :class:`Animator` interface.
 
 Relative motion transfer is FOMM supp. Eq. 13-14 (:func:`reanimate.motion.relative_motion`).
+Its learned keypoints mix the head's pose with the expression (one keypoint moves with
+both), so it takes no retargeting controls (``animate --head`` etc.: refused,
+:attr:`~reanimate.animators.base.Requirements.retarget` is empty).
 Besides the interface, :class:`FommAnimator` exposes the model steps on tensors
 (:meth:`~FommAnimator.detect`, :meth:`~FommAnimator.encode`, :meth:`~FommAnimator.generate`)
 for the pipelines that use float predictions when a family offers them (reconstruction
@@ -121,6 +124,7 @@ class FommAnimator(Animator, KeypointTensorSteps):
         background motion predictor (the reconstruction protocol, as the MoTrans/MRAA
         code; animation of another image keeps the background still, as theirs does).
         """
+        transfer.retarget.refuse_uncovered(self.family, ())
         if transfer.relative:
             kp_target = relative_motion(
                 source.keypoints,

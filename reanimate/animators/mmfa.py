@@ -7,7 +7,12 @@ translation and expression feature ``f_delta``; its expression *for the source* 
 ``D_e(f_D, p_C,S)`` (Eq. 4 with the source's identity). Relative transfer is
 :func:`reanimate.motion.relative_head_motion` (the driver's change since its reference
 frame, any subset of rotation, scale, translation and expression); absolute transfer
-copies the chosen attributes. Every target head is rendered by Eq. 5's keypoints, the 3-D
+copies the chosen attributes. Retargeting (``animate --head/--expression``,
+:class:`~reanimate.animators.base.Retarget`) moves the target head back towards the
+source's: its turn scaled as an axis-angle, its scale in log space, translation and
+expression ``delta`` interpolated; the eyes, lips and blinks cannot be told apart from
+the rest of the expression (the learned keypoints have no face regions), so those are
+refused. Every target head is rendered by Eq. 5's keypoints, the 3-D
 dense motion and the multi-scale generator (:meth:`MMFAAnimator.render_heads`), which is
 also what ``reanimate edit`` uses.
 
@@ -38,6 +43,9 @@ from .registry import BuildRequest, Family, register_family
 
 #: face-crop margin per side (as FOMM's, the VoxCeleb crops)
 MMFA_CROP_INCREASE = 0.1
+#: the retargeting controls MMFA honours: the head's pose and the whole expression
+#: (its K learned keypoints have no eye or mouth regions to scale apart)
+MMFA_RETARGET = ("head", "expression")
 
 
 @dataclass
@@ -103,6 +111,7 @@ class MMFAAnimator(Animator, HeadControl, ExpressionControl):
             driving_landmarks=not self.learned_rotation,
             head_attributes=HEAD_ATTRIBUTES,
             device=self.device.type,
+            retarget=MMFA_RETARGET,
         )
 
     def describe(self) -> str:
@@ -202,6 +211,7 @@ class MMFAAnimator(Animator, HeadControl, ExpressionControl):
 
     def render(self, source: Source, motion: MMFAMotion, reference: MMFAMotion | None, transfer: Transfer) -> Rendered:
         state: MMFASource = source.state
+        transfer.retarget.refuse_uncovered(self.family, MMFA_RETARGET)
         driving = self.heads(source, motion)
         if transfer.relative:
             if reference is None:
@@ -210,7 +220,7 @@ class MMFAAnimator(Animator, HeadControl, ExpressionControl):
         else:
             kept = {name: getattr(state.head, name) for name in HEAD_ATTRIBUTES if name not in transfer.attributes}
             target = driving.with_(**{k: v.expand(len(motion), *v.shape[1:]) for k, v in kept.items()})
-        return self.render_heads(source, target)
+        return self.render_heads(source, transfer.retarget.head_motion(state.head, target))
 
     # -- HeadControl --------------------------------------------------------------------
 

@@ -55,11 +55,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..geometry.rotation import axis_angle_to_matrix, matrix_to_axis_angle
+
 __all__ = [
     "CANONICAL_JAW_OPENING",
     "Rig",
     "apply_transforms",
-    "axis_angle_to_matrix",
+    "axis_angle_to_matrix",  # from reanimate.geometry.rotation
     "blend_transforms",
     "bone_transforms",
     "canonical_vertices",
@@ -79,9 +81,6 @@ __all__ = [
 #: IMavatar's canonical jaw opening, radians about the jaw's ``x`` axis (their FLAME
 #: canonical pose has 0.2 in the jaw's first axis-angle component).
 CANONICAL_JAW_OPENING = 0.2
-
-# Below this squared angle, Rodrigues' coefficients come from their Taylor series.
-_SMALL_ANGLE2 = 1e-8
 
 
 @dataclass(frozen=True, eq=False)  # compared and hashed by identity (tensors have no ==)
@@ -214,62 +213,6 @@ class Rig:
 
 # ---------------------------------------------------------------------------------------
 # Rotations and the kinematic chain.
-
-
-def axis_angle_to_matrix(axis_angle: Tensor) -> Tensor:
-    """Rodrigues' formula: ``(..., 3)`` axis-angle (radians) -> ``(..., 3, 3)`` rotations.
-
-    Smooth at the zero rotation (series expansion there), so gradients are finite at rest.
-    """
-    assert axis_angle.shape[-1] == 3, f"expected (..., 3) axis-angle, got {tuple(axis_angle.shape)}"
-    squared = (axis_angle * axis_angle).sum(-1)
-    small = squared < _SMALL_ANGLE2
-    safe = torch.where(small, torch.ones_like(squared), squared)
-    angle = safe.sqrt()
-    # R = I + a K + b K^2 with K the cross-product matrix of the (unnormalised) vector.
-    a = torch.where(small, 1 - squared / 6, torch.sin(angle) / angle)
-    b = torch.where(small, 0.5 - squared / 24, 2 * torch.sin(angle / 2) ** 2 / safe)
-    x, y, z = axis_angle.unbind(-1)
-    zero = torch.zeros_like(x)
-    cross = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], dim=-1).unflatten(-1, (3, 3))
-    eye = torch.eye(3, dtype=axis_angle.dtype, device=axis_angle.device)
-    return eye + a[..., None, None] * cross + b[..., None, None] * (cross @ cross)
-
-
-def matrix_to_axis_angle(rotation: Tensor) -> Tensor:
-    """``(..., 3, 3)`` rotations -> ``(..., 3)`` axis-angle with angle in ``[0, pi]``.
-
-    Goes through the unit quaternion (taken from the largest of its four components), which
-    is accurate near 0 and near pi alike.
-    """
-    assert rotation.shape[-2:] == (3, 3), f"expected (..., 3, 3) rotations, got {tuple(rotation.shape)}"
-    m = rotation
-    m00, m11, m22 = m[..., 0, 0], m[..., 1, 1], m[..., 2, 2]
-    # 4 q_i^2 for i = w, x, y, z
-    four = torch.stack([1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22], -1)
-    wx, wy, wz = m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]
-    xy, xz, yz = m[..., 0, 1] + m[..., 1, 0], m[..., 0, 2] + m[..., 2, 0], m[..., 1, 2] + m[..., 2, 1]
-    # Row i is 4 q_i q, from which q follows by dividing by 2 sqrt(4 q_i^2).
-    rows = torch.stack(
-        [
-            torch.stack([four[..., 0], wx, wy, wz], -1),
-            torch.stack([wx, four[..., 1], xy, xz], -1),
-            torch.stack([wy, xy, four[..., 2], yz], -1),
-            torch.stack([wz, xz, yz, four[..., 3]], -1),
-        ],
-        -2,
-    )
-    best = four.argmax(-1)
-    chosen = torch.gather(rows, -2, best[..., None, None].expand(*best.shape, 1, 4))[..., 0, :]
-    scale = torch.gather(four, -1, best[..., None]).clamp_min(1e-12).sqrt() * 2
-    quaternion = chosen / scale
-    quaternion = torch.where(quaternion[..., :1] < 0, -quaternion, quaternion)
-    w, vector = quaternion[..., 0], quaternion[..., 1:]
-    norm = vector.norm(dim=-1)
-    angle = 2 * torch.atan2(norm, w)
-    # angle / norm -> 2 / w as the angle goes to 0
-    factor = torch.where(norm < 1e-7, 2 / w.clamp_min(1e-12), angle / norm.clamp_min(1e-12))
-    return vector * factor[..., None]
 
 
 def pose_feature(pose: Tensor) -> Tensor:

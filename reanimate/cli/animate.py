@@ -18,10 +18,19 @@ def parse_transfer(text: str) -> tuple[str, ...]:
 
 
 def add_animate_command(sub) -> None:
-    p = sub.add_parser("animate", help="animate a source image with a driving video")
+    p = sub.add_parser("animate", help="animate a source image with a driving video (or image)")
     p.add_argument("source", help="source image")
-    p.add_argument("driving", help="driving video (mp4/mov/avi/mkv/gif/webm) or folder of frames")
-    p.add_argument("-o", "--output", required=True, help="output video file, or folder for PNG frames")
+    p.add_argument(
+        "driving",
+        help="driving video (mp4/mov/avi/mkv/gif/webm), folder of frames, or a still image (the source "
+        "takes its pose and expression: one output frame)",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="output video file, or folder for PNG frames; an image file (.png, .jpg) for a still driving image",
+    )
     p.add_argument(
         "--model",
         default="auto",
@@ -59,6 +68,29 @@ def add_animate_command(sub) -> None:
         f"{','.join(HEAD_ATTRIBUTES)} (default: all); the others stay the source's. Needs a model "
         "that separates them (landmarks, mmfa)",
     )
+    retarget = p.add_argument_group(
+        "retargeting",
+        "how much of the driver's motion the source takes: 0 keeps the source's, 1 follows the "
+        "driver (default), between scales it, up to 2 exaggerates (landmarks: all; mmfa: --head, "
+        "--expression; fomm: none)",
+    )
+    retarget.add_argument("--head", type=float, default=1.0, metavar="F", help="head rotation, scale and translation")
+    retarget.add_argument(
+        "--expression", type=float, default=1.0, metavar="F", help="the face's non-rigid motion (brows, cheeks...)"
+    )
+    retarget.add_argument("--eyes", type=float, metavar="F", help="lids and gaze (default: as --expression)")
+    retarget.add_argument("--lips", type=float, metavar="F", help="mouth and jaw (default: as --expression)")
+    retarget.add_argument(
+        "--lips-only",
+        action="store_true",
+        help="only the mouth follows (dubbing): --head 0 --expression 0 --eyes 0 --lips 1",
+    )
+    retarget.add_argument(
+        "--blinks",
+        choices=("keep", "suppress"),
+        default="keep",
+        help="keep the driver's blinks (default) or suppress them: the lids keep the source's opening",
+    )
     best = p.add_mutually_exclusive_group()
     best.add_argument(
         "--find-best-frame",
@@ -89,6 +121,13 @@ def add_animate_command(sub) -> None:
     )
     faces.add_argument(
         "--face-index", type=int, metavar="I", help="animate the I-th largest face of the source (default: the largest)"
+    )
+    faces.add_argument(
+        "--faces",
+        choices=("one", "all"),
+        default="one",
+        help="one (default): the largest face (or --face-index); all: every face of a group photo, "
+        "each animated by the same driver and pasted back",
     )
     faces.add_argument(
         "--max-missing",
@@ -137,10 +176,17 @@ def run_animate(args: argparse.Namespace) -> int:
         paste_back=args.paste_back,
         increase=args.increase,
         face_index=args.face_index,
+        faces=args.faces,
         smooth=args.smooth,
         max_missing=args.max_missing,
         overwrite=args.overwrite,
         transfer=transfer,
+        head=args.head,
+        expression=args.expression,
+        eyes=args.eyes,
+        lips=args.lips,
+        lips_only=args.lips_only,
+        blinks=args.blinks,
     )
     if not args.quiet:
         for note in result.notes:

@@ -25,7 +25,7 @@ from reanimate.io.files import (
     write_bytes_atomic,
     write_text_atomic,
 )
-from reanimate.io.image import fit_to_shape, frames_to_tensor, read_image, tensor_to_frames
+from reanimate.io.image import fit_to_shape, frames_to_tensor, read_image, tensor_to_frames, write_image
 from reanimate.io.reading import FrameReader, open_frames
 from reanimate.io.writing import FrameWriter, open_writer
 
@@ -44,6 +44,7 @@ __all__ = [
     "open_frames",
     "open_writer",
     "read_image",
+    "write_image",
     "remove_path",
     "replace_path",
     "temp_sibling",

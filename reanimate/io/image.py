@@ -25,12 +25,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from reanimate.errors import InputError
+from reanimate.errors import InputError, OutputError
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "read_image",
+    "write_image",
     "fit_to_shape",
     "frames_to_tensor",
     "tensor_to_frames",
@@ -97,6 +98,24 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     except (OSError, SyntaxError, ValueError) as exc:
         # Pillow reports truncated or damaged data as OSError / SyntaxError / ValueError.
         raise InputError(path, f"truncated or corrupt image data ({exc})") from None
+
+
+#: Pillow save options by suffix (JPEG at quality 95; PNG and the rest lossless as given).
+_IMAGE_SAVE = {".jpg": {"quality": 95}, ".jpeg": {"quality": 95}}
+
+
+def write_image(path: str | os.PathLike, frame: np.ndarray) -> Path:
+    """A uint8 ``(H, W, 3)`` RGB frame to the image file ``path`` (the format from its
+    suffix), atomically: nothing is left at ``path`` if writing fails."""
+    from .files import atomic_path
+
+    path = Path(path)
+    with atomic_path(path, suffix=path.suffix) as temp:
+        try:
+            Image.fromarray(frame).save(temp, **_IMAGE_SAVE.get(path.suffix.lower(), {}))
+        except OSError as exc:
+            raise OutputError(path, f"cannot be written ({exc.strerror or exc})") from None
+    return path
 
 
 def _read_rgb(path: Path) -> np.ndarray:

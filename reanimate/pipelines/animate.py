@@ -4,6 +4,11 @@ Frames are decoded one by one, run through the animator in small batches and enc
 as they come, so memory does not grow with the video's length. The source is encoded
 once and reused for every batch.
 
+A still driving image gives one output frame: the driver's motion is taken relative to
+the source itself (the source plays the reference frame), so the source takes the
+driver's pose and expression. With ``faces="all"`` every face of the source is cropped,
+animated by the same driver and pasted back, each owning the pixels nearest to it.
+
 The pipeline reads, crops, batches, smooths, pastes back and writes; what it does for a
 model depends only on the :class:`~reanimate.animators.base.Requirements` the model's
 :class:`~reanimate.animators.base.Animator` declares, never on the model's type.
@@ -23,12 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..animators.base import Animator, DrivingBatch, Motion, Requirements, Source, Transfer
+from ..animators.base import Animator, DrivingBatch, Motion, Requirements, Retarget, Source, Transfer
 from ..animators.registry import build_animator
-from ..errors import InputError, ReanimateError
+from ..errors import InputError, OutputError, ReanimateError
 from ..faces import Face, FaceMesh, best_frame_index, crop_face, feather_mask, paste_back_into, square_box
 from ..geometry import normalized_shape
-from ..io import fit_to_shape, open_frames, open_writer, read_image
+from ..io import fit_to_shape, is_image_path, open_frames, open_writer, read_image, write_image
 from ..motion import HEAD_ATTRIBUTES
 from ..smoothing import JitterMeter, make_smoother
 from ..visualize import visualize_batch
@@ -37,8 +42,20 @@ log = logging.getLogger(__name__)
 
 PASTE_FEATHER = 0.1  # fraction of the crop over which paste-back fades out
 MAX_SOURCE_FACES = 5
+#: the most faces ``faces="all"`` animates in one source (a group photo)
+MAX_GROUP_FACES = 16
+#: sharpness of the border between the faces of a group where their crops overlap: each
+#: pixel goes to the face nearest to it in face radii, over about 1/OWNERSHIP of a radius
+OWNERSHIP = 6.0
+#: frame rate of the one-frame video a still driving image gives for a video output
+STILL_FPS = 25.0
+#: what a still driving image gives the source (where the family separates them): its
+#: head's turn and its expression, not the scale and place of its face in its picture
+STILL_ATTRIBUTES = ("rotation", "expression")
 #: what a user who asked for head control from a model without it can use instead
 HEAD_CONTROL_HINT = "use the default or a face model that can: landmarks, mmfa"
+#: the same for a retargeting control
+RETARGET_HINT = "the default animator (landmarks) retargets all of them, mmfa --head and --expression"
 
 
 @dataclass
@@ -63,6 +80,19 @@ class AnimationOptions:
     # which head attributes to take from the driver (MMFA Sec. 4.3): any of
     # motion.HEAD_ATTRIBUTES; anything but all needs a model that separates them
     transfer: tuple[str, ...] = HEAD_ATTRIBUTES
+    # retargeting (animators.base.Retarget): how much of the driver's head pose,
+    # expression, eyes and lips the source takes (0 keeps the source's, 1 follows, up to
+    # 2 exaggerates; eyes and lips None: as expression); lips_only = head, expression and
+    # eyes 0 (dubbing); blinks "keep" or "suppress" (the lids keep the source's opening)
+    head: float = 1.0
+    expression: float = 1.0
+    eyes: float | None = None
+    lips: float | None = None
+    lips_only: bool = False
+    blinks: str = "keep"
+    # "one": the face face_index picks (default the largest); "all": every face of the
+    # source (a group photo), each animated by the same driver and pasted back
+    faces: str = "one"
 
 
 @dataclass
@@ -82,6 +112,19 @@ class AnimationResult:
         return self.frames / self.seconds if self.seconds > 0 else float("inf")
 
     fps = frames_per_second  # older name of the same figure
+
+
+@dataclass
+class SourceFace:
+    """One face of the source as the pipeline animates it: the animator's ``source``,
+    the crop ``box`` in the source image (None without a crop), its face ``landmarks``
+    in the crop's pixels (None when no face was looked for) and the paste-back ``mask``
+    at the crop's size (None without paste-back)."""
+
+    source: Source
+    box: np.ndarray | None
+    landmarks: np.ndarray | None
+    mask: np.ndarray | None = None
 
 
 @dataclass
@@ -136,6 +179,9 @@ class AnimationPipeline:
             raise ReanimateError(f"the {self.animator.family} model only transfers relative motion (drop --absolute)")
         crop = options.crop == "auto" and req.face
         paste = crop and (options.paste_back is None or options.paste_back)
+        if options.faces == "all" and not paste:
+            why = "drop --paste-back false" if crop else "it needs a face model with --crop auto"
+            raise ReanimateError(f"--faces all pastes every animated face back into the source: {why}")
         increase = req.crop_increase if options.increase is None else options.increase
         adapt = req.adapt_scale if options.adapt_scale is None else options.adapt_scale
         attributes = head_attributes(options.transfer)
@@ -146,7 +192,10 @@ class AnimationPipeline:
             raise ReanimateError(
                 f"--transfer: the {self.animator.family} model cannot separate {', '.join(missing)}; {HEAD_CONTROL_HINT}"
             )
-        transfer = Transfer(options.relative, adapt, options.relative_jacobian, attributes)
+        retarget = retarget_of(options)
+        given = "--lips-only" if options.lips_only else ""
+        retarget.refuse_uncovered(self.animator.family, req.retarget, RETARGET_HINT, given)
+        transfer = Transfer(options.relative, adapt, options.relative_jacobian, attributes, retarget)
         return _Plan(crop, paste, increase, crop or req.driving_landmarks, transfer)
 
     # -- source ----------------------------------------------------------------------
@@ -175,6 +224,32 @@ class AnimationPipeline:
         the face landmarks in the source crop's pixels (None when no face was looked for)."""
         crop, box, landmarks = self.face_crop(image, path, options, plan, notes)
         return self.animator.encode_source(crop, landmarks), box, landmarks
+
+    def encode_faces(
+        self, image: np.ndarray, path, options: AnimationOptions, plan: _Plan, notes: list[str]
+    ) -> list[SourceFace]:
+        """The faces of the source to animate, largest first: one (``--face-index``), or
+        with ``faces="all"`` every face found, each with a paste mask that gives it the
+        pixels nearest to it (:func:`face_masks`)."""
+        if options.faces != "all":
+            source, box, landmarks = self._encode_source(image, path, options, plan, notes)
+            mask = feather_mask(self.size[0], PASTE_FEATHER) if plan.paste else None
+            return [SourceFace(source, box, landmarks, mask)]
+        with FaceMesh(max_faces=MAX_GROUP_FACES) as mesh:
+            found = mesh.detect(image)
+        if not found:
+            raise InputError(path, "no face found (--faces all animates the faces of a photo)")
+        size = self.size[0]
+        boxes = [square_box(face.box, image.shape[:2], plan.increase) for face in found]
+        masks = face_masks([face.box for face in found], boxes, size)
+        faces = []
+        for face, box, mask in zip(found, boxes, masks):
+            landmarks = to_crop_pixels(face.landmarks, box, size)
+            source = self.animator.encode_source(crop_face(image, box, size), landmarks)
+            faces.append(SourceFace(source, box, landmarks, mask))
+        if len(found) == MAX_GROUP_FACES:
+            notes.append(f"{Path(path).name}: animating the {MAX_GROUP_FACES} largest faces (the most at once)")
+        return faces
 
     def face_crop(
         self, image: np.ndarray, path, options: AnimationOptions, plan: _Plan, notes: list[str]
@@ -285,18 +360,25 @@ class AnimationPipeline:
         progress: bool = True,
         fps: float | None = None,
     ) -> AnimationResult:
-        """Animate ``source_path`` with ``driving_path`` into ``output_path`` (video or PNG folder)."""
+        """Animate ``source_path`` with ``driving_path`` (a video, a frame folder or a
+        still image) into ``output_path`` (a video or PNG folder; an image file for a still
+        driving image)."""
         from tqdm.auto import tqdm
 
         options = options or AnimationOptions()
         _check_options(options)
+        still = is_still_image(driving_path)
+        _check_output(output_path, still, options)
         plan = self.plan(options)
         start = time.perf_counter()
         timer = _StageTimer()
         notes: list[str] = list(self.animator.notes)
         source_image = read_image(source_path)
-        source, box, source_landmarks = self._encode_source(source_image, source_path, options, plan, notes)
-        mask = feather_mask(self.size[0], PASTE_FEATHER) if plan.paste else None
+        faces = self.encode_faces(source_image, source_path, options, plan, notes)
+        if still:
+            done = self._animate_still(faces, source_image, driving_path, output_path, options, plan, timer)
+            return AnimationResult(Path(output_path), done, time.perf_counter() - start, 0, notes, {}, 0, timer.seconds)
+        first = faces[0]
         per_frame_landmarks = self.requirements.driving_landmarks
 
         with open_frames(driving_path, fps=fps) as reader:
@@ -307,7 +389,7 @@ class AnimationPipeline:
             ):
                 tracker = resources.enter_context(_DrivingFaces()) if per_frame_landmarks else None
                 reference, drive_box, initial = self._reference(
-                    source, source_landmarks, reader, driving_path, fps, options, plan, tracker
+                    first.source, first.landmarks, reader, driving_path, fps, options, plan, tracker
                 )
                 smoother = make_smoother(options.smooth, reader.fps)
                 raw_jitter, jitter = JitterMeter(), JitterMeter()
@@ -338,16 +420,16 @@ class AnimationPipeline:
                             if smoother is not None:
                                 motion = self.animator.with_keypoints(motion, smoother(motion.keypoints))
                             jitter.update(motion.keypoints.value)
-                            rendered = self.animator.render(source, motion, initial, plan.transfer)
+                            rendered = [self.animator.render(f.source, motion, initial, plan.transfer) for f in faces]
                             if done == 0 and batch.notes:
                                 notes.append(f"{Path(driving_path).name}: {batch.notes[0]}")
                         with timer("paste"):
                             if plan.paste:
-                                out = paste_crops(canvas, source_image, rendered.frames, box, mask)
+                                out = paste_faces(canvas, source_image, [r.frames for r in rendered], faces)
                             else:
-                                out = rendered.frames
+                                out = rendered[0].frames
                             if options.visualize:
-                                out = visualize_batch(source, batch, motion, rendered, out, self.size)
+                                out = visualize_batch(first.source, batch, motion, rendered[0], out, self.size)
                         with timer("encode"):
                             writer.write(out)
                         done += len(frames)
@@ -373,6 +455,94 @@ class AnimationPipeline:
             Path(output_path), done, time.perf_counter() - start, reference, notes, stats, missing, timer.seconds
         )
 
+    def _animate_still(
+        self,
+        faces: list[SourceFace],
+        source_image: np.ndarray,
+        driving_path,
+        output_path,
+        options: AnimationOptions,
+        plan: _Plan,
+        timer: _StageTimer,
+    ) -> int:
+        """A still driving image: its motion relative to the source itself (the source's
+        crop plays the reference frame), so each face takes the driver's pose and
+        expression; one frame written to ``output_path``. Returns 1.
+
+        Where the family separates head attributes, only the rotation and the expression
+        are taken (of those ``--transfer`` names): the scale and place of another
+        person's face in its picture say nothing about the source's, which keeps its own.
+        """
+        frame = read_image(driving_path)
+        side = self.size[0]
+        whole = np.array([0, 0, side, side])  # a crop's own box
+        box = landmarks = None
+        with timer("landmarks"):
+            if plan.driving_box:
+                with FaceMesh(video=False) as mesh:
+                    found = mesh.detect(frame)
+                if not found:
+                    raise InputError(driving_path, "no face found in the driving image")
+                # Cropped like the source (its face box with the same margin, at the
+                # animator's size), so that both are measured in the same pixels.
+                face_box = square_box(found[0].box, frame.shape[:2], plan.increase)
+                frame = crop_face(frame, face_box, side)
+                landmarks = to_crop_pixels(found[0].landmarks, face_box, side)[None]
+                box = whole
+        per_frame_landmarks = self.requirements.driving_landmarks
+        transfer = plan.transfer
+        pose = tuple(a for a in transfer.attributes if a in STILL_ATTRIBUTES)
+        if pose and set(STILL_ATTRIBUTES) <= set(self.requirements.head_attributes):
+            transfer = dataclasses.replace(transfer, attributes=pose)
+        with timer("model"):
+            batch = DrivingBatch([frame], self.size, box, landmarks if per_frame_landmarks else None, options.pad)
+            motion = self.animator.estimate(batch)
+            rendered = []
+            for face in faces:
+                reference = None
+                if options.relative:
+                    # the source's crop as the driver's reference frame: its own box and landmarks
+                    own = DrivingBatch(
+                        [face.source.image],
+                        self.size,
+                        whole if plan.driving_box else None,
+                        face.landmarks[None] if per_frame_landmarks else None,
+                        options.pad,
+                    )
+                    reference = self.animator.estimate(own)
+                rendered.append(self.animator.render(face.source, motion, reference, transfer))
+        with timer("paste"):
+            if plan.paste:
+                out = paste_faces(source_image.copy(), source_image, [r.frames for r in rendered], faces)
+            else:
+                out = rendered[0].frames
+            if options.visualize:
+                out = visualize_batch(faces[0].source, batch, motion, rendered[0], out, self.size)
+        with timer("encode"):
+            if is_image_path(output_path):
+                write_image(Path(output_path), out[0])
+            else:
+                with open_writer(output_path, STILL_FPS, overwrite=options.overwrite) as writer:
+                    writer.write(out)
+        return 1
+
+
+def is_still_image(path: str | os.PathLike) -> bool:
+    """A driving ``path`` that is one image file (not a video or a folder of frames)."""
+    return is_image_path(path) and not Path(path).is_dir()
+
+
+def _check_output(output_path, still: bool, options: AnimationOptions) -> None:
+    """One-line errors for an output kind or options that do not fit the driver."""
+    if is_image_path(output_path) and not Path(output_path).is_dir() and not still:
+        raise OutputError(
+            output_path,
+            "an image is written only for a still driving image; give a video file or a folder for the frames",
+        )
+    if still and (options.find_best_frame or options.best_frame is not None):
+        option = "--find-best-frame" if options.find_best_frame else "--best-frame"
+        raise ReanimateError(f"{option}: a still driving image has one frame (its reference is the source itself)")
+
 
 def head_attributes(names) -> tuple[str, ...]:
     """``names`` (head attribute names, or one comma-separated string of them) in the
@@ -388,8 +558,29 @@ def head_attributes(names) -> tuple[str, ...]:
     return tuple(a for a in HEAD_ATTRIBUTES if a in names)
 
 
+def retarget_of(options: AnimationOptions) -> Retarget:
+    """The :class:`~reanimate.animators.base.Retarget` the options ask for (one-line
+    errors for factors out of range and for ``--lips-only`` with the factors it sets)."""
+    if not options.lips_only:
+        return Retarget(options.head, options.expression, options.eyes, options.lips, options.blinks)
+    given = [
+        name
+        for name, value, default in (("head", options.head, 1.0), ("expression", options.expression, 1.0))
+        if value != default
+    ] + (["eyes"] if options.eyes is not None else [])
+    if given:
+        raise ReanimateError(f"--lips-only keeps the source's head, expression and eyes: drop --{given[0]}")
+    only = Retarget.lips_only(1.0 if options.lips is None else options.lips)
+    return dataclasses.replace(only, blinks=options.blinks)
+
+
 def _check_options(options: AnimationOptions) -> None:
     head_attributes(options.transfer)
+    retarget_of(options)
+    if options.faces not in ("one", "all"):
+        raise ReanimateError(f"--faces {options.faces}: expected one or all")
+    if options.faces == "all" and options.face_index is not None:
+        raise ReanimateError("--faces all animates every face: drop --face-index")
     if options.batch_size < 1:
         raise ReanimateError(f"--batch-size must be at least 1, got {options.batch_size}")
     if options.crop not in ("auto", "none"):
@@ -398,6 +589,51 @@ def _check_options(options: AnimationOptions) -> None:
         raise ReanimateError(f"--increase must be at least 0, got {options.increase}")
     if not 0 <= options.max_missing <= 1:
         raise ReanimateError(f"--max-missing must be between 0 and 1, got {options.max_missing}")
+
+
+def paste_faces(canvas: np.ndarray, source: np.ndarray, crops: list[np.ndarray], faces: list[SourceFace]) -> np.ndarray:
+    """Full-size frames ``(N, H, W, 3)``: the source with every face's animated crops
+    (``crops[i]`` ``(N, S, S, 3)`` for ``faces[i]``) blended in at its box with its
+    mask. ``canvas`` is a reused buffer, a copy of ``source``; only the boxes are
+    restored and blended."""
+    if len(faces) == 1:
+        return paste_crops(canvas, source, crops[0], faces[0].box, faces[0].mask)
+    out = []
+    for n in range(len(crops[0])):
+        for face in faces:
+            x0, y0, x1, y1 = (int(v) for v in face.box)
+            canvas[y0:y1, x0:x1] = source[y0:y1, x0:x1]
+        for face, frames in zip(faces, crops):
+            paste_back_into(canvas, frames[n], face.box, face.mask)
+        out.append(canvas.copy())
+    return np.stack(out)
+
+
+def face_masks(face_boxes, crop_boxes, size: int, feather: float = PASTE_FEATHER) -> list[np.ndarray]:
+    """Paste masks ``(size, size)`` float32 for the crops of several faces of one image.
+
+    Each is the crop's :func:`~reanimate.faces.feather_mask` times the share of each
+    pixel that belongs to its face: the faces' crops overlap in a group photo (the
+    margin around one face holds its neighbours), and each pixel goes to the face
+    nearest to it in units of the face's radius, with a soft border (:data:`OWNERSHIP`),
+    so that one face's crop does not paste its still neighbours over their animation.
+
+    Args:
+        face_boxes: ``(x0, y0, x1, y1)`` of each face in the image.
+        crop_boxes: the square crop box of each face in the image.
+    """
+    centres = np.array([((b[0] + b[2]) / 2, (b[1] + b[3]) / 2) for b in face_boxes], np.float64)
+    radii = np.array([max(b[2] - b[0], b[3] - b[1]) / 2 for b in face_boxes], np.float64)
+    feather = feather_mask(size, feather)
+    masks = []
+    for index, box in enumerate(crop_boxes):
+        scale = (box[2] - box[0]) / size
+        axis = (np.arange(size) + 0.5) * scale - 0.5
+        xs, ys = np.meshgrid(box[0] + axis, box[1] + axis)
+        distance = np.stack([np.hypot(xs - cx, ys - cy) / r for (cx, cy), r in zip(centres, radii)])
+        closeness = np.exp(-OWNERSHIP * (distance - distance.min(0)))
+        masks.append(feather * (closeness[index] / closeness.sum(0)).astype(np.float32))
+    return masks
 
 
 def paste_crops(canvas: np.ndarray, source: np.ndarray, crops: np.ndarray, box, mask) -> np.ndarray:

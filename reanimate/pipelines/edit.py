@@ -21,22 +21,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from ..animators.base import Animator, HeadControl, Source
 from ..animators.registry import build_animator
 from ..errors import InputError, OutputError, ReanimateError
 from ..faces import feather_mask
-from ..io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, atomic_path, open_writer, read_image
+from ..io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, open_writer, read_image, write_image
 from ..motion import HeadMotion
 from .animate import PASTE_FEATHER, AnimationOptions, AnimationPipeline, _Plan, batched, paste_crops
 
 log = logging.getLogger(__name__)
 
+
 #: PIL's keyword arguments per still-image suffix (JPEG: near-lossless quality)
-_IMAGE_SAVE = {".jpg": {"quality": 95}, ".jpeg": {"quality": 95}}
-
-
 @dataclass
 class EditOptions:
     """A head edit, relative to the source's own head.
@@ -149,7 +146,7 @@ class HeadPipeline:
 
         count = heads.scale.shape[0]
         if count == 1:
-            _write_image(output, self.render(face, heads, [0])[0])
+            write_image(output, self.render(face, heads, [0])[0])
             return 1
         bar = tqdm(total=count, unit="frame", disable=None if progress else True, desc=desc)
         with open_writer(output, fps) as writer, bar:
@@ -293,15 +290,6 @@ def check_edit(options: EditOptions, output: Path) -> None:
         raise OutputError(output, f"output folder {output.parent} does not exist")
     if options.expression_from is not None and not Path(options.expression_from).is_file():
         raise InputError(options.expression_from, "--expression-from: no such image file")
-
-
-def _write_image(path: Path, frame: np.ndarray) -> None:
-    """``frame`` to the image file ``path``, atomically (the format from its suffix)."""
-    with atomic_path(path, suffix=path.suffix) as temp:
-        try:
-            Image.fromarray(frame).save(temp, **_IMAGE_SAVE.get(path.suffix.lower(), {}))
-        except OSError as exc:
-            raise OutputError(path, f"cannot be written ({exc.strerror or exc})") from None
 
 
 def edit(

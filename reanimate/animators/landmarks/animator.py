@@ -16,7 +16,17 @@ import numpy as np
 from ...device import select_device
 from ...errors import ReanimateError
 from ...motion import HEAD_ATTRIBUTES, HeadMotion, Keypoints
-from ..base import Animator, DrivingBatch, HeadControl, Motion, Rendered, Requirements, Source, Transfer
+from ..base import (
+    RETARGET_CONTROLS,
+    Animator,
+    DrivingBatch,
+    HeadControl,
+    Motion,
+    Rendered,
+    Requirements,
+    Source,
+    Transfer,
+)
 from ..registry import BuildRequest, Family, register_family
 from . import DrivingFace, LandmarkAnimator, to_pixels
 
@@ -66,6 +76,7 @@ class LandmarkFaceAnimator(Animator, HeadControl):
             device="cpu",
             # the 2-D displacement rule (head_pose=False) moves points, not a head
             head_attributes=HEAD_ATTRIBUTES if self.engine.config.head_pose else (),
+            retarget=RETARGET_CONTROLS if self.engine.config.head_pose else (),
         )
 
     def describe(self) -> str:
@@ -100,8 +111,12 @@ class LandmarkFaceAnimator(Animator, HeadControl):
     ) -> Rendered:
         if reference is None or not transfer.relative:
             raise ReanimateError("the landmark animator only transfers relative motion (drop --absolute)")
+        transfer.retarget.refuse_uncovered(self.family, self.requirements.retarget)
         initial = reference.faces[0]
-        frames = [self.engine.animate(source.state, face, initial, transfer.attributes) for face in motion.faces]
+        frames = [
+            self.engine.animate(source.state, face, initial, transfer.attributes, transfer.retarget)
+            for face in motion.faces
+        ]
         return Rendered(np.stack(frames))
 
     # -- HeadControl -----------------------------------------------------------------------

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ...motion import HEAD_ATTRIBUTES, HeadMotion, Keypoints
+from ..base import Retarget
 from . import eyes, mouth, warp
 from . import source as sources
 from . import transfer as transfers
@@ -55,14 +56,20 @@ class LandmarkAnimator:
         driving: DrivingFace,
         initial: DrivingFace,
         attributes: Iterable[str] = HEAD_ATTRIBUTES,
+        retarget: Retarget | None = None,
     ) -> np.ndarray:
         """One output crop ``(S, S, 3)`` uint8 for one driving frame, taking the head
         ``attributes`` named from the driver (without ``expression`` the source keeps
-        its own: no lid, gaze or mouth retargeting either)."""
+        its own: no lid, gaze or mouth retargeting either), each part of the motion as
+        much as ``retarget`` says (None: all of it)."""
         attributes = tuple(attributes)
-        points = transfers.moved_points(self.config, source, driving, initial, attributes)
+        points = transfers.moved_points(self.config, source, driving, initial, attributes, retarget)
         expression = "expression" in attributes
-        change = transfers.FaceChange(driving.landmarks, initial.landmarks, driving.frame) if expression else None
+        change = (
+            transfers.FaceChange.retargeted(driving.landmarks, initial.landmarks, driving.frame, retarget)
+            if expression
+            else None
+        )
         return self.draw(source, points, change)
 
     def pose(self, source: LandmarkSource, head: HeadMotion) -> np.ndarray:
@@ -88,8 +95,8 @@ class LandmarkAnimator:
         depth = np.concatenate([points[:, 2], source.depth[len(points) :]])
         if change is None:
             return self.render(source, nodes, depth)
-        gaze = self.gaze_shifts(source, change.landmarks, change.reference) if self.config.gaze else None
-        closing = transfers.closing(self.config, change.landmarks, change.reference)
+        gaze = self.gaze_shifts(source, change.landmarks, change.reference, change.gaze) if self.config.gaze else None
+        closing = transfers.closing(self.config, change.landmarks, change.reference, change.lids)
         out = self.render(source, nodes, depth, self.lifted_lids(source, closing), gaze, closing)
         if self.config.mouth_fill:
             size = transfers.head_size_ratio(source, points)
@@ -104,9 +111,10 @@ class LandmarkAnimator:
         driving: DrivingFace,
         initial: DrivingFace,
         attributes: Iterable[str] = HEAD_ATTRIBUTES,
+        retarget: Retarget | None = None,
     ) -> tuple[Keypoints, np.ndarray]:
         """Target keypoints (batch 1) and ``(478, 3)`` target landmarks in crop pixels."""
-        return transfers.transfer(self.config, source, driving, initial, attributes)
+        return transfers.transfer(self.config, source, driving, initial, attributes, retarget)
 
     def source_head(self, source: LandmarkSource) -> HeadMotion:
         """The source's own head (batch 1, crop pixels; :func:`.transfer.source_head`)."""
@@ -116,9 +124,11 @@ class LandmarkAnimator:
         """Another face's expression for the source's head (:func:`.transfer.expression_from`)."""
         return transfers.expression_from(source, landmarks)
 
-    def gaze_shifts(self, source: LandmarkSource, driving: np.ndarray, initial: np.ndarray) -> list[np.ndarray]:
-        """Per eye the iris shift in source pixels ``[(2,), (2,)]``."""
-        return transfers.gaze_shifts(self.config, source, driving, initial)
+    def gaze_shifts(
+        self, source: LandmarkSource, driving: np.ndarray, initial: np.ndarray, factor: float = 1.0
+    ) -> list[np.ndarray]:
+        """Per eye the iris shift in source pixels ``[(2,), (2,)]`` (``factor`` of the driver's)."""
+        return transfers.gaze_shifts(self.config, source, driving, initial, factor)
 
     def opening(self, driving: np.ndarray, initial: np.ndarray) -> np.ndarray:
         """``(2,)`` per eye the driver's opening ratio since ``initial``."""

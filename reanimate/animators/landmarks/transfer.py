@@ -20,6 +20,13 @@
   expression the eyes are not retargeted either), and head edits place the source's
   landmarks at any :class:`~reanimate.motion.HeadMotion` of its own (:func:`source_head`,
   :func:`expression_from`); both go through :func:`place` before drawing.
+* **Retargeting controls** (:class:`~reanimate.animators.base.Retarget`: ``animate
+  --head/--expression/--eyes/--lips/--blinks``): the head's turn, scale and translation
+  are scaled towards the source's (:meth:`Retarget.head_motion`), and each landmark's
+  expression offset by a blend of the expression, eye and lip factors weighted by how
+  much it belongs to the eyes or the mouth and jaw (:func:`expression_weights`); the
+  lids take the eye factor of the driver's change of opening (none with blinks
+  suppressed), the gaze the eye factor of its shift.
 """
 
 from __future__ import annotations
@@ -30,12 +37,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ...faces import topology as mesh
 from ...faces.pose import head_rotation
 from ...geometry import movement_scale
 from ...geometry.mesh import fit_local_jacobians
 from ...geometry.relative import polygon_area, rigid_frame
 from ...motion import HEAD_ATTRIBUTES, HeadMotion, Keypoints, relative_head_motion, relative_motion
-from .config import EYES, FACE_OVAL, RIGID, LandmarkAnimatorConfig
+from ..base import Retarget
+from .config import EYES, FACE_OVAL, LIPS_OUTER, RIGID, LandmarkAnimatorConfig
 from .eyes import eye_frame, eye_opening_ratio, from_eye, lid_height, to_eye
 from .source import DrivingFace, LandmarkSource, oval_ring, to_normalized, to_pixels
 
@@ -45,11 +54,21 @@ class FaceChange:
     """An expression change as the eyes and the mouth read it: a face's landmarks
     ``(478, 2+)`` now and in its reference frame, in one frame and unit (a driver's
     pixels, or a head's canonical frame, where x and y are a frontal view), and the
-    driver's frame for the mouth interior (None: shadow)."""
+    driver's frame for the mouth interior (None: shadow). ``lids`` and ``gaze``: how much
+    of the change of eye opening and of the iris shift to draw (:class:`Retarget`)."""
 
     landmarks: np.ndarray
     reference: np.ndarray
     frame: np.ndarray | None = None
+    lids: float = 1.0
+    gaze: float = 1.0
+
+    @classmethod
+    def retargeted(
+        cls, landmarks: np.ndarray, reference: np.ndarray, frame: np.ndarray | None, retarget: Retarget | None
+    ) -> FaceChange:
+        retarget = retarget or Retarget()
+        return cls(landmarks, reference, frame, retarget.lid_factor, retarget.eye_factor)
 
 
 def transfer(
@@ -58,17 +77,22 @@ def transfer(
     driving: DrivingFace,
     initial: DrivingFace,
     attributes: Iterable[str] = HEAD_ATTRIBUTES,
+    retarget: Retarget | None = None,
 ) -> tuple[Keypoints, np.ndarray]:
     """Relative motion plus eye retargeting (the eyes only when ``expression`` is
-    among the ``attributes`` transferred).
+    among the ``attributes`` transferred), scaled by ``retarget``.
 
     Returns:
         target keypoints (batch 1, [-1, 1]) and ``(478, 3)`` target landmarks in
         the crop's pixels (z carried over relatively, for drawing order).
     """
     attributes = tuple(attributes)
-    change = FaceChange(driving.landmarks, initial.landmarks) if "expression" in attributes else None
-    return place(config, source, moved_points(config, source, driving, initial, attributes), change)
+    change = (
+        FaceChange.retargeted(driving.landmarks, initial.landmarks, None, retarget)
+        if "expression" in attributes
+        else None
+    )
+    return place(config, source, moved_points(config, source, driving, initial, attributes, retarget), change)
 
 
 def moved_points(
@@ -77,15 +101,18 @@ def moved_points(
     driving: DrivingFace,
     initial: DrivingFace,
     attributes: Iterable[str] = HEAD_ATTRIBUTES,
+    retarget: Retarget | None = None,
 ) -> np.ndarray:
     """The source's landmarks moved by the driver since ``initial`` (step 2 of the
     package docstring), ``(478, 3)`` crop pixels; only the head ``attributes`` named
-    are taken from the driver."""
+    are taken from the driver, as much of each as ``retarget`` says."""
     attributes = tuple(attributes)
     if config.head_pose:
-        return pose_transfer(source, driving, initial, attributes)
+        return pose_transfer(source, driving, initial, attributes, retarget)
     if set(attributes) != set(HEAD_ATTRIBUTES):
         raise ValueError("the 2-D displacement transfer (head_pose=False) cannot separate head attributes")
+    if retarget is not None and retarget.used():
+        raise ValueError("the 2-D displacement transfer (head_pose=False) cannot retarget parts of the motion")
     return displacement_transfer(config, source, driving, initial)
 
 
@@ -108,7 +135,7 @@ def place(
             points, source.landmarks, config.inner_ring, config.crop_margin * source.side, source.side
         )
     if config.eyes and change is not None:
-        retarget_eyes(config, source, points, change.landmarks, change.reference)
+        retarget_eyes(config, source, points, change.landmarks, change.reference, change.lids)
     value = to_normalized(points[None], (0, 0), source.side)
     # Jacobians against the source (the reference of every fitted Jacobian).
     return Keypoints(value, fit_local_jacobians(source.keypoints.value, value, source.neighbours)), points
@@ -177,7 +204,11 @@ def _eyes_like(shape: np.ndarray, neutral: np.ndarray, other: np.ndarray) -> Non
 
 
 def pose_transfer(
-    source: LandmarkSource, driving: DrivingFace, initial: DrivingFace, attributes: Iterable[str] = HEAD_ATTRIBUTES
+    source: LandmarkSource,
+    driving: DrivingFace,
+    initial: DrivingFace,
+    attributes: Iterable[str] = HEAD_ATTRIBUTES,
+    retarget: Retarget | None = None,
 ) -> np.ndarray:
     """The driver's :class:`HeadMotion` since ``initial`` on the source's 3-D landmarks
     (:func:`relative_head_motion`, the ``attributes`` named): ``(478, 3)`` crop pixels.
@@ -185,15 +216,57 @@ def pose_transfer(
     The source and the initial frame are read with their head axes
     (:func:`~reanimate.faces.head_rotation`); the driving frame is tracked from the
     initial one (its turn and scale fitted on the rigid points), so that what moves
-    apart from the skull is expression.
+    apart from the skull is expression. ``retarget`` scales the head's motion and each
+    point's expression offset (:func:`expression_weights`) towards the source's.
     """
     if initial.rotation is None:
         initial.rotation = head_rotation(initial.landmarks)
     start = _as_tensor(initial.landmarks)
     initial_head = head_of(initial.landmarks, initial.rotation)
     driving_head = HeadMotion.tracked(_as_tensor(driving.landmarks), start, initial_head, torch.from_numpy(RIGID))
-    moved = relative_head_motion(source_head(source), driving_head, initial_head, attributes)
+    head = source_head(source)
+    moved = relative_head_motion(head, driving_head, initial_head, attributes)
+    if retarget is not None and retarget.used():
+        weights = torch.from_numpy(expression_weights(head.canonical[0].numpy(), retarget))
+        moved = retarget.head_motion(head, moved, weights)
     return moved.points()[0].numpy()
+
+
+#: how far (eye widths, in the head's frontal view) the eye factor reaches beyond the eye
+#: opening's contour: the lid skin, fading to the expression factor before the brows
+EYE_REACH = 0.35
+#: landmarks that belong to the eyes (their contours and irises)
+EYE_POINTS = np.array(sorted({i for eye in EYES for i in (*eye["loop"], *eye["iris"])}))
+
+
+def face_regions(canonical: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """How much each landmark belongs to the eyes and to the mouth and jaw: two ``(N,)``
+    arrays in [0, 1] that add up to at most 1, from points in the head's frame
+    (``(N, 3)`` canonical, x and y a frontal view, y down).
+
+    The eyes: 1 on the eye contours and irises, fading to 0 at :data:`EYE_REACH` eye
+    widths from them. The mouth and jaw: what moves when a face speaks, everything below
+    the top of the upper lip (lips, chin, the jaw line and lower cheeks), fading to 0 at
+    the base of the nose.
+    """
+    xy = canonical[:, :2]
+    width = float(np.mean([np.linalg.norm(xy[e["corners"][0]] - xy[e["corners"][1]]) for e in EYES]))
+    distance = np.linalg.norm(xy[:, None] - xy[None, EYE_POINTS], axis=-1).min(1)
+    eyes = np.clip(1.0 - distance / (EYE_REACH * width), 0.0, 1.0)
+    nose = float(xy[list(mesh.NOSE_BASE), 1].mean())
+    lip = float(xy[LIPS_OUTER, 1].min())
+    t = np.clip((xy[:, 1] - nose) / max(lip - nose, 1e-9), 0.0, 1.0)
+    mouth = t * t * (3.0 - 2.0 * t)  # smoothstep: no kink where the fade starts or ends
+    return np.minimum(eyes, 1.0 - mouth), mouth
+
+
+def expression_weights(canonical: np.ndarray, retarget: Retarget) -> np.ndarray:
+    """``(N,)`` per landmark the share of its expression offset to take: the eye and lip
+    factors where it belongs to the eyes or the mouth (:func:`face_regions`), the
+    expression factor elsewhere, blended in between (so no seam where they meet)."""
+    eyes, mouth = face_regions(canonical)
+    rest = 1.0 - eyes - mouth
+    return rest * retarget.expression + eyes * retarget.eye_factor + mouth * retarget.lip_factor
 
 
 def head_size_ratio(source: LandmarkSource, points: np.ndarray) -> float:
@@ -264,26 +337,32 @@ def keep_head_inside(points: np.ndarray, source: np.ndarray, ring: float, margin
 # -- the eyes --------------------------------------------------------------------------------
 
 
-def opening(config: LandmarkAnimatorConfig, driving: np.ndarray, initial: np.ndarray) -> np.ndarray:
+def opening(config: LandmarkAnimatorConfig, driving: np.ndarray, initial: np.ndarray, lids: float = 1.0) -> np.ndarray:
     """``(2,)`` per eye the driver's opening since its ``initial`` landmarks, with
-    ``config.closed_ratio`` counted as closed (:func:`eye_opening_ratio`)."""
-    return eye_opening_ratio(driving, initial, config.closed_ratio)
+    ``config.closed_ratio`` counted as closed (:func:`eye_opening_ratio`); ``lids`` of its
+    change is taken (0: as open as in the reference, the source's own opening)."""
+    ratio = eye_opening_ratio(driving, initial, config.closed_ratio)
+    return ratio if lids == 1.0 else np.maximum(1.0 + lids * (ratio - 1.0), 0.0)
 
 
-def closing(config: LandmarkAnimatorConfig, driving: np.ndarray, initial: np.ndarray) -> np.ndarray:
+def closing(config: LandmarkAnimatorConfig, driving: np.ndarray, initial: np.ndarray, lids: float = 1.0) -> np.ndarray:
     """``(2,)`` per eye how far the driver has closed it since its ``initial`` landmarks
-    (0 open, 1 closed; 0 when ``config.eyes`` is off)."""
+    (0 open, 1 closed; 0 when ``config.eyes`` is off), ``lids`` of the change taken."""
     if not config.eyes:
         return np.zeros(2)
-    return 1.0 - np.clip(opening(config, driving, initial), 0.0, 1.0)
+    return 1.0 - np.clip(opening(config, driving, initial, lids), 0.0, 1.0)
 
 
 def gaze_shifts(
-    config: LandmarkAnimatorConfig, source: LandmarkSource, driving: np.ndarray, initial: np.ndarray
+    config: LandmarkAnimatorConfig,
+    source: LandmarkSource,
+    driving: np.ndarray,
+    initial: np.ndarray,
+    factor: float = 1.0,
 ) -> list[np.ndarray]:
     """Per eye, the driver's iris displacement since its initial frame, in the
-    driver's eye-corner coordinates (clipped to ``max_gaze`` eye widths), as a shift
-    of the source's iris in source pixels: ``[(2,), (2,)]``."""
+    driver's eye-corner coordinates (times ``factor``, clipped to ``max_gaze`` eye
+    widths), as a shift of the source's iris in source pixels: ``[(2,), (2,)]``."""
     shifts = []
     for eye in EYES:
         a, b = eye["corners"]
@@ -291,15 +370,21 @@ def gaze_shifts(
         d_now = to_eye(eye_frame(driving[a, :2], driving[b, :2]), driving[centre, :2])
         d_ref = to_eye(eye_frame(initial[a, :2], initial[b, :2]), initial[centre, :2])
         _, basis = eye_frame(source.landmarks[a, :2], source.landmarks[b, :2])
-        shifts.append(basis @ np.clip(d_now - d_ref, -config.max_gaze, config.max_gaze))
+        shifts.append(basis @ np.clip(factor * (d_now - d_ref), -config.max_gaze, config.max_gaze))
     return shifts
 
 
 def retarget_eyes(
-    config: LandmarkAnimatorConfig, source: LandmarkSource, points: np.ndarray, driving: np.ndarray, initial: np.ndarray
+    config: LandmarkAnimatorConfig,
+    source: LandmarkSource,
+    points: np.ndarray,
+    driving: np.ndarray,
+    initial: np.ndarray,
+    lids: float = 1.0,
 ) -> None:
-    """In place: lids at the driver's opening ratio; iris points kept between them."""
-    for eye, ratio in zip(EYES, opening(config, driving, initial)):
+    """In place: lids at the driver's opening ratio (``lids`` of its change); iris
+    points kept between them."""
+    for eye, ratio in zip(EYES, opening(config, driving, initial, lids)):
         a, b = eye["corners"]
         # Similarity taking the source eye's corners to the target's (2 points fix it).
         src_frame = eye_frame(source.landmarks[a, :2], source.landmarks[b, :2])
