@@ -123,6 +123,22 @@ def test_rays_starting_inside_do_not_hit():
     assert not found.hit.any()
 
 
+def test_rays_entering_the_bounding_sphere_inside_the_shape_hit_at_the_entry_when_asked():
+    # a shape larger than the bounding sphere: every ray's entry sample is already inside
+    origins = torch.tensor([[[0.0, 0.0, -3.0], [0.3, 0.0, -3.0]]])
+    dirs = torch.tensor([[[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]]])
+    assert not trace(sphere_sdf([2.0]), origins, dirs, level=0.0, radius=1.2, num_samples=16).hit.any()
+    found = trace(sphere_sdf([2.0]), origins, dirs, level=0.0, radius=1.2, num_samples=16, entry_inside_hits=True)
+    assert found.hit.all()
+    entry = 3.0 - torch.sqrt(1.2**2 - torch.tensor([0.0, 0.3]) ** 2)
+    torch.testing.assert_close(found.t[0], entry)
+    # a shape inside the sphere is traced as before
+    normal = trace(sphere_sdf([0.5]), origins, dirs, level=0.0, radius=1.2, num_samples=16, entry_inside_hits=True)
+    torch.testing.assert_close(
+        normal.t, trace(sphere_sdf([0.5]), origins, dirs, level=0.0, radius=1.2, num_samples=16).t
+    )
+
+
 def test_non_finite_outside_values_are_handled():
     # Points without a canonical correspondence are reported as +inf ("surely outside"):
     # here the front cap of the sphere (z < -0.45), so rays enter through the cut or the sphere.

@@ -8,6 +8,8 @@ import pytest
 
 pytest.importorskip("mediapipe")
 
+from portrait_crop import portrait_crop  # noqa: E402
+
 from reanimate.animators.landmarks import (  # noqa: E402
     DrivingFace,
     LandmarkAnimator,
@@ -17,7 +19,7 @@ from reanimate.animators.landmarks import (  # noqa: E402
     mouth_openness,
 )
 from reanimate.cli import main  # noqa: E402
-from reanimate.faces import FaceMesh, crop_face, square_box, topology  # noqa: E402
+from reanimate.faces import FaceMesh, square_box, topology  # noqa: E402
 from reanimate.faces.edit import close_eyes, open_mouth, turn_head  # noqa: E402
 from reanimate.geometry.mesh import signed_areas  # noqa: E402
 from reanimate.io import open_frames, open_writer, read_image  # noqa: E402
@@ -33,14 +35,8 @@ def portrait():
 
 
 @pytest.fixture(scope="module")
-def crop(portrait):
-    with FaceMesh() as mesh:
-        face = mesh.detect(portrait)[0]
-    box = square_box(face.box, portrait.shape[:2], 0.45)
-    image = crop_face(portrait, box, SIZE)
-    with FaceMesh() as mesh:
-        landmarks = mesh.detect(image)[0].landmarks.astype(np.float64)
-    return image, landmarks
+def crop():
+    return portrait_crop(SIZE)
 
 
 @pytest.fixture(scope="module")

@@ -290,6 +290,7 @@ class ImplicitAvatar(nn.Module):
                 num_samples=t.num_samples,
                 secant_steps=t.secant_steps,
                 chunk=t.chunk,
+                entry_inside_hits=True,
             )
             found = self.correspond(traced.points, frames)
         hit = traced.hit & found.valid

@@ -126,6 +126,7 @@ def trace(
     *,
     centre: Sequence[float] | Tensor | None = None,
     inside_above: bool = False,
+    entry_inside_hits: bool = False,
 ) -> Trace:
     """First entry of rays into the surface ``occupancy = level`` (no autograd).
 
@@ -141,10 +142,16 @@ def trace(
         centre: bounding sphere centre, ``None`` for the origin.
         inside_above: occupancy above ``level`` is inside; ``False`` (default, the
             authors' and :mod:`reanimate.avatar.fields`' convention) for below.
+        entry_inside_hits: a ray whose first sample (its entry into the bounding sphere)
+            is already inside hits there, at ``t = near`` (as IDR's sphere tracer, which
+            stops at once where the value is below the level). Fitting needs it: when the
+            shape grows to the sphere, such rays would otherwise count as misses, and the
+            mask loss would push their most-inside points further in (the shape floods
+            the sphere); as hits, the background ones are pushed back out.
 
     Returns:
-        :class:`Trace`. A ray whose first sample is already inside (an origin inside the
-        surface) or that never gets inside does not hit.
+        :class:`Trace`. A ray that never gets inside does not hit; nor, without
+        ``entry_inside_hits``, one whose first sample is already inside.
     """
     assert num_samples >= 2, f"num_samples must be at least 2, got {num_samples}"
     batch, rays = origins.shape[:2]
@@ -175,6 +182,7 @@ def trace(
         closest = (-(dirs * _centred(origins, centre)).sum(-1) / (dirs * dirs).sum(-1)).clamp_min(0)
         min_t = torch.where(in_sphere, min_t, closest)
 
+        entry = in_sphere & inside[..., 0] if entry_inside_hits else torch.zeros_like(hit)
         t = min_t
         if bool(hit.any()):
             before = (first - 1).clamp_min(0)
@@ -182,6 +190,8 @@ def trace(
             bracket_v = (values.gather(-1, before).squeeze(-1), values.gather(-1, first).squeeze(-1))
             t_hit = _refine(inside_value, origins, dirs, hit, bracket_t, bracket_v, secant_steps)
             t = torch.where(hit, t_hit, min_t)
+        t = torch.where(entry, near, t)
+        hit = hit | entry
         points = origins + t.unsqueeze(-1) * dirs
         min_points = origins + min_t.unsqueeze(-1) * dirs
         return Trace(points=points, t=t, hit=hit, min_points=min_points, min_t=min_t, in_sphere=in_sphere)

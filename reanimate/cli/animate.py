@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..io.writing import DEFAULT_CRF, DEFAULT_PRESET, X264_PRESETS
 from ..motion import HEAD_ATTRIBUTES
 from .common import add_model_args, parse_bool
 
@@ -136,6 +137,13 @@ def add_animate_command(sub) -> None:
         metavar="F",
         help="fail if more than this fraction of driving frames has no face (default 0.5)",
     )
+    faces.add_argument(
+        "--face-kind",
+        choices=("auto", "human", "other"),
+        default="auto",
+        help="auto (default): MediaPipe's face detector says whether the source face is human; other (an "
+        "animal): no teeth from the driver, no lash lines on blinks (the landmark animator)",
+    )
     p.add_argument("--smooth", choices=("one-euro", "kalman"), help="filter driving keypoints over time against jitter")
     p.add_argument("--stats", action="store_true", help="print frames, speed per stage and keypoint jitter")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -146,6 +154,23 @@ def add_animate_command(sub) -> None:
     p.add_argument(
         "--visualize", action="store_true", help="write source | driving+keypoints | result | occlusion side by side"
     )
+    encoding = p.add_argument_group("video encoding")
+    encoding.add_argument(
+        "--crf",
+        type=int,
+        default=DEFAULT_CRF,
+        metavar="N",
+        help=f"quality of a video output, lower is better: H.264 0..51 (default {DEFAULT_CRF}, visually "
+        "near-lossless), .webm 0..63",
+    )
+    encoding.add_argument(
+        "--preset",
+        choices=X264_PRESETS,
+        default=DEFAULT_PRESET,
+        metavar="NAME",
+        help=f"libx264's speed against file size (default {DEFAULT_PRESET}): about the same quality at one "
+        f"--crf, slower presets give smaller files; {', '.join(X264_PRESETS)}",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
@@ -153,13 +178,18 @@ def run_animate(args: argparse.Namespace) -> int:
     from ..pipelines import animate
 
     transfer = parse_transfer(args.transfer)
+    model, config = args.model, args.config
+    if args.face_kind != "auto":  # a setting of the landmark animator, handed to it as its config
+        from ..animators.landmarks.animator import face_kind_request
+
+        model, config = face_kind_request(args.face_kind, args.model, args.checkpoint, args.config)
     result = animate(
         args.source,
         args.driving,
         args.output,
         checkpoint=args.checkpoint,
-        model=args.model,
-        config=args.config,
+        model=model,
+        config=config,
         align_corners=args.align_corners,
         device=args.device,
         fp16=args.fp16,
@@ -187,6 +217,8 @@ def run_animate(args: argparse.Namespace) -> int:
         lips=args.lips,
         lips_only=args.lips_only,
         blinks=args.blinks,
+        crf=args.crf,
+        preset=args.preset,
     )
     if not args.quiet:
         for note in result.notes:

@@ -69,6 +69,12 @@ def add_avatar_commands(sub) -> None:
     q.add_argument("--flame-landmarks", metavar="NPY", help="FLAME's landmark embedding (landmark_embedding.npy)")
     q.add_argument("--size", type=int, default=256, help="side of the square crops in pixels (default 256)")
     q.add_argument(
+        "--focal",
+        type=float,
+        help="the camera's focal length in crop pixels (default: fitted); e.g. another clip's track's, "
+        "so that both share one camera",
+    )
+    q.add_argument(
         "--masks",
         metavar="DIR",
         help="foreground masks instead of the selfie segmentation: a folder of mask images, one per frame in "
@@ -187,6 +193,8 @@ def _train_options(args: argparse.Namespace):
 def _run_track(args: argparse.Namespace) -> int:
     from ..pipelines import avatar
 
+    if args.focal is not None:
+        _check_positive(args.focal, "--focal")
     result = avatar.track(
         args.video,
         args.output,
@@ -196,10 +204,12 @@ def _run_track(args: argparse.Namespace) -> int:
         flame_landmarks=args.flame_landmarks,
         overwrite=args.overwrite,
         progress=not args.quiet,
+        focal=args.focal,
     )
     print(
         f"tracked {result.frames} frames ({result.visible} with a face; masks: {result.masks}) to "
-        f"{result.folder.path}; fit error: {result.error_px:.2f} px mean landmark distance",
+        f"{result.folder.path}; fit error: {result.error_px:.2f} px mean landmark distance; "
+        f"focal {result.folder.tracking.focal:.1f} px",
         file=sys.stderr,
     )
     return 0

@@ -8,6 +8,7 @@ this package does not need it; :class:`FaceMesh` raises a one-line
 
 from reanimate.faces.best_frame import best_frame_index, normalized_landmarks
 from reanimate.faces.crop import (
+    PasteCanvas,
     crop_face,
     feather_mask,
     paste_back,
@@ -34,6 +35,7 @@ __all__ = [
     "FaceTrack",
     "FaceTracker",
     "HeadPose",
+    "PasteCanvas",
     "best_frame_index",
     "box_iou",
     "crop_face",

@@ -31,9 +31,10 @@ import numpy as np
 from ..animators.base import Animator, DrivingBatch, Motion, Requirements, Retarget, Source, Transfer
 from ..animators.registry import build_animator
 from ..errors import InputError, OutputError, ReanimateError
-from ..faces import Face, FaceMesh, best_frame_index, crop_face, feather_mask, paste_back_into, square_box
+from ..faces import Face, FaceMesh, PasteCanvas, best_frame_index, crop_face, feather_mask, paste_back_into, square_box
 from ..geometry import normalized_shape
 from ..io import fit_to_shape, is_image_path, open_frames, open_writer, read_image, write_image
+from ..io.writing import DEFAULT_CRF, DEFAULT_PRESET, X264_PRESETS
 from ..motion import HEAD_ATTRIBUTES
 from ..smoothing import JitterMeter, make_smoother
 from ..visualize import visualize_batch
@@ -93,6 +94,10 @@ class AnimationOptions:
     # "one": the face face_index picks (default the largest); "all": every face of the
     # source (a group photo), each animated by the same driver and pasted back
     faces: str = "one"
+    # video output quality (H.264 0..51, VP9 0..63; lower is better) and libx264's
+    # speed/size trade-off (io.writing.X264_PRESETS)
+    crf: int = DEFAULT_CRF
+    preset: str = DEFAULT_PRESET
 
 
 @dataclass
@@ -384,7 +389,14 @@ class AnimationPipeline:
         with open_frames(driving_path, fps=fps) as reader:
             # Fail on an unwritable output before decoding the whole video.
             with (
-                open_writer(output_path, reader.fps, audio_from=driving_path, overwrite=options.overwrite) as writer,
+                open_writer(
+                    output_path,
+                    reader.fps,
+                    audio_from=driving_path,
+                    overwrite=options.overwrite,
+                    crf=options.crf,
+                    preset=options.preset,
+                ) as writer,
                 contextlib.ExitStack() as resources,
             ):
                 tracker = resources.enter_context(_DrivingFaces()) if per_frame_landmarks else None
@@ -393,7 +405,9 @@ class AnimationPipeline:
                 )
                 smoother = make_smoother(options.smooth, reader.fps)
                 raw_jitter, jitter = JitterMeter(), JitterMeter()
-                canvas = source_image.copy() if plan.paste else None
+                # The source is the canvas: outside the face boxes no output frame changes.
+                canvas = paste_canvas(source_image, faces) if plan.paste else None
+                del source_image  # the canvas is all the frames need of it (4096x4096: 48 MB)
                 # With relative motion every frame only depends on itself and the
                 # reference frame, so animating "forward and backward from the best
                 # frame" (reference demo) equals one pass in display order.
@@ -423,15 +437,29 @@ class AnimationPipeline:
                             rendered = [self.animator.render(f.source, motion, initial, plan.transfer) for f in faces]
                             if done == 0 and batch.notes:
                                 notes.append(f"{Path(driving_path).name}: {batch.notes[0]}")
-                        with timer("paste"):
-                            if plan.paste:
-                                out = paste_faces(canvas, source_image, [r.frames for r in rendered], faces)
-                            else:
-                                out = rendered[0].frames
-                            if options.visualize:
-                                out = visualize_batch(first.source, batch, motion, rendered[0], out, self.size)
-                        with timer("encode"):
-                            writer.write(out)
+                        if plan.paste and not options.visualize:
+                            # Frame by frame into the one canvas; the writer converts
+                            # (copies) only the boxes and encodes in its own thread.
+                            for n in range(len(frames)):
+                                with timer("paste"):
+                                    out = canvas.paste([r.frames[n] for r in rendered])
+                                with timer("encode"):
+                                    writer.write(out, changed=canvas.changed)
+                        else:
+                            with timer("paste"):
+                                if plan.paste:
+                                    out = np.stack(
+                                        [
+                                            canvas.paste([r.frames[n] for r in rendered]).copy()
+                                            for n in range(len(frames))
+                                        ]
+                                    )
+                                else:
+                                    out = rendered[0].frames
+                                if options.visualize:
+                                    out = visualize_batch(first.source, batch, motion, rendered[0], out, self.size)
+                            with timer("encode"):
+                                writer.write(out)
                         done += len(frames)
                         bar.update(len(frames))
                 if done == 0:
@@ -513,7 +541,7 @@ class AnimationPipeline:
                 rendered.append(self.animator.render(face.source, motion, reference, transfer))
         with timer("paste"):
             if plan.paste:
-                out = paste_faces(source_image.copy(), source_image, [r.frames for r in rendered], faces)
+                out = paste_canvas(source_image, faces).paste([r.frames[0] for r in rendered])[None]
             else:
                 out = rendered[0].frames
             if options.visualize:
@@ -522,7 +550,9 @@ class AnimationPipeline:
             if is_image_path(output_path):
                 write_image(Path(output_path), out[0])
             else:
-                with open_writer(output_path, STILL_FPS, overwrite=options.overwrite) as writer:
+                with open_writer(
+                    output_path, STILL_FPS, overwrite=options.overwrite, crf=options.crf, preset=options.preset
+                ) as writer:
                     writer.write(out)
         return 1
 
@@ -539,6 +569,13 @@ def _check_output(output_path, still: bool, options: AnimationOptions) -> None:
             output_path,
             "an image is written only for a still driving image; give a video file or a folder for the frames",
         )
+    top = 63 if Path(output_path).suffix.lower() == ".webm" else 51
+    if isinstance(options.crf, bool) or int(options.crf) != options.crf or not 0 <= options.crf <= top:
+        raise ReanimateError(
+            f"--crf {options.crf}: expected an integer from 0 to {top} (lower is better; default {DEFAULT_CRF})"
+        )
+    if options.preset not in X264_PRESETS:
+        raise ReanimateError(f"--preset {options.preset}: expected one of {', '.join(X264_PRESETS)}")
     if still and (options.find_best_frame or options.best_frame is not None):
         option = "--find-best-frame" if options.find_best_frame else "--best-frame"
         raise ReanimateError(f"{option}: a still driving image has one frame (its reference is the source itself)")
@@ -591,22 +628,10 @@ def _check_options(options: AnimationOptions) -> None:
         raise ReanimateError(f"--max-missing must be between 0 and 1, got {options.max_missing}")
 
 
-def paste_faces(canvas: np.ndarray, source: np.ndarray, crops: list[np.ndarray], faces: list[SourceFace]) -> np.ndarray:
-    """Full-size frames ``(N, H, W, 3)``: the source with every face's animated crops
-    (``crops[i]`` ``(N, S, S, 3)`` for ``faces[i]``) blended in at its box with its
-    mask. ``canvas`` is a reused buffer, a copy of ``source``; only the boxes are
-    restored and blended."""
-    if len(faces) == 1:
-        return paste_crops(canvas, source, crops[0], faces[0].box, faces[0].mask)
-    out = []
-    for n in range(len(crops[0])):
-        for face in faces:
-            x0, y0, x1, y1 = (int(v) for v in face.box)
-            canvas[y0:y1, x0:x1] = source[y0:y1, x0:x1]
-        for face, frames in zip(faces, crops):
-            paste_back_into(canvas, frames[n], face.box, face.mask)
-        out.append(canvas.copy())
-    return np.stack(out)
+def paste_canvas(source: np.ndarray, faces: list[SourceFace]) -> PasteCanvas:
+    """A :class:`~reanimate.faces.PasteCanvas` for every face's box and paste mask, on
+    ``source`` itself when it is writable (then written in place), else on a copy."""
+    return PasteCanvas(source, [f.box for f in faces], [f.mask for f in faces], copy=not source.flags.writeable)
 
 
 def face_masks(face_boxes, crop_boxes, size: int, feather: float = PASTE_FEATHER) -> list[np.ndarray]:

@@ -214,6 +214,7 @@ def track(
     flame_landmarks: str | os.PathLike | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    focal: float | None = None,
 ) -> TrackResult:
     """Track ``video`` (a file or frame folder) into the track folder ``output``
     (:mod:`reanimate.avatar.tracking`). ``masks``: a folder of foreground mask images, one
@@ -235,7 +236,7 @@ def track(
             raise InputError(masks, "--masks: the folder has no images")
     the_rig = load_rig(rig_spec(rig, flame_landmarks))
     _check_video_rig(the_rig)
-    config = TrackConfig(size=size)
+    config = TrackConfig(size=size, focal=focal)
     if mask_files is None:
         return TrackResult(track_to_folder(video, output, the_rig, config, overwrite, progress), "selfie segmentation")
     found = video_landmarks(video, progress)

@@ -41,6 +41,9 @@ How a frame is made (FOMM Sec. 3 with hand-made parts in place of the networks):
 6. **Mouth interior.** When the driver opens a mouth that the source keeps closed, the
    revealed interior is filled from the driver's mouth (warped into place and
    colour-matched to the source's lips) instead of stretching lip texture.
+7. **Faces that are not human** (:mod:`reanimate.faces.kind`, decided once per source
+   or set by ``config.face_kind``): no mouth interior from the driver (a shadow in the
+   source's lip colour), no lash lines and no eyeball layer.
 
 All work happens on a square face crop of ``config.size`` pixels; the pipeline crops
 and pastes back. The same drawing (steps 3-6) renders head edits: the source's landmarks

@@ -28,7 +28,7 @@ from ..base import (
     Transfer,
 )
 from ..registry import BuildRequest, Family, register_family
-from . import DrivingFace, LandmarkAnimator, to_pixels
+from . import DrivingFace, LandmarkAnimator, LandmarkAnimatorConfig, to_pixels
 
 #: crop margin per side: the animator needs room around the face for its anchor rings
 LANDMARK_CROP_INCREASE = 0.45
@@ -142,12 +142,25 @@ def _one(heads: HeadMotion, index: int) -> HeadMotion:
     return HeadMotion(*(getattr(heads, f.name)[index : index + 1] for f in dataclasses.fields(heads)))
 
 
+def face_kind_request(kind: str, model: str, checkpoint, config) -> tuple[str, LandmarkAnimatorConfig]:
+    """``--face-kind human|other``: the family and config to build (the landmark
+    animator's config with ``face_kind`` set); one line for any other model."""
+    if checkpoint is not None or config is not None or model not in ("auto", "landmarks"):
+        raise ReanimateError(
+            "--face-kind is a setting of the zero-shot landmark animator: drop --checkpoint, --config and --model"
+        )
+    return "landmarks", LandmarkAnimatorConfig(face_kind=kind)
+
+
 def _build(request: BuildRequest) -> LandmarkFaceAnimator:
-    if request.config is not None:
+    engine = None
+    if isinstance(request.config, LandmarkAnimatorConfig):  # Python callers, --face-kind
+        engine = LandmarkAnimator(request.config)
+    elif request.config is not None:
         raise ReanimateError("--model landmarks takes no --config (it has no networks)")
     if request.fp16:
         raise ReanimateError("--fp16: the landmark animator runs on the CPU in float32 (drop --fp16)")
-    animator = LandmarkFaceAnimator()
+    animator = LandmarkFaceAnimator(engine)
     if request.device != "auto" and select_device(request.device).type != "cpu":
         animator.notes.append(f"--device {request.device}: the landmark animator runs on the CPU")
     return animator

@@ -51,6 +51,11 @@ class LandmarkAnimatorConfig:
     sliver_area: float = 0.05  # skin triangles smaller than this times the median are not checked for flips
     mouth_fill: bool = True  # fill a newly opened mouth from the driver's mouth
     mouth_feather: float = 1.5  # blur of the mouth mask, pixels
+    # Human or not (faces.kind): on other faces (an animal's) no borrowed mouth interior
+    # and no lash lines are drawn; the mouth stretches the source's own and closing lids
+    # take the skin or fur around the eye. "auto" asks MediaPipe's face detector once per
+    # source; "human" or "other" decides without it.
+    face_kind: str = "auto"
 
 
 EYES = (

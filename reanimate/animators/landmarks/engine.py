@@ -95,12 +95,21 @@ class LandmarkAnimator:
         depth = np.concatenate([points[:, 2], source.depth[len(points) :]])
         if change is None:
             return self.render(source, nodes, depth)
-        gaze = self.gaze_shifts(source, change.landmarks, change.reference, change.gaze) if self.config.gaze else None
+        # The eyeball layer (a movable iris over the white of the eye) is a human eye's:
+        # on other faces the eyes ride with the lids.
+        gaze = (
+            self.gaze_shifts(source, change.landmarks, change.reference, change.gaze)
+            if self.config.gaze and source.human
+            else None
+        )
         closing = transfers.closing(self.config, change.landmarks, change.reference, change.lids)
         out = self.render(source, nodes, depth, self.lifted_lids(source, closing), gaze, closing)
         if self.config.mouth_fill:
             size = transfers.head_size_ratio(source, points)
-            mouth.fill_mouth(self.config, source, out, nodes[: len(points)], change.frame, change.landmarks, size)
+            # The driver's (human) teeth and tongue do not belong in another face's mouth:
+            # it opens onto a shadow in its own lips' colour instead.
+            frame = change.frame if source.human else None
+            mouth.fill_mouth(self.config, source, out, nodes[: len(points)], frame, change.landmarks, size)
         return out
 
     # -- motion transfer (.transfer) ------------------------------------------------------

@@ -149,9 +149,11 @@ def draw_lids(
     map_y: np.ndarray,
     nodes: np.ndarray,
     closing: np.ndarray,
+    lash: bool = True,
 ) -> None:
     """In place: each closing eye's lid layer and lash line (:func:`draw_closed_lid`),
-    at the target ``nodes``; ``closing`` ``(2,)`` per eye (0 open, 1 closed)."""
+    at the target ``nodes``; ``closing`` ``(2,)`` per eye (0 open, 1 closed).
+    ``lash=False``: no lash line (a face that is not human, :mod:`reanimate.faces.kind`)."""
     for eye, amount in zip(EYES, closing):
         width = eye_width(nodes, eye)
         draw_closed_lid(
@@ -162,7 +164,7 @@ def draw_lids(
             nodes[list(eye["loop"])],
             lid_line(nodes, eye, nodes[eye["pairs"][:, 0]]),
             float(np.clip(amount, 0.0, 1.0)),
-            config.lash_width * width,
+            config.lash_width * width if lash else 0.0,
             int(np.ceil(width)),
         )
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ...faces.kind import HUMAN, face_kind
 from ...faces.lids import LidLayer
 from ...faces.pose import head_rotation
 from ...geometry import box_to_normalized, normalized_to_box
@@ -93,6 +94,7 @@ class LandmarkSource:
     rotation: np.ndarray  # (3, 3) head orientation (faces.pose.head_rotation)
     eyeballs: list[Eyeball]  # per eye (person's right, left): the gaze layer
     lids: LidLayer | None  # what closed lids show (config.lid_fill)
+    human: bool = True  # faces.kind: False draws no borrowed mouth interior and no lash lines
 
     @property
     def side(self) -> float:
@@ -170,4 +172,5 @@ def encode_source(config: LandmarkAnimatorConfig, image: np.ndarray, landmarks: 
         head_rotation(landmarks),
         eyeballs,
         lids,
+        face_kind(image, landmarks, cfg.face_kind) == HUMAN,
     )

@@ -185,7 +185,7 @@ def render(
         for eye, layer, shift in zip(EYES, source.eyeballs, gaze):
             draw_eyeball(out, layer, nodes[list(eye["loop"])], map_x, map_y, shift)
     if closing is not None and source.lids is not None:
-        draw_lids(config, out, source.lids, map_x, map_y, nodes, closing)
+        draw_lids(config, out, source.lids, map_x, map_y, nodes, closing, lash=source.human)
     return out
 
 
