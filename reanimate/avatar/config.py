@@ -24,29 +24,18 @@ from the rig and need not be written; a value that is written must agree with th
 from __future__ import annotations
 
 import copy
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import yaml
 
-from .fields import AvatarFieldsConfig
+from .fields import AvatarFieldsConfig, strict_config
 from .model import ImplicitAvatar, TracingConfig
 from .rig import Rig
 from .rigs import load_rig
 
 FAMILY = "avatar"
-
-
-def _strict_dataclass(cls, params: dict[str, Any], where: str):
-    if not isinstance(params, dict):
-        raise ValueError(f"{where} must be a mapping, got {type(params).__name__}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(params) - names)
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}")
-    return cls(**params)
 
 
 def fields_for_rig(params: dict[str, Any], rig: Rig) -> AvatarFieldsConfig:
@@ -94,7 +83,7 @@ class AvatarConfig:
             raise ValueError(f"model_params.rig must be ict, procedural or {{flame: FILE}}, got {rig!r}")
         fields = params.get("fields") or {}
         AvatarFieldsConfig.from_dict(copy.deepcopy(fields))  # key check now, sizes with the rig
-        tracing = _strict_dataclass(TracingConfig, params.get("tracing") or {}, "model_params.tracing")
+        tracing = strict_config(TracingConfig, params.get("tracing") or {}, "model_params.tracing")
         return cls(rig=rig, fields=fields, tracing=tracing, name=name, raw=copy.deepcopy(doc))
 
     def to_yaml(self) -> str:

@@ -432,7 +432,8 @@ SECTIONS = {
 }
 
 
-def _strict(config_class, params: Any, where: str):
+def strict_config(config_class, params: Any, where: str):
+    """A config dataclass from a mapping; an unknown key or a wrong type is a one-line ValueError."""
     if not isinstance(params, dict):
         raise ValueError(f"{where} must be a mapping, got {type(params).__name__}")
     names = [f.name for f in dataclasses.fields(config_class)]
@@ -501,7 +502,7 @@ class AvatarFieldsConfig:
         unknown = sorted(set(params) - set(SECTIONS))
         if unknown:
             raise ValueError(f"unknown section(s) {', '.join(unknown)} (known: {', '.join(SECTIONS)})")
-        return cls(**{name: _strict(SECTIONS[name], params.get(name) or {}, name) for name in SECTIONS})
+        return cls(**{name: strict_config(SECTIONS[name], params.get(name) or {}, name) for name in SECTIONS})
 
     def to_dict(self) -> dict[str, Any]:
         """The mapping :meth:`from_dict` reads (lists for tuples, YAML-friendly)."""
