@@ -16,6 +16,7 @@ from .animate import add_animate_command, run_animate
 from .avatar import AVATAR_COMMANDS, add_avatar_commands, run_avatar_command
 from .edit import add_edit_command, run_edit
 from .evaluation import add_evaluation_command, run_evaluation_command
+from .export import add_export_command, run_export
 from .faces import FACE_COMMANDS, add_face_commands, run_face_command
 from .heads import HEAD_COMMANDS, add_head_commands, run_head_command
 from .mmfa import MMFA_COMMANDS, add_mmfa_commands, run_mmfa_command
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_animate_command(sub)
     add_edit_command(sub)
     add_model_commands(sub)
+    add_export_command(sub)
     add_face_commands(sub)
     add_training_commands(sub)
     add_head_commands(sub)
@@ -50,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
         return run_edit(args)
     if args.command in MODEL_COMMANDS:
         return run_model_command(args)
+    if args.command == "export":
+        return run_export(args)
     if args.command in FACE_COMMANDS:
         return run_face_command(args)
     if args.command == "evaluate":

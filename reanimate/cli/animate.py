@@ -147,6 +147,13 @@ def add_animate_command(sub) -> None:
     p.add_argument("--smooth", choices=("one-euro", "kalman"), help="filter driving keypoints over time against jitter")
     p.add_argument("--stats", action="store_true", help="print frames, speed per stage and keypoint jitter")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument(
+        "--backend",
+        choices=("torch", "onnxruntime"),
+        default="torch",
+        help="torch (default) or onnxruntime: run an ONNX export of a fomm-family model (reanimate export "
+        "--format onnx; --checkpoint is then its folder) on the CPU",
+    )
     p.add_argument("--batch-size", type=int, default=4, help="driving frames per model call")
     p.add_argument("--fp16", action="store_true", help="half precision (CUDA only)")
     p.add_argument("--pad", action="store_true", help="letterbox non-square inputs instead of centre-cropping")
@@ -183,6 +190,9 @@ def run_animate(args: argparse.Namespace) -> int:
         from ..animators.landmarks.animator import face_kind_request
 
         model, config = face_kind_request(args.face_kind, args.model, args.checkpoint, args.config)
+    from ..animators.onnx_fomm import backend_request
+
+    model, config = backend_request(args.backend, model, args.checkpoint, config, args.fp16)
     result = animate(
         args.source,
         args.driving,

@@ -15,8 +15,31 @@ from __future__ import annotations
 import torch
 
 
+def inverse_2x2(matrix: torch.Tensor) -> torch.Tensor:
+    """The inverse of 2x2 matrices in closed form, ``[[d, -b], [-c, a]] / (ad - bc)``.
+
+    Equal to ``torch.linalg.inv`` up to float rounding, but made of elementwise
+    operations only: ``torch.inverse`` has no ONNX operator, and this exports and runs
+    in ONNX Runtime (``reanimate export``). Singular matrices give inf/nan as division
+    by zero does (``torch.linalg.inv`` raises instead).
+
+    Args:
+        matrix: ``(..., 2, 2)``.
+
+    Returns:
+        ``(..., 2, 2)``.
+    """
+    assert matrix.shape[-2:] == (2, 2), f"expected (..., 2, 2) matrices, got {tuple(matrix.shape)}"
+    a, b = matrix[..., 0, 0], matrix[..., 0, 1]
+    c, d = matrix[..., 1, 0], matrix[..., 1, 1]
+    det = a * d - b * c
+    rows = [torch.stack([d, -b], dim=-1), torch.stack([-c, a], dim=-1)]
+    return torch.stack(rows, dim=-2) / det[..., None, None]
+
+
 def compose_jacobians(jacobian_source: torch.Tensor, jacobian_driving: torch.Tensor) -> torch.Tensor:
-    """``J_k = J_S J_D^{-1}`` (FOMM supp. Eq. 5).
+    """``J_k = J_S J_D^{-1}`` (FOMM supp. Eq. 5); 2x2 maps are inverted in closed form
+    (:func:`inverse_2x2`, exportable to ONNX), larger ones by ``torch.linalg.inv``.
 
     Args:
         jacobian_source, jacobian_driving: ``(..., D, D)``.
@@ -24,7 +47,9 @@ def compose_jacobians(jacobian_source: torch.Tensor, jacobian_driving: torch.Ten
     Returns:
         ``(..., D, D)``.
     """
-    return torch.matmul(jacobian_source, torch.inverse(jacobian_driving))
+    if jacobian_driving.shape[-2:] == (2, 2):
+        return torch.matmul(jacobian_source, inverse_2x2(jacobian_driving))
+    return torch.matmul(jacobian_source, torch.linalg.inv(jacobian_driving))
 
 
 def local_affine_motion(
