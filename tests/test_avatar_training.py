@@ -16,7 +16,9 @@ from reanimate.avatar.model import FrameBatch
 from reanimate.avatar.rigs.procedural import procedural_rig
 from reanimate.avatar.tracking import load_tracking
 from reanimate.errors import InputError
+from reanimate.training.avatar_config import AvatarTrainConfig
 from reanimate.training.avatar_losses import AvatarLossWeights
+from reanimate.training.avatar_rig_prior import rig_prior_loss, warm_up_deformation
 from reanimate.training.avatar_trainer import avatar_losses
 from reanimate.training.loop import TrainOptions, resume, train
 
@@ -134,3 +136,48 @@ def test_a_track_of_another_rig_is_refused(track, tmp_path):
     shutil.copytree(track, copy)
     with pytest.raises(InputError, match="tracked with the procedural rig but the config uses ict"):
         train(doc, tmp_path / "run", TrainOptions(data_root=str(copy), progress=False, tensorboard=False))
+
+
+def test_the_rig_prior_warm_start_fits_the_deformation_to_the_rig(track):
+    folder = load_tracking(track)
+    model = build_avatar(AvatarConfig.from_document(tiny_document()), folder.tracking.shape)
+    vertices = model.canonical_vertices[None]
+    target = model.rig_targets(torch.arange(vertices.shape[1]))
+
+    def weight_error():
+        with torch.no_grad():
+            return float((model.deformation(vertices).weights[0] - target.weights).abs().sum(-1).mean())
+
+    before = weight_error()
+    geometry = {k: v.clone() for k, v in model.geometry.state_dict().items()}
+    losses = warm_up_deformation(
+        model, 150, AvatarLossWeights(), num_points=256, lr=3e-3, generator=torch.Generator().manual_seed(0)
+    )
+    assert len(losses) == 150 and sum(losses[-10:]) < 0.3 * sum(losses[:10])
+    assert weight_error() < 0.5 * before
+    # only the deformation network moves
+    for key, value in model.geometry.state_dict().items():
+        torch.testing.assert_close(value, geometry[key], rtol=0, atol=0)
+    # the per-step term is the same loss, differentiable w.r.t. the deformation network alone
+    loss = rig_prior_loss(model, AvatarLossWeights(), 64, torch.Generator().manual_seed(1))
+    loss.backward()
+    assert model.deformation.skinning.weight.grad is not None
+    assert all(p.grad is None for p in model.geometry.parameters())
+    assert warm_up_deformation(model, 0, AvatarLossWeights()) == []
+
+
+def test_a_warm_started_fit_with_the_rig_prior_resumes_exactly(track, tmp_path):
+    doc = tiny_document()
+    doc["train_params"].update(num_epochs=2, deformation_warmup_steps=20, rig_prior_points=64)
+    doc["train_params"]["loss_weights"] = {"rig_prior": 1.0}
+    options = dict(data_root=str(track), progress=False, tensorboard=False)
+    train(doc, tmp_path / "full", TrainOptions(**options))
+    train(doc, tmp_path / "part", TrainOptions(**options, max_steps=3))
+    resume(tmp_path / "part", TrainOptions(progress=False, tensorboard=False))
+    assert all("rig_prior" in v for v in losses_of(tmp_path / "full" / "log.jsonl"))
+    x = load_file(tmp_path / "full" / "checkpoints" / "step-00000008" / "model.safetensors")
+    y = load_file(tmp_path / "part" / "checkpoints" / "step-00000008" / "model.safetensors")
+    for key in x:
+        torch.testing.assert_close(x[key], y[key], rtol=0, atol=0, msg=key)
+    with pytest.raises(ValueError, match="deformation_warmup_steps"):
+        AvatarTrainConfig.from_dict({"deformation_warmup_steps": -1})

@@ -27,6 +27,8 @@ class AvatarTrainConfig(LoopConfig):
     refine_frames: bool = False  # also learn per-frame expression and pose corrections (own Adam)
     lr_frames: float = 1e-4  # the authors' learning_rate_cam
     hold_out_every: int = 0  # > 0: frames i with i % n == 0 are not trained on (an interpolation test split)
+    deformation_warmup_steps: int = 0  # > 0: fit the deformation network to the rig first (avatar_rig_prior)
+    rig_prior_points: int = 1024  # samples around the template per step for loss_weights.rig_prior
     lr_decay: float = 0.5  # supp. 2.5: halved at the milestone
     precise_bn_batches: int = 0
     num_workers: int = 0
@@ -42,6 +44,8 @@ class AvatarTrainConfig(LoopConfig):
             raise ValueError(f"box_fraction must be in [0, 1], got {self.box_fraction}")
         if self.hold_out_every < 0 or self.hold_out_every == 1:
             raise ValueError(f"hold_out_every must be 0 (off) or at least 2, got {self.hold_out_every}")
+        if self.deformation_warmup_steps < 0 or self.rig_prior_points < 1:
+            raise ValueError("deformation_warmup_steps must be >= 0 and rig_prior_points >= 1")
         if len(self.betas) != 2:
             raise ValueError(f"betas must be two numbers, got {self.betas}")
 

@@ -45,9 +45,10 @@ class AvatarLossWeights:
     expression_dirs: float = 10.0
     pose_dirs: float = 10.0
     dirs_scale: float = 10.0
+    rig_prior: float = 0.0  # ours, not the paper's: see reanimate.training.avatar_rig_prior
 
     def __post_init__(self) -> None:
-        for name in ("rgb", "mask", "lbs", "skinning", "expression_dirs", "pose_dirs"):
+        for name in ("rgb", "mask", "lbs", "skinning", "expression_dirs", "pose_dirs", "rig_prior"):
             if getattr(self, name) < 0:
                 raise ValueError(f"loss_weights.{name} must be >= 0, got {getattr(self, name)}")
         if not self.alpha > 0:

@@ -20,6 +20,7 @@ from ..avatar.tracking import load_tracking
 from ..errors import InputError
 from .avatar_config import AvatarTrainConfig
 from .avatar_losses import PSEUDO_GT_SQUARED_DISTANCE, mask_loss, nearest_vertices, pseudo_gt_loss, rgb_loss
+from .avatar_rig_prior import rig_prior_loss, warm_up_deformation
 from .loop import TrainingLoop
 
 
@@ -91,6 +92,11 @@ class AvatarTrainer(TrainingLoop):
             )
             self.optimizers["frames"] = self.adam(self.model.refinement.parameters(), tc.lr_frames, tuple(tc.betas))
 
+    def initialise(self) -> None:
+        tc = self.train_config
+        generator = torch.Generator().manual_seed(self.options.seed)
+        warm_up_deformation(self.model, tc.deformation_warmup_steps, tc.loss_weights, generator=generator)
+
     @staticmethod
     def averaged_networks(model) -> nn.ModuleList:
         return nn.ModuleList([model.geometry, model.texture, model.deformation])
@@ -108,12 +114,17 @@ class AvatarTrainer(TrainingLoop):
         tc = self.train_config
         image = batch["image"].to(self.device)
         b, _, h, w = image.shape
-        pixels = sample_pixels(batch["box"], h, w, tc.num_pixels, tc.box_fraction, self.step_generator())
+        generator = self.step_generator()
+        pixels = sample_pixels(batch["box"], h, w, tc.num_pixels, tc.box_fraction, generator)
         target = gather_pixels(image, pixels)
         foreground = gather_pixels(batch["mask"][:, None].float(), pixels)[..., 0].to(self.device) > 0.5
         with self._autocast():
             out = self.model(pixels.to(self.device), self.frames(batch), self.camera, foreground)
             losses = avatar_losses(self.model, out, target, foreground, tc.loss_weights)
+            if tc.loss_weights.rig_prior:
+                losses["rig_prior"] = tc.loss_weights.rig_prior * rig_prior_loss(
+                    self.model, tc.loss_weights, tc.rig_prior_points, generator
+                )
         values = self.generator_update(losses, list(self.optimizers))
         self.end_step()
         return values, batch, image, image

@@ -164,6 +164,10 @@ class TrainingLoop:
         """Set ``model``, ``ema``, ``optimizers`` and ``vgg_source`` (see the class doc)."""
         raise NotImplementedError
 
+    def initialise(self) -> None:
+        """A new run's warm start, before its first step (not called on resume: the
+        checkpoint holds its result). Default: nothing."""
+
     @staticmethod
     def averaged_networks(model: nn.Module) -> nn.ModuleList:
         """The networks of ``model`` that the weight average follows."""
@@ -461,6 +465,9 @@ def train(config, run_dir: str | os.PathLike, options: TrainOptions | None = Non
         raise InputError(config.name, "the config has no train_params section")
     trainer = _trainer_class(config.raw)(config, run_dir, options)
     try:
+        trainer.initialise()
+        if trainer.ema is not None:
+            update_ema(trainer.averaged_networks(trainer.ema), trainer.averaged_networks(trainer.model), 0.0)
         if trainer.context.is_main:
             _write_run_files(run_dir, config, options)
         distributed.barrier(trainer.context)
