@@ -18,6 +18,7 @@ from reanimate.animators.landmarks import (  # noqa: E402
     frontal_view,
     mouth_openness,
 )
+from reanimate.animators.landmarks.warp import mirror_weights  # noqa: E402
 from reanimate.cli import main  # noqa: E402
 from reanimate.faces import FaceMesh, square_box, topology  # noqa: E402
 from reanimate.faces.edit import close_eyes, open_mouth, turn_head  # noqa: E402
@@ -482,3 +483,84 @@ def test_closed_lid_layer_keeps_the_brows(crop):
     for brow in (topology.RIGHT_EYEBROW, topology.LEFT_EYEBROW):
         x, y = np.round(landmarks[list(brow), :2]).astype(int).T
         assert not changed[y, x].any()
+
+
+def test_a_turn_that_reveals_the_far_cheek_reads_it_from_the_mirror_side(crop, animator):
+    """A three-quarter source driven back to frontal: its far cheek, a foreshortened strip
+    in the source, is read from the other side of the face (warp.mirror_weights); a
+    still driver reveals nothing and reads nothing mirrored."""
+    image, landmarks = crop
+    three_quarter = turn_head(landmarks, yaw=45)
+    source = animator.encode_source(image, three_quarter)
+    side = float(SIZE - 1)
+    mc = source.mesh_count
+    # the tables: mirror triangles exist for nearly all skin, and mirror their corners
+    assert (source.mirror_index >= 0).mean() > 0.97
+    mirror = np.array(topology.MIRROR)
+    np.testing.assert_array_equal(source.mirror_texture[:mc], mirror[source.triangles[:mc]])
+    kp = animator.keypoints(np.stack([three_quarter, three_quarter]), (0, 0), side)
+    target, points = animator.transfer(source, DrivingFace(kp[0], three_quarter), DrivingFace(kp[1], three_quarter))
+    assert mirror_weights(animator.config, source, animator.target_nodes(source, points, target.jacobian)) is None
+    kp = animator.keypoints(np.stack([landmarks, three_quarter]), (0, 0), side)
+    target, points = animator.transfer(source, DrivingFace(kp[0], landmarks), DrivingFace(kp[1], three_quarter))
+    weights = mirror_weights(animator.config, source, animator.target_nodes(source, points, target.jacobian))
+    assert weights is not None
+    mirrored = weights[:mc] > 0.5
+    # the mirrored skin is what the source shows worst, and its mirror image better
+    assert mirrored.sum() > 10
+    assert np.median(source.visibility[mirrored]) < 0.5 * np.median(source.visibility)
+    assert (source.visibility[source.mirror_index[mirrored]] > source.visibility[mirrored]).all()
+    off = LandmarkAnimator(LandmarkAnimatorConfig(size=SIZE, mirror_fill=False))
+    nodes = animator.target_nodes(source, points, target.jacobian)
+    depth = np.concatenate([points[:, 2], source.depth[len(points) :]])
+    assert not np.array_equal(animator.render(source, nodes, depth), off.render(source, nodes, depth))
+
+
+def test_wide_mouth_on_thin_lips_does_not_fold_the_chin(crop, animator):
+    """A driver's wide-open mouth whose lower lip moves down past the skin below it:
+    untangled, no skin triangle that faces the camera flips (the fold cut a seam across
+    the chin and hid the lower lip)."""
+    image, landmarks = crop
+    source = animator.encode_source(image, landmarks)
+    driver = open_mouth(landmarks, 0.25)
+    lower_lip = [17, 84, 314, 181, 405, 91, 321]
+    driver[lower_lip, 1] += 0.06 * SIZE  # the lower lip pulled well below the skin under it
+    side = float(SIZE - 1)
+    kp = animator.keypoints(np.stack([driver, landmarks]), (0, 0), side)
+    target, points = animator.transfer(source, DrivingFace(kp[0], driver), DrivingFace(kp[1], landmarks))
+    skin = source.triangles[: source.mesh_count]
+    checked = np.abs(source.areas[: source.mesh_count]) > 0.05 * np.median(np.abs(source.areas[: source.mesh_count]))
+    off = LandmarkAnimator(LandmarkAnimatorConfig(size=SIZE, min_area_ratio=0.0))
+    folded = signed_areas(off.target_nodes(source, points, target.jacobian), skin) * source.front <= 0
+    assert (folded & checked).sum() > 0  # the case is real
+    nodes = animator.target_nodes(source, points, target.jacobian)
+    assert ((signed_areas(nodes, skin) * source.front <= 0) & checked).sum() == 0
+    # only landmarks move; the anchors stay
+    n = len(landmarks)
+    np.testing.assert_array_equal(nodes[n:], off.target_nodes(source, points, target.jacobian)[n:])
+
+
+def test_mouth_layers_keep_the_lips_and_tone_the_teeth():
+    from reanimate.animators.landmarks.mouth import inner_mask, teeth_colour, tone_teeth
+    from reanimate.io.image import LUMA_WEIGHTS
+
+    square = np.array([[4.0, 4.0], [24.0, 4.0], [24.0, 24.0], [4.0, 24.0]])
+    mask = inner_mask(square, (30, 30), feather=3.0)
+    assert mask[:4].max() == 0 and mask[:, 26:].max() == 0  # nothing outside the contour
+    assert mask[14, 14] == 1.0 and 0 < mask[14, 5] < 1  # full inside, rising from the contour
+    # teeth: a little below the eyes' white, not below the lips' brightness + a third
+    lips = np.array([150.0, 80.0, 80.0], np.float32)
+    teeth = teeth_colour([np.array([200.0, 200.0, 190.0]), np.array([210.0, 205.0, 200.0])], lips)
+    assert abs(float(teeth @ LUMA_WEIGHTS) - 0.92 * 202.4) < 1.5
+    dim = teeth_colour([np.array([40.0, 40.0, 40.0])], lips)
+    assert abs(float(dim @ LUMA_WEIGHTS) - 1.33 * float(lips @ LUMA_WEIGHTS)) < 0.5
+    # a driver's pure-white teeth over a dark interior: the teeth come down to the
+    # source's level with their texture, the dark interior stays
+    fill = np.full((10, 10, 3), 60.0, np.float32)
+    fill[:4] = 255.0
+    fill[:4, ::2] = 235.0
+    out = tone_teeth(fill, np.ones((10, 10), np.float32), teeth)
+    luma = out @ LUMA_WEIGHTS
+    assert luma[:4].max() <= float(teeth @ LUMA_WEIGHTS) + 1e-3
+    assert luma[0, 1] > luma[0, 0]  # the teeth's texture survives
+    np.testing.assert_array_equal(out[4:], fill[4:])

@@ -416,3 +416,20 @@ def test_video_mode_tracks_a_moving_face(portrait):
     # The first frame's landmarks come from a detection, the next ones from tracking.
     assert np.allclose(np.diff(centres[1:]), 4, atol=1.5)
     assert len(detect_faces(portrait)) == 1
+
+
+def test_the_mirror_map_is_an_involution_that_keeps_the_mesh():
+    from reanimate.faces import topology
+
+    mirror = np.array(topology.MIRROR)
+    assert sorted(mirror.tolist()) == list(range(478))
+    np.testing.assert_array_equal(mirror[mirror], np.arange(478))
+    for right, left in topology.SYMMETRIC_PAIRS:
+        assert mirror[right] == left
+    for i in topology.MIDLINE:
+        assert mirror[i] == i
+    # the mesh's triangles mirror onto its triangles (all but a few near the midline)
+    triangles = topology.mesh_triangles()
+    known = {tuple(sorted(t)) for t in triangles.tolist()}
+    share = np.mean([tuple(sorted(mirror[t].tolist())) in known for t in triangles])
+    assert share > 0.97

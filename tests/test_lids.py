@@ -1,5 +1,6 @@
 """Closed-lid layer (reanimate.faces.lids) and the eye-opening rescaling, on synthetic images."""
 
+import cv2
 import numpy as np
 import pytest
 
@@ -122,3 +123,22 @@ def test_distance_to_polyline_hand_computed():
     line = np.array([[0.0, 0.0], [10.0, 0.0], [10.0, 10.0]])
     points = np.array([[5.0, 3.0], [-4.0, 3.0], [13.0, 5.0], [12.0, 14.0]])
     np.testing.assert_allclose(distance_to_polyline(points, line), [3.0, 5.0, 3.0, np.hypot(2.0, 4.0)])
+
+
+def test_borrowed_detail_lays_the_skin_texture_below_the_hole_over_it():
+    from reanimate.faces.lids import borrowed_detail
+
+    rng = np.random.default_rng(0)
+    image = np.full((40, 30, 3), 120.0, np.float32)
+    image += rng.normal(0, 12, (40, 30, 1)).astype(np.float32)  # a fine texture
+    hole = np.zeros((40, 30), bool)
+    hole[10:18, 5:25] = True
+    skin = ~hole
+    skin[18:, 20:] = False  # below the right part is not skin: that part borrows from above
+    detail = borrowed_detail(image, hole, skin)
+    assert (detail[~hole] == 0).all()
+    fine = image - cv2.GaussianBlur(image, (0, 0), 1.5)
+    # the hole is 8 rows high: row y takes row y + 8 (below) or y - 8 (above)
+    np.testing.assert_allclose(detail[10:18, 5:20], fine[18:26, 5:20])
+    np.testing.assert_allclose(detail[10:18, 20:25], fine[2:10, 20:25])
+    assert detail[hole].std() > 5

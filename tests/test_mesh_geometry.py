@@ -12,6 +12,7 @@ from reanimate.geometry.mesh import (
     nearest_neighbours,
     signed_areas,
     triangle_backward_maps,
+    untangle,
 )
 from reanimate.geometry.relative import polygon_area
 
@@ -87,3 +88,45 @@ def test_triangle_backward_maps_send_target_vertices_to_source_vertices():
     collapsed = target.copy()
     collapsed[2] = (collapsed[0] + collapsed[1]) / 2
     assert np.isfinite(triangle_backward_maps(source, collapsed, triangles)).all()
+
+
+def _grid_mesh(n: int = 5):
+    ys, xs = np.mgrid[0:n, 0:n].astype(np.float64)
+    points = np.stack([xs.ravel(), ys.ravel()], 1)
+    triangles = []
+    for y in range(n - 1):
+        for x in range(n - 1):
+            a, b, c, d = y * n + x, y * n + x + 1, (y + 1) * n + x, (y + 1) * n + x + 1
+            triangles += [(a, b, d), (a, d, c)]
+    return points, np.array(triangles)
+
+
+def test_untangle_unfolds_a_pushed_vertex_and_keeps_the_rest():
+    points, triangles = _grid_mesh()
+    reference = signed_areas(points, triangles)
+    movable = np.zeros(len(points), bool)
+    movable[[6, 7, 8, 11, 12, 13, 16, 17, 18]] = True  # the inner vertices; the border is fixed
+    folded = points.copy()
+    folded[12] += (1.6, 0.0)  # the centre pushed past its right neighbour: triangles flip
+    assert (signed_areas(folded, triangles) * reference <= 0).any()
+    moved, left = untangle(folded, triangles, reference, movable, min_ratio=0.2)
+    assert left == 0
+    areas = signed_areas(moved, triangles)
+    assert (areas * np.sign(reference) >= 0.2 * np.abs(reference) - 1e-9).all()
+    np.testing.assert_array_equal(moved[~movable], points[~movable])  # fixed points stay
+    # the least move: the pushed vertex comes back towards its place but not all the way
+    assert 0 < np.linalg.norm(moved[12] - folded[12]) < 1.6
+    # an untangled mesh is returned as it is
+    same, left = untangle(points, triangles, reference, movable)
+    assert left == 0
+    np.testing.assert_array_equal(same, points)
+
+
+def test_untangle_reports_what_it_cannot_fix():
+    points, triangles = _grid_mesh(3)
+    reference = signed_areas(points, triangles)
+    folded = points.copy()
+    folded[4] = (3.5, 1.0)  # the only inner vertex, far outside, and nothing may move
+    moved, left = untangle(folded, triangles, reference, np.zeros(len(points), bool))
+    assert left > 0
+    np.testing.assert_array_equal(moved, folded)

@@ -95,6 +95,7 @@ def lid_layer(
     dark: float = 0.75,
     black: float = 0.5,
     iterations: int = 100,
+    detail: float = 1.0,
 ) -> LidLayer:
     """Paint the eye openings and the lid bands above them over with skin from around
     them (:func:`smooth_fill`).
@@ -114,6 +115,8 @@ def lid_layer(
             are not used to fill.
         black: band pixels darker than this times that median are kept (see ``bands``).
         iterations: Laplace passes of :func:`smooth_fill`.
+        detail: how much of the skin's fine texture (pores, a painting's cracks) is
+            laid over the smooth fill (:func:`borrowed_detail`); 0 leaves it flat.
     """
     h, w = image.shape[:2]
 
@@ -156,12 +159,43 @@ def lid_layer(
         box, inside = colours[y0:y1, x0:x1], hole[y0:y1, x0:x1]
         known = (~inside & skin[y0:y1, x0:x1]).astype(np.float32)
         filled = smooth_fill(box, known, iterations)
+        if detail > 0:
+            filled = filled + detail * borrowed_detail(box, inside, known > 0)
         layer[y0:y1, x0:x1] = np.where(inside[..., None], np.clip(filled + 0.5, 0, 255), box).astype(np.uint8)
     points = np.round(np.concatenate([np.asarray(m, np.float64) for m in margins])).astype(int)
     samples = colours[np.clip(points[:, 1], 0, h - 1), np.clip(points[:, 0], 0, w - 1)]
     lum = samples @ LUMA_WEIGHTS
     lash = samples[lum <= np.quantile(lum, 0.3)].mean(0)
     return LidLayer(layer, weight, lash.astype(np.float32))
+
+
+def borrowed_detail(image: np.ndarray, hole: np.ndarray, skin: np.ndarray, sigma: float = 1.5) -> np.ndarray:
+    """``(H, W, 3)`` float32 fine texture for the pixels of ``hole`` (0 elsewhere): the
+    skin's own detail (``image`` minus its blur at ``sigma``) from the same column just
+    below the hole (the skin under the eye), or just above it where that is not skin,
+    as if the lid's skin were stretched over the opening.
+
+    Args:
+        image: ``(H, W, 3)`` float32; hole, skin: ``(H, W)`` bool.
+    """
+    h, w = hole.shape
+    fine = image - cv2.GaussianBlur(image, (0, 0), sigma)
+    out = np.zeros_like(image)
+    ys, xs = np.nonzero(hole)
+    if len(ys) == 0:
+        return out
+    rows = np.arange(h)[:, None]
+    # per column: the hole's top and bottom rows, and its height there
+    top = np.where(hole, rows, h).min(0)
+    bottom = np.where(hole, rows, -1).max(0)
+    height = np.maximum(bottom - top + 1, 1)
+    for shift in (height, -height):  # from below first, then from above
+        y = ys + shift[xs]
+        ok = (y >= 0) & (y < h)
+        ok[ok] &= skin[y[ok], xs[ok]] & ~hole[y[ok], xs[ok]]
+        todo = ok & ~(out[ys, xs] != 0).any(-1)
+        out[ys[todo], xs[todo]] = fine[y[todo], xs[todo]]
+    return out
 
 
 def distance_to_polyline(points: np.ndarray, polyline: np.ndarray) -> np.ndarray:

@@ -88,6 +88,71 @@ def signed_areas(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
     return (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
 
 
+def untangle(
+    points: np.ndarray,
+    triangles: np.ndarray,
+    reference: np.ndarray,
+    movable: np.ndarray,
+    min_ratio: float = 0.2,
+    iterations: int = 50,
+) -> tuple[np.ndarray, int]:
+    """Move the movable points of a 2-D mesh a little until every triangle keeps the
+    orientation of its reference and at least ``min_ratio`` of the reference's size.
+
+    Each violated triangle is a constraint ``sign(A_ref) A(x) >= min_ratio |A_ref|`` on
+    its twice-signed area ``A`` (:func:`signed_areas`), projected as in position-based
+    dynamics: its movable corners move along the area's gradient by the least amount
+    that meets it; a point shared by several violated triangles takes the mean of their
+    moves (Jacobi), repeated until none is violated or ``iterations`` passes.
+
+    Args:
+        points: ``(N, 2)``.
+        triangles: ``(T, 3)`` vertex indices.
+        reference: ``(T,)`` twice-signed reference areas in the units of ``points``
+            (e.g. the rest pose's, scaled to the current size).
+        movable: ``(N,)`` bool, points that may move (the others are fixed).
+        min_ratio: the smallest share of its reference area a triangle may keep.
+
+    Returns:
+        the moved points ``(N, 2)`` (a copy) and the number of triangles still violated
+        (those with no movable corner included).
+    """
+    x = np.array(points, dtype=np.float64, copy=True)
+    sign = np.sign(reference)
+    need = min_ratio * np.abs(reference)
+    free = np.asarray(movable, bool)[triangles].astype(np.float64)  # (T, 3)
+    for _ in range(iterations):
+        gap = need - sign * signed_areas(x, triangles)
+        bad = np.nonzero((gap > 1e-9 * np.maximum(need, 1e-12)) & (free.sum(1) > 0))[0]
+        if len(bad) == 0:
+            break
+        tri = triangles[bad]
+        a, b, c = (x[tri[:, i]] for i in range(3))
+        # Gradients of the twice-signed area w.r.t. each corner (image or math axes alike).
+        grads = (
+            np.stack(
+                [
+                    np.stack([b[:, 1] - c[:, 1], c[:, 0] - b[:, 0]], -1),
+                    np.stack([c[:, 1] - a[:, 1], a[:, 0] - c[:, 0]], -1),
+                    np.stack([a[:, 1] - b[:, 1], b[:, 0] - a[:, 0]], -1),
+                ],
+                1,
+            )
+            * (sign[bad, None] * free[bad])[:, :, None]
+        )  # (M, 3, 2)
+        norm = (grads**2).sum((1, 2))
+        # A triangle collapsed to a point has no gradient and stays (no direction to move).
+        step = np.where(norm > 1e-12, gap[bad] / np.maximum(norm, 1e-12), 0.0)
+        moves = grads * step[:, None, None]
+        sums = np.zeros_like(x)
+        counts = np.zeros(len(x))
+        np.add.at(sums, tri.reshape(-1), moves.reshape(-1, 2))
+        np.add.at(counts, tri.reshape(-1), np.abs(moves).sum(-1).reshape(-1) > 0)
+        x += sums / np.maximum(counts, 1)[:, None]
+    gap = need - sign * signed_areas(x, triangles)
+    return x, int((gap > 1e-9 * np.maximum(need, 1e-12)).sum())
+
+
 def triangle_backward_maps(source: np.ndarray, target: np.ndarray, triangles: np.ndarray) -> np.ndarray:
     """Affine map of each triangle from its target position back to its source position.
 

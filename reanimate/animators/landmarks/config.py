@@ -29,6 +29,25 @@ class LandmarkAnimatorConfig:
     # held back ordinary moves on the real clips: same-identity L1 on d18 0.0152 -> 0.0193.)
     crop_margin: float | None = 0.0
     relax_iterations: int = 8  # passes of flip relaxation
+    # After it, skin triangles are untangled (warp.untangle_skin): none that faces the
+    # camera at the target's pose (more than min_facing of its frontal size) may flip or
+    # keep less than min_area_ratio of its size there (0: off); at most this many passes.
+    min_area_ratio: float = 0.1
+    min_facing: float = 0.3
+    untangle_iterations: int = 60
+    # Revealed skin (warp.mirror_weights): a skin triangle shown this many times larger
+    # than in the source (fully at twice that) whose mirror image the source shows better
+    # by more than mirror_margin of visibility reads its texture from that mirror image,
+    # blended over mirror_feather pixels.
+    mirror_fill: bool = True
+    mirror_stretch: float = 2.0
+    mirror_margin: float = 0.15
+    mirror_feather: float = 6.0
+    # ... and the surroundings stretched silhouette_stretch times along some direction
+    # (fully at twice that) from beyond the source's silhouette: their landmarks scaled by
+    # silhouette_push about the oval's centre (< inner_ring).
+    silhouette_stretch: float = 2.0
+    silhouette_push: float = 1.15
     eyes: bool = True  # eyelids follow the driver's opening ratio (full blinks)
     gaze: bool = True  # irises follow the driver's gaze
     max_gaze: float = 0.2  # largest iris shift, in eye widths

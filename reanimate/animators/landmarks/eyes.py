@@ -246,6 +246,13 @@ def eyeball(image: np.ndarray, landmarks: np.ndarray, eye: dict, iris_scale: flo
     return Eyeball(lo.astype(np.float32), sclera.astype(np.float32), iris.astype(np.float32), disc, soft)
 
 
+def eye_white(layer: Eyeball) -> np.ndarray:
+    """``(3,)`` the colour of the white of an eye layer's eye (its brightest pixels)."""
+    seen = layer.opening > 0.5
+    pixels = layer.sclera[seen] if seen.sum() >= 8 else layer.sclera.reshape(-1, 3)
+    return _bright_colour(pixels)
+
+
 def _bright_colour(pixels: np.ndarray, share: float = 0.3) -> np.ndarray:
     """Mean colour of the brightest ``share`` of ``(N, 3)`` pixels: the white of an eye
     without the lashes and shadows at its rim."""

@@ -16,6 +16,7 @@ import numpy as np
 from ...faces import topology as mesh
 from ...geometry.mesh import fit_affine
 from ...geometry.relative import polygon_area
+from ...io.image import LUMA_WEIGHTS
 from .config import LIPS_INNER, LIPS_OUTER, LandmarkAnimatorConfig
 
 if TYPE_CHECKING:
@@ -39,6 +40,50 @@ def lip_colour(image: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np
     if len(pixels) < 4:
         pixels = image.reshape(-1, 3).astype(np.float32)
     return pixels.mean(0), pixels.std(0) + 1e-3
+
+
+def inner_mask(polygon: np.ndarray, shape: tuple[int, int], feather: float) -> np.ndarray:
+    """``(h, w)`` float32 coverage of a closed ``(M, 2)`` polygon, 0 on its contour and
+    rising to 1 over ``feather`` pixels inside it: a layer drawn with it blends along
+    the contour and never covers what lies outside (the source's lips)."""
+    h, w = shape
+    inside = np.zeros((h + 2, w + 2), np.uint8)  # a pixel of margin: the contour may touch the box
+    cv2.fillPoly(inside, [np.round((polygon + 1) * 16).astype(np.int32)], 1, cv2.LINE_8, shift=4)
+    if feather <= 0:
+        return inside[1:-1, 1:-1].astype(np.float32)
+    distance = cv2.distanceTransform(inside, cv2.DIST_L2, 3)
+    return np.clip(distance / (feather + 0.5), 0.0, 1.0)[1:-1, 1:-1].astype(np.float32)
+
+
+def teeth_colour(eye_whites: list[np.ndarray], lips: np.ndarray) -> np.ndarray:
+    """``(3,)`` the colour of the brightest teeth the mouth interior may show: a little
+    below the white of the source's eyes (``(3,)`` colours), with a luma (0-255) no lower
+    than its lips' plus a third and no higher than 235."""
+    white = np.mean(eye_whites, axis=0) if eye_whites else np.full(3, 235.0)
+    white = 0.92 * np.asarray(white, np.float32)
+    luma = float(white @ LUMA_WEIGHTS)
+    target = float(np.clip(luma, 1.33 * float(lips @ LUMA_WEIGHTS), 235.0))
+    return (white * target / max(luma, 1e-3)).astype(np.float32)
+
+
+def tone_teeth(fill: np.ndarray, mask: np.ndarray, teeth: np.ndarray, knee: float = 0.6) -> np.ndarray:
+    """``fill (h, w, 3)`` float with its bright part (teeth) compressed so that its 98th
+    percentile inside ``mask`` reaches ``teeth``'s luma, not beyond, and tinted half-way
+    to its colour; what lies below ``knee`` of that luma is unchanged (the texture of
+    the teeth stays, only their range shrinks)."""
+    cap = float(teeth @ LUMA_WEIGHTS)
+    luma = np.maximum(fill @ LUMA_WEIGHTS, 1e-3)
+    seen = luma[mask > 0.5]
+    top = float(np.percentile(seen, 98)) if seen.size else 0.0
+    low = knee * cap
+    if top <= cap or top <= low:
+        return fill
+    squeezed = np.where(luma > low, low + (luma - low) * (cap - low) / (top - low), luma)
+    squeezed = np.minimum(squeezed, cap)
+    out = fill * (squeezed / luma)[..., None]
+    weight = 0.5 * np.clip((luma - low) / (top - low), 0.0, 1.0)[..., None]
+    tint = teeth[None, None] * (squeezed / cap)[..., None]
+    return out * (1 - weight) + tint * weight
 
 
 def fill_mouth(
@@ -74,12 +119,7 @@ def fill_mouth(
     if x1 <= x0 or y1 <= y0:
         return
     w, h = x1 - x0, y1 - y0
-    mask = np.zeros((h, w), np.float32)
-    cv2.fillPoly(mask, [np.round((polygon - (x0, y0)) * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
-    k = config.mouth_feather
-    if k > 0:
-        mask = cv2.GaussianBlur(mask, (0, 0), k)
-    mask *= alpha_open
+    mask = inner_mask(polygon - (x0, y0), (h, w), config.mouth_feather) * alpha_open
     region = out[y0:y1, x0:x1].astype(np.float32)
     if frame is not None:
         # Affine from the crop's box coordinates to the driver's frame (backward).
@@ -91,6 +131,9 @@ def fill_mouth(
         mean_s, std_s = source.lips
         gain = np.clip(std_s / np.maximum(std_d, 1e-3), 0.5, 2.0)
         fill = (fill - mean_d) * gain + mean_s
+        # The driver's teeth, brightened with its lips' contrast, would shine pure white
+        # in a dim or painted face: they are toned to the source's (teeth_colour).
+        fill = tone_teeth(fill, mask, source.teeth)
     else:
         # No driver pixels (scripted motion): a shadowed interior, darker at the centre.
         shade = cv2.GaussianBlur(np.ones((h, w), np.float32) - mask / max(mask.max(), 1e-6), (0, 0), 2.0)

@@ -12,13 +12,14 @@ import torch
 from ...faces.kind import HUMAN, face_kind
 from ...faces.lids import LidLayer
 from ...faces.pose import head_rotation
+from ...faces.topology import MIRROR
 from ...geometry import box_to_normalized, normalized_to_box
 from ...geometry.mesh import nearest_neighbours, signed_areas
 from ...geometry.relative import polygon_area
 from ...motion import Keypoints
 from .config import EYES, FACE_OVAL, LIPS_INNER, SKIN, SURROUNDING, LandmarkAnimatorConfig
-from .eyes import Eyeball, eyeball, source_lids
-from .mouth import lip_colour
+from .eyes import Eyeball, eye_white, eyeball, source_lids
+from .mouth import lip_colour, teeth_colour
 from .warp import mesh_neighbours, triangulate
 
 
@@ -50,6 +51,47 @@ def frontal_view(landmarks: np.ndarray) -> np.ndarray:
     points = np.asarray(landmarks, np.float64)
     head = (points - points.mean(0)) @ head_rotation(points)
     return head[:, :2]
+
+
+def mirror_tables(
+    config: LandmarkAnimatorConfig,
+    landmarks: np.ndarray,
+    nodes: np.ndarray,
+    triangles: np.ndarray,
+    areas: np.ndarray,
+    front: np.ndarray,
+    kinds: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What the fill of revealed regions needs (:func:`.warp.mirror_weights`).
+
+    Returns:
+        ``visibility (mesh_count,)``: each skin triangle's area in the source over its
+        area seen from the front (about 1 facing the camera, small on the far cheek of
+        a three-quarter face, negative turned away); ``texture (T, 3)``: where each
+        triangle is read when revealed - skin triangles from their mirror landmarks
+        (:data:`~reanimate.faces.topology.MIRROR`: the same piece of face on the other
+        side), the surroundings from their landmark corners pushed out from the face's
+        centre by ``silhouette_push`` (beyond the source's silhouette, not from the strip
+        of cheek at it), other triangles from their own corners; node index ``N + i``
+        is ``outer_landmarks[i]``; ``mirror_index (mesh_count,)``: the skin triangle
+        that is each one's mirror image (-1: none); ``outer_landmarks (478, 2)``.
+    """
+    mesh_count = int((kinds == SKIN).sum())
+    skin = triangles[:mesh_count]
+    frontal = np.abs(signed_areas(frontal_view(landmarks), skin))
+    visibility = areas[:mesh_count] * front / np.maximum(frontal, 1e-9)
+    mirror = np.asarray(MIRROR)
+    texture = triangles.copy()
+    texture[:mesh_count] = mirror[skin]
+    known = {tuple(sorted(t)): i for i, t in enumerate(skin.tolist())}
+    index = np.array([known.get(tuple(sorted(t)), -1) for t in texture[:mesh_count].tolist()], np.int64)
+    centre = landmarks[FACE_OVAL, :2].mean(0)
+    outer = centre + config.silhouette_push * (landmarks[:, :2] - centre)
+    n = len(landmarks)
+    around = kinds == SURROUNDING
+    replaced = np.where(triangles < n, len(nodes) + triangles, triangles)
+    texture[around] = replaced[around]
+    return visibility, texture, index, outer
 
 
 @dataclass
@@ -94,6 +136,15 @@ class LandmarkSource:
     rotation: np.ndarray  # (3, 3) head orientation (faces.pose.head_rotation)
     eyeballs: list[Eyeball]  # per eye (person's right, left): the gaze layer
     lids: LidLayer | None  # what closed lids show (config.lid_fill)
+    teeth: np.ndarray  # (3,) the colour of the brightest teeth a filled mouth may show (mouth.teeth_colour)
+    visibility: (
+        np.ndarray
+    )  # (mesh_count,) each skin triangle's area in the source over its frontal area (< 0: faces away)
+    mirror_texture: (
+        np.ndarray
+    )  # (T, 3) nodes (+ outer_oval) each revealed triangle reads its texture from (warp.mirror_weights)
+    mirror_index: np.ndarray  # (mesh_count,) the skin triangle that is each one's mirror image (-1: none)
+    outer_landmarks: np.ndarray  # (478, 2) the landmarks pushed out from the face's centre (node N + i is landmark i)
     human: bool = True  # faces.kind: False draws no borrowed mouth interior and no lash lines
 
     @property
@@ -172,5 +223,7 @@ def encode_source(config: LandmarkAnimatorConfig, image: np.ndarray, landmarks: 
         head_rotation(landmarks),
         eyeballs,
         lids,
+        teeth_colour([eye_white(e) for e in eyeballs], lips[0]),
+        *mirror_tables(cfg, landmarks, nodes, triangles, areas, front, kinds),
         face_kind(image, landmarks, cfg.face_kind) == HUMAN,
     )

@@ -21,7 +21,7 @@ from scipy.spatial import Delaunay
 
 from ...faces import topology as mesh
 from ...geometry import fit_similarity
-from ...geometry.mesh import signed_areas, triangle_backward_maps
+from ...geometry.mesh import signed_areas, triangle_backward_maps, untangle
 from .config import EYES, FACE_OVAL, HOLE, RIGID, SKIN, SURROUNDING, LandmarkAnimatorConfig
 from .eyes import draw_eyeball, draw_lids
 
@@ -107,7 +107,46 @@ def target_nodes(
     nodes[n : n + len(ring)] = ring
     if jacobian is not None:
         relax_flips(config, source, nodes, jacobian[0].detach().cpu().double().numpy())
+    if config.min_area_ratio > 0:
+        nodes = untangle_skin(config, source, nodes, points)
     return nodes
+
+
+def untangle_skin(
+    config: LandmarkAnimatorConfig, source: LandmarkSource, nodes: np.ndarray, points: np.ndarray
+) -> np.ndarray:
+    """The landmarks moved the least (:func:`reanimate.geometry.mesh.untangle`) so that no
+    skin triangle that faces the camera at the target's head pose flips or keeps less
+    than ``min_area_ratio`` of its area there; anchors stay.
+
+    Where a driver's expression does not fit the source's proportions (a wide-open mouth
+    on a thin lower lip) the skin between the lip and the chin would otherwise fold:
+    hidden by the culling, it cuts a seam across the chin and the lip disappears. The
+    reference is the source's own 3-D landmarks turned and scaled to the target's pose
+    (the similarity of the rigid points), so the skin a head turn takes away from the
+    camera (the far cheek) is left to the culling, not unfolded.
+
+    Args:
+        nodes: ``(N, 2)`` target nodes; points: ``(478, 3)`` target landmarks (with depth).
+    """
+    skin = source.triangles[: source.mesh_count]
+    src_areas = source.areas[: source.mesh_count]
+    checked = np.abs(src_areas) > config.sliver_area * np.median(np.abs(src_areas))
+    skin, src_areas, front = skin[checked], src_areas[checked], source.front[checked]
+    scale, rotation, _ = fit_similarity(
+        torch.from_numpy(source.landmarks[None, RIGID]), torch.from_numpy(np.ascontiguousarray(points[None, RIGID]))
+    )
+    posed = float(scale[0]) * source.landmarks @ rotation[0].numpy().T
+    reference = signed_areas(posed[:, :2], skin) * front  # > 0: faces the camera at the target's pose
+    facing = reference > config.min_facing * float(scale[0]) ** 2 * np.abs(src_areas)
+    skin, need = skin[facing], reference[facing] * front[facing]
+    areas = signed_areas(nodes, skin)
+    if not (areas * np.sign(need) < config.min_area_ratio * np.abs(need)).any():
+        return nodes
+    movable = np.zeros(len(nodes), bool)
+    movable[: len(source.landmarks)] = True
+    moved, _ = untangle(nodes, skin, need, movable, config.min_area_ratio, config.untangle_iterations)
+    return moved
 
 
 def relax_flips(
@@ -165,22 +204,19 @@ def render(
     s = source.image.shape[0]
     f = max(int(round(s * config.flow_scale)), 8)
     map_x, map_y, xs, ys, index = grid_flow(source, nodes, depth, f, source_nodes)
-    outside = index == 0
-    # Upsample the displacement, not the coordinates: the identity stays exact
-    # (also at the border, where resizing clamps).
-    dx = np.where(outside, 0.0, map_x - xs).astype(np.float32)
-    dy = np.where(outside, 0.0, map_y - ys).astype(np.float32)
-    if f != s:
-        dx = cv2.resize(dx, (s, s), interpolation=cv2.INTER_LINEAR)
-        dy = cv2.resize(dy, (s, s), interpolation=cv2.INTER_LINEAR)
-    # The border nodes are fixed, so the true flow there is zero; upsampling from
-    # cell centres half a cell inside would otherwise leak motion onto it.
-    for d in (dx, dy):
-        d[[0, -1], :] = 0.0
-        d[:, [0, -1]] = 0.0
-    grid = np.arange(s, dtype=np.float32)
-    map_x, map_y = dx + grid[None, :], dy + grid[:, None]
+    map_x, map_y = _full_size(map_x, map_y, xs, ys, index == 0, s)
     out = cv2.remap(source.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    weights = mirror_weights(config, source, nodes) if config.mirror_fill else None
+    if weights is not None:
+        # The revealed skin read from the other side of the face, blended in smoothly.
+        extended = np.concatenate([source.nodes if source_nodes is None else source_nodes, source.outer_landmarks])
+        mx, my, *_ = grid_flow(source, nodes, depth, f, extended, source.mirror_texture, index)
+        mx, my = _full_size(mx, my, xs, ys, index == 0, s)
+        mirrored = cv2.remap(source.image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        alpha = np.where(index > 0, np.take(weights, np.maximum(index - 1, 0)), 0.0).astype(np.float32)
+        alpha = cv2.GaussianBlur(alpha, (0, 0), max(config.mirror_feather * f / s, 0.5))
+        alpha = cv2.resize(alpha, (s, s), interpolation=cv2.INTER_LINEAR)[..., None]
+        out = np.clip(out + alpha * (mirrored.astype(np.float32) - out), 0, 255).astype(np.uint8)
     if gaze is not None:
         for eye, layer, shift in zip(EYES, source.eyeballs, gaze):
             draw_eyeball(out, layer, nodes[list(eye["loop"])], map_x, map_y, shift)
@@ -189,8 +225,95 @@ def render(
     return out
 
 
+def _full_size(
+    map_x: np.ndarray, map_y: np.ndarray, xs: np.ndarray, ys: np.ndarray, outside: np.ndarray, s: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """A grid flow upsampled to the ``s``-pixel crop: ``map_x, map_y`` float32 ``(s, s)``."""
+    # Upsample the displacement, not the coordinates: the identity stays exact
+    # (also at the border, where resizing clamps).
+    dx = np.where(outside, 0.0, map_x - xs).astype(np.float32)
+    dy = np.where(outside, 0.0, map_y - ys).astype(np.float32)
+    if dx.shape[0] != s:
+        dx = cv2.resize(dx, (s, s), interpolation=cv2.INTER_LINEAR)
+        dy = cv2.resize(dy, (s, s), interpolation=cv2.INTER_LINEAR)
+    # The border nodes are fixed, so the true flow there is zero; upsampling from
+    # cell centres half a cell inside would otherwise leak motion onto it.
+    for d in (dx, dy):
+        d[[0, -1], :] = 0.0
+        d[:, [0, -1]] = 0.0
+    grid = np.arange(s, dtype=np.float32)
+    return dx + grid[None, :], dy + grid[:, None]
+
+
+def mirror_weights(config: LandmarkAnimatorConfig, source: LandmarkSource, nodes: np.ndarray) -> np.ndarray | None:
+    """``(T,)`` per triangle the share of its texture read from its mirror image, or
+    None when no triangle takes any.
+
+    A head turned towards the side the source hides (the far cheek of a three-quarter
+    face) shows skin the source only has as a thin, foreshortened strip at its
+    silhouette; stretched, that strip tears into streaks of skin and background. Such a
+    skin triangle - shown ``mirror_stretch`` or more times larger than in the source,
+    relative to the face's overall scale - whose mirror image the source shows better
+    (by more than ``mirror_margin`` in visibility) takes its texture from that mirror
+    image instead, fully at twice the stretch. The surroundings stretched along some
+    direction by ``silhouette_stretch`` or more (relative to the face's scale; fully at
+    twice that) read from beyond the source's silhouette (``outer_landmarks``) instead
+    of the strip of cheek there."""
+    mc = source.mesh_count
+    sign = np.ones(len(source.triangles))
+    sign[:mc] = source.front
+    sign[mc:] = np.sign(source.areas[mc:])
+    target = signed_areas(nodes, source.triangles) * sign
+    own = source.areas * sign
+    both = (target[:mc] > 0) & (own[:mc] > 0)
+    if not both.any():
+        return None
+    scale = np.median(target[:mc][both]) / max(np.median(own[:mc][both]), 1e-12)
+    stretch = np.where(own > 0, target / np.maximum(own * scale, 1e-12), np.where(target > 0, np.inf, 0.0))
+    a = config.mirror_stretch
+    grow = np.clip((stretch[:mc] - a) / a, 0.0, 1.0)
+    index = source.mirror_index
+    gain = np.where(index >= 0, source.visibility[np.maximum(index, 0)] - source.visibility, -np.inf)
+    better = np.clip((gain - config.mirror_margin) / max(config.mirror_margin, 1e-6), 0.0, 1.0)
+    weights = np.zeros(len(source.triangles))
+    weights[:mc] = grow * better
+    # The surroundings drawn much longer than the source has them: on a three-quarter
+    # face the band outside the far side's landmarks is a sliver of cheek at the
+    # silhouette, and a turn towards the camera pulls it into streaks.
+    around = np.nonzero((source.kinds == SURROUNDING) & (source.mirror_texture != source.triangles).any(1))[0]
+    long = longest_stretch(source.nodes, nodes, source.triangles[around]) / np.sqrt(scale)
+    b = config.silhouette_stretch
+    weights[around] = np.clip((long - b) / b, 0.0, 1.0)
+    return weights if weights.max() > 0.01 else None
+
+
+def longest_stretch(source: np.ndarray, target: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """``(T,)`` the largest singular value of each triangle's affine map from its
+    ``source`` to its ``target`` position (``(N, 2)`` nodes): how many times longer it
+    is drawn along its most stretched direction (inf for a degenerate source triangle)."""
+    a, b, c = (source[triangles[:, i]] for i in range(3))
+    p, q, r = (target[triangles[:, i]] for i in range(3))
+    e_s = np.stack([b - a, c - a], -1)  # (T, 2, 2), edges as columns
+    e_t = np.stack([q - p, r - p], -1)
+    det = e_s[:, 0, 0] * e_s[:, 1, 1] - e_s[:, 0, 1] * e_s[:, 1, 0]
+    inv = np.stack([np.stack([e_s[:, 1, 1], -e_s[:, 0, 1]], -1), np.stack([-e_s[:, 1, 0], e_s[:, 0, 0]], -1)], 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        m = e_t @ (inv / det[:, None, None])
+        g = np.einsum("tji,tjk->tik", m, m)  # m^T m
+        half_trace = 0.5 * (g[:, 0, 0] + g[:, 1, 1])
+        gap = np.sqrt(np.maximum(half_trace**2 - (g[:, 0, 0] * g[:, 1, 1] - g[:, 0, 1] * g[:, 1, 0]), 0.0))
+        out = np.sqrt(half_trace + gap)
+    return np.where(np.abs(det) > 1e-9, out, np.inf)
+
+
 def grid_flow(
-    source: LandmarkSource, nodes: np.ndarray, depth: np.ndarray, size: int, source_nodes: np.ndarray | None = None
+    source: LandmarkSource,
+    nodes: np.ndarray,
+    depth: np.ndarray,
+    size: int,
+    source_nodes: np.ndarray | None = None,
+    texture: np.ndarray | None = None,
+    index: np.ndarray | None = None,
 ):
     """The backward flow on a ``size``-pixel grid over the crop.
 
@@ -205,14 +328,22 @@ def grid_flow(
     a cell far outside its source triangle (dark specks from lashes or the
     background). So every sample is held within a pixel of its triangle's source
     bounding box.
+
+    ``texture``: ``(T, 3)`` source nodes to read each triangle's texture from instead of
+    its own corners (the mirror fill); ``index``: the rasterisation, if already made.
     """
     k = size / source.image.shape[0]  # crop pixels -> grid pixels (pixel centres at +0.5)
     source_nodes = source.nodes if source_nodes is None else source_nodes
-    maps = triangle_backward_maps(source_nodes, nodes, source.triangles).astype(np.float32)
-    index = rasterize(source, nodes, depth, size)
+    texture = source.triangles if texture is None else texture
+    count = len(source.triangles)
+    flat = np.arange(3 * count).reshape(count, 3)
+    maps = triangle_backward_maps(
+        source_nodes[texture].reshape(-1, 2), nodes[source.triangles].reshape(-1, 2), flat
+    ).astype(np.float32)
+    index = rasterize(source, nodes, depth, size) if index is None else index
     coords = (np.arange(size, dtype=np.float32) + 0.5) / k - 0.5  # grid centres in crop pixels
     xs, ys = coords[None, :], coords[:, None]
-    corners = source_nodes[source.triangles].astype(np.float32)  # (T, 3, 2)
+    corners = source_nodes[texture].astype(np.float32)  # (T, 3, 2)
     # Per triangle: its map (6), then its source box less / plus a pixel (4).
     table = np.concatenate([maps.reshape(-1, 6), corners.min(1) - 1.0, corners.max(1) + 1.0], axis=1)
     m = np.take(table, np.maximum(index - 1, 0), axis=0)  # (size, size, 10)
