@@ -20,7 +20,9 @@ two splits:
 
 Measures (reanimate.avatar.metrics, the authors' conventions): L1, PSNR, SSIM of the
 image with the real frame put on white outside its exact head mask (``_mask``: inside
-the mask only), mask IoU of the rendered hits against the exact mask, and the landmark
+the mask only), mask IoU of the rendered hits against the exact mask, normal consistency (mean cosine
+of the rendered normals with the exact ones, re-rendered from the truth, where both are
+seen), and the landmark
 error (px at the crop size) of the face mesh on the render (enlarged to 256 px) against
 the exact landmarks. The issue's targets on the interpolation split: IoU >= 0.90, PSNR
 >= 25 dB. ``--grid``: real | render rows at seen, held-out and test frames, then novel
@@ -35,6 +37,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image
@@ -42,12 +45,23 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import cpu_model  # noqa: E402
 
-from reanimate.avatar.metrics import MetricsTable, image_metrics, keypoint_error, mask_iou  # noqa: E402
+from reanimate.avatar.metrics import (  # noqa: E402
+    MetricsTable,
+    image_metrics,
+    keypoint_error,
+    mask_iou,
+    normal_consistency,
+)
 from reanimate.avatar.model import FrameBatch  # noqa: E402
 from reanimate.avatar.tracking import load_tracking, to_crop  # noqa: E402
 from reanimate.faces.multipie import to_multipie  # noqa: E402
 from reanimate.heads.dataset import load_truth, truth_path  # noqa: E402
+from reanimate.heads.model import load_head_model  # noqa: E402
+from reanimate.heads.rig import build_rig  # noqa: E402
+from reanimate.heads.scene import head_normals  # noqa: E402
+from reanimate.heads.trajectories import HeadTrajectory  # noqa: E402
 from reanimate.pipelines.avatar import load_avatar, parse_expression, sweep_frames  # noqa: E402
+from reanimate.render.camera import Camera  # noqa: E402
 
 MEASURE_SIDE = 256
 
@@ -64,11 +78,37 @@ def crop_mask(mask: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(image) >= 128
 
 
-def render(avatar, frames: FrameBatch, camera) -> tuple[np.ndarray, np.ndarray]:
+def render(avatar, frames: FrameBatch, camera) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The avatar's image ``(H, W, 3)`` uint8, hits ``(H, W)`` and camera-frame normals ``(H, W, 3)``."""
     out = avatar.model.render_image(FrameBatch(*(x.to(avatar.device) for x in frames)), camera)
     h, w = camera.height, camera.width
     rgb = (out.rgb[0].reshape(h, w, 3).clamp(0, 1) * 255).round().byte().cpu().numpy()
-    return rgb, out.hit[0].reshape(h, w).cpu().numpy()
+    return rgb, out.hit[0].reshape(h, w).cpu().numpy(), out.normals[0].reshape(h, w, 3).cpu().numpy()
+
+
+class ExactNormals:
+    """The exact camera-frame normals of a subject clip's frames (its truth re-rendered
+    with the synthetic heads' renderer), cut to a track's box at the crop size."""
+
+    def __init__(self, truth: dict):
+        self.model = load_head_model()
+        self.rig = build_rig(self.model)
+        self.truth = truth
+        self.camera = Camera.from_dict(json.loads(str(truth["camera"])))
+        names = ("yaw", "pitch", "roll", "scale", "translation", "expression", "gaze")
+        self.trajectory = HeadTrajectory(**{k: np.asarray(truth[k], np.float32) for k in names})
+
+    def crop(self, i: int, box: np.ndarray, size: int) -> np.ndarray:
+        full = head_normals(
+            self.model, self.rig, self.truth["identity"], self.camera, self.trajectory, slice(i, i + 1)
+        )[0]
+        x0, y0, x1, y1 = (int(round(v)) for v in box)
+        h, w = full.shape[:2]
+        canvas = np.zeros((y1 - y0, x1 - x0, 3), np.float32)
+        sy0, sx0, sy1, sx1 = max(y0, 0), max(x0, 0), min(y1, h), min(x1, w)
+        canvas[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = full[sy0:sy1, sx0:sx1]
+        small = cv2.resize(canvas, (size, size), interpolation=cv2.INTER_AREA)
+        return small / np.maximum(np.linalg.norm(small, axis=-1, keepdims=True), 1e-8)
 
 
 def face_landmarks(image: np.ndarray, mesh) -> np.ndarray | None:
@@ -80,16 +120,20 @@ def face_landmarks(image: np.ndarray, mesh) -> np.ndarray | None:
     return to_multipie(np.asarray(faces[0].landmarks)[:, :2]) / scale
 
 
-def evaluate(avatar, track, truth: dict, frames: list[int], split: str, table: MetricsTable, mesh, keep: dict) -> None:
+def evaluate(
+    avatar, track, truth: dict, frames: list[int], split: str, table: MetricsTable, mesh, keep: dict, exact_normals=None
+) -> None:
     t = track.tracking
     size = t.image_size
     for i in frames:
         params = FrameBatch(t.expression[i : i + 1], t.pose[i : i + 1], t.translation[i : i + 1])
-        rgb, hit = render(avatar, params, t.camera)
+        rgb, hit, normals = render(avatar, params, t.camera)
         real = track.frame(i)
         mask = crop_mask(truth["mask"][i], track.box, size)
         metrics = image_metrics(rgb, real, mask)
         metrics["iou"] = mask_iou(hit, mask)
+        if exact_normals is not None:
+            metrics["normal"] = normal_consistency(normals, exact_normals.crop(i, track.box, size), hit & mask)
         found = face_landmarks(rgb, mesh)
         exact = to_crop(truth["landmarks"][i], track.box, size)
         metrics["lmk_px"] = keypoint_error(found, exact) if found is not None else float("nan")
@@ -134,12 +178,14 @@ def main(argv=None) -> int:
     }
     table, keep = MetricsTable(), {}
     with FaceMesh(max_faces=1) as mesh:
-        evaluate(avatar, train_track, _target(truths["train"]), held_out, "interpolation", table, mesh, keep)
+        exact = {split: ExactNormals(truths[split]) for split in truths}
+        train, test = _target(truths["train"]), _target(truths["test"])
+        evaluate(avatar, train_track, train, held_out, "interpolation", table, mesh, keep, exact["train"])
         test_frames = list(range(0, len(test_track), args.every))[: args.limit]
-        evaluate(avatar, test_track, _target(truths["test"]), test_frames, "extrapolation", table, mesh, keep)
+        evaluate(avatar, test_track, test, test_frames, "extrapolation", table, mesh, keep, exact["test"])
         seen = [i for i in range(len(train_track)) if not every or i % every][:: max(1, len(train_track) // 8)][:4]
-        evaluate(avatar, train_track, _target(truths["train"]), seen, "seen", table, mesh, keep)
-    keys = ["psnr", "psnr_mask", "l1_mask", "ssim", "iou", "lmk_px", "detected"]
+        evaluate(avatar, train_track, train, seen, "seen", table, mesh, keep, exact["train"])
+    keys = ["psnr", "psnr_mask", "l1_mask", "ssim", "iou", "normal", "lmk_px", "detected"]
     print(f"avatar {args.run} ({avatar.checkpoint.name}), CPU: {cpu_model()}")
     print(table.markdown(keys))
     result = {

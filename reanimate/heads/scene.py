@@ -189,6 +189,39 @@ def _shade(
 
 
 @torch.no_grad()
+def head_fragments(
+    model: HeadModel, rig: Rig, identity: np.ndarray, camera: Camera, trajectory: HeadTrajectory, frames: slice
+) -> tuple[torch.Tensor, Fragments]:
+    """The head's camera-space vertices ``(N, V, 3)`` in ``frames`` of a trajectory and
+    their rasterisation."""
+    pose = head_pose(identity, trajectory, frames)
+    shape = shape_vertices(model, rig, pose.identity[:1].expand_as(pose.identity), pose.expression)
+    vertices = to_camera(pose_vertices(rig, shape, pose.rotation, pose.gaze), pose.scale, pose.translation)
+    # The head is closed where seen from outside (the mouth and eye sockets face inwards),
+    # so back faces never show: culling them halves the rasteriser's work (22 of 731k
+    # pixels differ over 16 frames of strong turns, all on the silhouette).
+    fragments = rasterize(
+        project(vertices, camera),  # (projected again by render_frames: cheap next to rasterising)
+        model.triangles,
+        camera.height,
+        camera.width,
+        perspective=not camera.orthographic,
+        cull_backfaces=True,
+    )
+    return vertices, fragments
+
+
+def head_normals(
+    model: HeadModel, rig: Rig, identity: np.ndarray, camera: Camera, trajectory: HeadTrajectory, frames: slice
+) -> np.ndarray:
+    """``(N, H, W, 3)`` float32 unit camera-frame normals of the head (0 where it is not
+    seen): the exact normals of a rendered clip, e.g. to score a reconstruction."""
+    vertices, fragments = head_fragments(model, rig, identity, camera, trajectory, frames)
+    normals = interpolate(vertex_normals(vertices, model.triangles), fragments, model.triangles)
+    normals = normals / normals.norm(dim=-1, keepdim=True).clamp(min=1e-8)
+    return torch.where(fragments.mask[..., None], normals, torch.zeros(())).numpy().astype(np.float32)
+
+
 def render_frames(
     model: HeadModel,
     identity: np.ndarray,
@@ -211,18 +244,10 @@ def render_frames(
         exact: return ``rgb`` as float32 in [0, 255] without rounding (for tests of the flow).
     """
     rig = rig or build_rig(model)
-    pose = head_pose(identity, trajectory, frames)
     numbers = np.arange(len(trajectory.yaw))[frames]
-    shape = shape_vertices(model, rig, pose.identity[:1].expand_as(pose.identity), pose.expression)
-    vertices = to_camera(pose_vertices(rig, shape, pose.rotation, pose.gaze), pose.scale, pose.translation)
+    vertices, fragments = head_fragments(model, rig, identity, camera, trajectory, frames)
     screen = project(vertices, camera)
     height, width = camera.height, camera.width
-    # The head is closed where seen from outside (the mouth and eye sockets face inwards),
-    # so back faces never show: culling them halves the rasteriser's work (22 of 731k
-    # pixels differ over 16 frames of strong turns, all on the silhouette).
-    fragments = rasterize(
-        screen, model.triangles, height, width, perspective=not camera.orthographic, cull_backfaces=True
-    )
     colour, normals = _shade(model, appearance, lighting, vertices, fragments)
     background = torch.from_numpy(backdrop.render(numbers, height, width))
     mask = fragments.mask
