@@ -22,7 +22,7 @@ from scipy.spatial import Delaunay
 from ...faces import topology as mesh
 from ...geometry import fit_similarity
 from ...geometry.mesh import signed_areas, triangle_backward_maps, untangle
-from .config import EYES, FACE_OVAL, HOLE, RIGID, SKIN, SURROUNDING, LandmarkAnimatorConfig
+from .config import EYES, FACE_OVAL, HOLE, LIPS_INNER, RIGID, SKIN, SURROUNDING, LandmarkAnimatorConfig
 from .eyes import draw_eyeball, draw_lids
 
 if TYPE_CHECKING:
@@ -132,6 +132,13 @@ def untangle_skin(
     skin = source.triangles[: source.mesh_count]
     src_areas = source.areas[: source.mesh_count]
     checked = np.abs(src_areas) > config.sliver_area * np.median(np.abs(src_areas))
+    # Only around the mouth and the jaw (below the nose), where an expression the
+    # source's proportions do not fit folds the skin; elsewhere the relaxation's result
+    # stands (unfolding there moved landmarks a three-quarter face folds for real, and
+    # the face tracker read the mouth less well from the output).
+    frontal = (source.landmarks - source.landmarks.mean(0)) @ source.rotation  # the head seen from the front
+    below_nose = (frontal[skin, 1] > frontal[list(mesh.NOSE_BASE), 1].mean()).all(1)
+    checked &= below_nose
     skin, src_areas, front = skin[checked], src_areas[checked], source.front[checked]
     scale, rotation, _ = fit_similarity(
         torch.from_numpy(source.landmarks[None, RIGID]), torch.from_numpy(np.ascontiguousarray(points[None, RIGID]))
@@ -145,6 +152,11 @@ def untangle_skin(
         return nodes
     movable = np.zeros(len(nodes), bool)
     movable[: len(source.landmarks)] = True
+    # The mouth's and the eyes' openings are what the driver's expression says: the
+    # skin around them gives way instead.
+    movable[list(LIPS_INNER)] = False
+    for eye in EYES:
+        movable[list(eye["loop"])] = False
     moved, _ = untangle(nodes, skin, need, movable, config.min_area_ratio, config.untangle_iterations)
     return moved
 
