@@ -40,7 +40,7 @@ class LandmarkAnimatorConfig:
     # by more than mirror_margin of visibility reads its texture from that mirror image,
     # blended over mirror_feather pixels.
     mirror_fill: bool = True
-    mirror_stretch: float = 2.0
+    mirror_stretch: float = 3.0
     mirror_margin: float = 0.15
     mirror_feather: float = 6.0
     # ... and the surroundings stretched silhouette_stretch times along some direction
