@@ -500,11 +500,12 @@ def test_ctrl_c_checkpoints_after_the_current_step_and_resumes(dataset_root, tmp
         return out
 
     monkeypatch.setattr(Trainer, "train_step", step_then_interrupt)
+    before = signal.getsignal(signal.SIGINT)  # default_int_handler, or SIG_IGN under nohup
     first = train(config, tmp_path / "split", options(dataset_root))
     monkeypatch.setattr(Trainer, "train_step", original)
     assert first.interrupted and not first.finished and first.state.step == 3
     assert latest_checkpoint(tmp_path / "split").name == "step-00000003"
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert signal.getsignal(signal.SIGINT) is before  # handler restored
     second = resume(tmp_path / "split", options("ignored"))
     assert first.losses + second.losses == full.losses
 

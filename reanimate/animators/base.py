@@ -298,6 +298,19 @@ class Animator(abc.ABC):
     family: str = "animator"
     #: one-line notes for the user about how the model was loaded (instances set a list)
     notes: list[str] | tuple[str, ...] = ()
+    #: the numeric precision its networks run at (:data:`reanimate.precision.PRECISIONS`)
+    precision: str = "fp32"
+
+    def set_precision(self, precision: str) -> None:
+        """Run the networks at ``precision`` (``animate --precision``). ``fp16`` reaches a
+        family when it is built (``BuildRequest.fp16``, honoured or refused there); this
+        default records it, keeps ``fp32`` and refuses ``bf16`` in one line. A family
+        with a bfloat16 path overrides it (FOMM: :meth:`FommAnimator.set_precision`)."""
+        if precision == "bf16":
+            raise ReanimateError(f"--precision bf16: {self.describe()} has no bfloat16 path (drop --precision)")
+        if precision not in ("fp32", "fp16"):
+            raise ReanimateError(f"--precision {precision}: expected fp32, bf16 or fp16")
+        self.precision = precision
 
     @property
     @abc.abstractmethod

@@ -5,6 +5,11 @@ Relative motion transfer is FOMM supp. Eq. 13-14 (:func:`reanimate.motion.relati
 Its learned keypoints mix the head's pose with the expression (one keypoint moves with
 both), so it takes no retargeting controls (``animate --head`` etc.: refused,
 :attr:`~reanimate.animators.base.Requirements.retarget` is empty).
+
+Precision (``animate --precision``, :mod:`reanimate.precision`): :meth:`FommAnimator.set_precision`
+runs the networks under bfloat16 (CPU, CUDA) or float16 (CUDA) autocast and lays the
+convolutions out channels-last where that is faster (:data:`CHANNELS_LAST`).
+
 Besides the interface, :class:`FommAnimator` exposes the model steps on tensors
 (:meth:`~FommAnimator.detect`, :meth:`~FommAnimator.encode`, :meth:`~FommAnimator.generate`)
 for the pipelines that use float predictions when a family offers them (reconstruction
@@ -19,16 +24,25 @@ import numpy as np
 import torch
 
 from .. import checkpoint as ckpt
-from ..device import autocast, select_device
+from ..device import autocast, release_free_memory, select_device
 from ..errors import ReanimateError
 from ..io import fit_to_shape, frames_to_tensor, tensor_to_frames
 from ..models import FirstOrderModel, ModelConfig, SourceEncoding, load_config
 from ..motion import Keypoints, relative_motion
+from ..precision import resolve_precision
 from .base import Animator, DrivingBatch, KeypointTensorSteps, Motion, Rendered, Requirements, Source, Transfer
 from .registry import BuildRequest, Family, register_family
 
 # The official crop-video.py's default margin around the face.
 FOMM_CROP_INCREASE = 0.1
+#: per device type and precision: whether the convolutions run channels-last (NHWC).
+#: On the CPU oneDNN's convolutions want NHWC and otherwise reorder every input and
+#: output; vox-256 measured faster so in both precisions (benchmarks/animate_speed.py).
+#: CUDA: not measured, so the layout is left as it is.
+CHANNELS_LAST = {("cpu", "fp32"): True, ("cpu", "bf16"): True}
+#: the modules whose weights autocast casts to the lower precision on every call: with
+#: bf16 on the CPU they are held in bfloat16 once (the same products, half the memory)
+LOW_PRECISION_MODULES = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.Linear)
 
 
 @dataclass
@@ -45,7 +59,8 @@ class FommAnimator(Animator, KeypointTensorSteps):
     """A :class:`FirstOrderModel` on a device.
 
     ``fp16`` runs the networks under float16 autocast (CUDA only); ``autocast_dtype``
-    picks another autocast type, e.g. bfloat16 on CPU. Keypoints and motion geometry
+    picks another autocast type, e.g. bfloat16 on CPU (autocast only: the model is not
+    changed; :meth:`set_precision` also prepares it). Keypoints and motion geometry
     always stay in float32.
     """
 
@@ -62,9 +77,34 @@ class FommAnimator(Animator, KeypointTensorSteps):
         if fp16 and self.device.type != "cuda":
             raise ReanimateError("--fp16 needs a CUDA device")
         self.autocast_dtype = torch.float16 if fp16 else autocast_dtype
+        self.precision = {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(self.autocast_dtype, "fp32")
+        self.memory_format = torch.contiguous_format
         self.model = model.eval().to(self.device)
         self.config: ModelConfig = model.config
         self.notes: list[str] = []
+
+    def set_precision(self, precision: str) -> None:
+        """Run the networks at ``precision`` (``fp32``, ``bf16``, ``fp16``; see
+        :func:`~reanimate.precision.resolve_precision`: fp16 only on CUDA, bf16 as fp32
+        with a note where the device has no bfloat16 units).
+
+        Prepares the model in place for it: channels-last convolutions where
+        :data:`CHANNELS_LAST` says they are faster and, for bf16 on the CPU, the weights
+        of :data:`LOW_PRECISION_MODULES` held in bfloat16 (autocast would cast them on
+        every call). Call it once, on a model this animator owns.
+        """
+        chosen = resolve_precision(precision, self.device)
+        if chosen.note:
+            self.notes.append(chosen.note)
+        self.precision, self.autocast_dtype = chosen.name, chosen.dtype
+        if CHANNELS_LAST.get((self.device.type, chosen.name), False):
+            self.memory_format = torch.channels_last
+            self.model.to(memory_format=torch.channels_last)
+        if chosen.name == "bf16" and self.device.type == "cpu":
+            for module in self.model.modules():
+                if isinstance(module, LOW_PRECISION_MODULES):
+                    module.to(torch.bfloat16)
+        release_free_memory()  # the weights replaced above
 
     @property
     def requirements(self) -> Requirements:
@@ -92,7 +132,11 @@ class FommAnimator(Animator, KeypointTensorSteps):
             fitted.append(image)
             if note:
                 notes.append(note)
-        return frames_to_tensor(np.stack(fitted)).to(self.device), notes
+        return self.to_model(frames_to_tensor(np.stack(fitted))), notes
+
+    def to_model(self, images: torch.Tensor) -> torch.Tensor:
+        """``(N, C, H, W)`` images on the model's device, in its memory format."""
+        return images.to(self.device).contiguous(memory_format=self.memory_format)
 
     @torch.inference_mode()
     def detect(self, images: torch.Tensor) -> Keypoints:
@@ -143,11 +187,11 @@ class FommAnimator(Animator, KeypointTensorSteps):
     # -- the Animator interface ------------------------------------------------------
 
     def encode_source(self, image: np.ndarray, landmarks: np.ndarray | None = None) -> Source:
-        state = self.encode(frames_to_tensor(image[None]).to(self.device))
+        state = self.encode(self.to_model(frames_to_tensor(image[None])))
         return Source(image, state.keypoints, state)
 
     def estimate(self, batch: DrivingBatch) -> Motion:
-        return Motion(self.detect(frames_to_tensor(batch.crops()).to(self.device)))
+        return Motion(self.detect(self.to_model(frames_to_tensor(batch.crops()))))
 
     def render(self, source: Source, motion: Motion, reference: Motion | None, transfer: Transfer) -> Rendered:
         kp_initial = reference.keypoints if reference is not None else None
@@ -163,6 +207,7 @@ def _build(request: BuildRequest) -> FommAnimator:
     model = ckpt.load(request.checkpoint, config, align_corners=request.align_corners, notes=notes)
     animator = FommAnimator(model, device=request.device, fp16=request.fp16)
     animator.notes.extend(notes)
+    release_free_memory()  # what reading the checkpoint left
     return animator
 
 
@@ -184,4 +229,4 @@ FAMILY = register_family(
     )
 )
 
-__all__ = ["FOMM_CROP_INCREASE", "FommAnimator", "FommSource"]
+__all__ = ["CHANNELS_LAST", "FOMM_CROP_INCREASE", "FommAnimator", "FommSource", "LOW_PRECISION_MODULES"]

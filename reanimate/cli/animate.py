@@ -7,6 +7,7 @@ import sys
 
 from ..io.writing import DEFAULT_CRF, DEFAULT_PRESET, X264_PRESETS
 from ..motion import HEAD_ATTRIBUTES
+from ..precision import PRECISIONS
 from .common import add_model_args, parse_bool
 
 
@@ -154,8 +155,20 @@ def add_animate_command(sub) -> None:
         help="torch (default) or onnxruntime: run an ONNX export of a fomm-family model (reanimate export "
         "--format onnx; --checkpoint is then its folder) on the CPU",
     )
-    p.add_argument("--batch-size", type=int, default=4, help="driving frames per model call")
-    p.add_argument("--fp16", action="store_true", help="half precision (CUDA only)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        metavar="N",
+        help="driving frames per model call (default: 1 on the CPU, where larger batches are slower; 4 on CUDA)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="the learned networks' arithmetic (default fp32): bf16 = bfloat16 autocast, about 3x faster on CPUs "
+        "with bfloat16 units (AVX512_BF16, AMX; fp32 with a note elsewhere) and on CUDA, frames within a few "
+        "levels of fp32's (README); fp16 = float16 autocast, CUDA only",
+    )
+    p.add_argument("--fp16", action="store_true", help="deprecated spelling of --precision fp16")
     p.add_argument("--pad", action="store_true", help="letterbox non-square inputs instead of centre-cropping")
     p.add_argument("--fps", type=float, help="frame rate of a driving frame folder (default 25)")
     p.add_argument(
@@ -182,7 +195,10 @@ def add_animate_command(sub) -> None:
 
 
 def run_animate(args: argparse.Namespace) -> int:
+    from .. import device
     from ..pipelines import animate
+
+    device.tune_cpu_allocator()  # the networks' per-frame buffers re-used, not re-mapped (glibc)
 
     transfer = parse_transfer(args.transfer)
     model, config = args.model, args.config
@@ -192,7 +208,7 @@ def run_animate(args: argparse.Namespace) -> int:
         model, config = face_kind_request(args.face_kind, args.model, args.checkpoint, args.config)
     from ..animators.onnx_fomm import backend_request
 
-    model, config = backend_request(args.backend, model, args.checkpoint, config, args.fp16)
+    model, config = backend_request(args.backend, model, args.checkpoint, config, args.fp16 or args.precision == "fp16")
     result = animate(
         args.source,
         args.driving,
@@ -203,6 +219,7 @@ def run_animate(args: argparse.Namespace) -> int:
         align_corners=args.align_corners,
         device=args.device,
         fp16=args.fp16,
+        precision=args.precision,
         progress=not args.quiet,
         fps=args.fps,
         relative=args.relative,
@@ -235,7 +252,7 @@ def run_animate(args: argparse.Namespace) -> int:
             print(f"note: {note}", file=sys.stderr)
         print(
             f"wrote {result.output} ({result.frames} frames, {result.frames_per_second:.1f} frames/s, "
-            f"reference frame {result.reference_frame})",
+            f"{result.precision}, reference frame {result.reference_frame})",
             file=sys.stderr,
         )
     if args.stats:
@@ -243,7 +260,7 @@ def run_animate(args: argparse.Namespace) -> int:
         jitter = ", ".join(f"{k} {v:.5f}" for k, v in result.jitter.items())
         print(
             f"stats: {result.frames} frames in {result.seconds:.2f} s ({result.frames_per_second:.1f} frames/s); "
-            f"ms per frame: {stages}; jitter (mean keypoint acceleration): {jitter}; "
-            f"frames without a face: {result.missing_faces}"
+            f"precision {result.precision}, batch {result.batch_size}; ms per frame: {stages}; "
+            f"jitter (mean keypoint acceleration): {jitter}; frames without a face: {result.missing_faces}"
         )
     return 0

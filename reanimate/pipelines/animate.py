@@ -30,12 +30,14 @@ import numpy as np
 
 from ..animators.base import Animator, DrivingBatch, Motion, Requirements, Retarget, Source, Transfer
 from ..animators.registry import build_animator
+from ..device import select_device
 from ..errors import InputError, OutputError, ReanimateError
 from ..faces import Face, FaceMesh, PasteCanvas, best_frame_index, crop_face, feather_mask, paste_back_into, square_box
 from ..geometry import normalized_shape
 from ..io import fit_to_shape, is_image_path, open_frames, open_writer, read_image, write_image
 from ..io.writing import DEFAULT_CRF, DEFAULT_PRESET, X264_PRESETS
 from ..motion import HEAD_ATTRIBUTES
+from ..precision import PRECISIONS
 from ..smoothing import JitterMeter, make_smoother
 from ..visualize import visualize_batch
 
@@ -53,6 +55,12 @@ STILL_FPS = 25.0
 #: what a still driving image gives the source (where the family separates them): its
 #: head's turn and its expression, not the scale and place of its face in its picture
 STILL_ATTRIBUTES = ("rotation", "expression")
+#: driving frames per model call by device type (``--batch-size``'s default; any other
+#: device: :data:`DEFAULT_BATCH_SIZE`). On the CPU larger batches are slower per frame
+#: (vox-256: the bottleneck and full-resolution up blocks get 15-30% dearer, and peak
+#: memory grows), on a GPU batching is where the speed comes from.
+DEFAULT_BATCH_SIZES = {"cpu": 1}
+DEFAULT_BATCH_SIZE = 4
 #: what a user who asked for head control from a model without it can use instead
 HEAD_CONTROL_HINT = "use the default or a face model that can: landmarks, mmfa"
 #: the same for a retargeting control
@@ -68,7 +76,7 @@ class AnimationOptions:
     relative_jacobian: bool = True  # with relative motion, also transfer the Jacobians relatively (FOMM Eq. 14)
     best_frame: int | None = None  # driving frame aligned with the source (relative reference)
     find_best_frame: bool = False  # search the driving frame whose keypoints best match the source's
-    batch_size: int = 4
+    batch_size: int | None = None  # driving frames per model call (None: default_batch_size of the device)
     pad: bool = False  # letterbox non-square inputs instead of centre-cropping
     visualize: bool = False  # source | driving+keypoints | result | occlusion side by side
     crop: str = "auto"  # "auto": crop the face for face models; "none": use the whole frames
@@ -110,6 +118,8 @@ class AnimationResult:
     jitter: dict[str, float] = field(default_factory=dict)  # mean keypoint acceleration, raw / smoothed
     missing_faces: int = 0  # driving frames without a face (their landmarks were held)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    precision: str = "fp32"  # what the networks ran at (animators.base.Animator.precision)
+    batch_size: int = 1  # driving frames per model call
 
     @property
     def frames_per_second(self) -> float:
@@ -141,6 +151,7 @@ class _Plan:
     increase: float
     driving_box: bool  # the driving frames need the reference frame's face box
     transfer: Transfer
+    batch_size: int = 1  # driving frames per model call
 
 
 def batched(items: Iterable, size: int) -> Iterator[list]:
@@ -165,10 +176,17 @@ class AnimationPipeline:
 
     @classmethod
     def from_checkpoint(
-        cls, checkpoint, config=None, align_corners: bool | None = None, device: str = "auto", fp16: bool = False
+        cls,
+        checkpoint,
+        config=None,
+        align_corners: bool | None = None,
+        device: str = "auto",
+        fp16: bool = False,
+        precision: str | None = None,
     ) -> AnimationPipeline:
-        """The family the checkpoint names, loaded; ``align_corners`` overrides the config's value."""
-        return cls(build_animator(checkpoint, "auto", config, align_corners, device, fp16))
+        """The family the checkpoint names, loaded; ``align_corners`` overrides the config's
+        value; ``precision`` as :func:`build_pipeline`'s."""
+        return cls(build_pipeline(checkpoint, "auto", config, align_corners, device, fp16, precision).animator)
 
     @property
     def requirements(self) -> Requirements:
@@ -201,7 +219,8 @@ class AnimationPipeline:
         given = "--lips-only" if options.lips_only else ""
         retarget.refuse_uncovered(self.animator.family, req.retarget, RETARGET_HINT, given)
         transfer = Transfer(options.relative, adapt, options.relative_jacobian, attributes, retarget)
-        return _Plan(crop, paste, increase, crop or req.driving_landmarks, transfer)
+        batch_size = options.batch_size or default_batch_size(req.device)
+        return _Plan(crop, paste, increase, crop or req.driving_landmarks, transfer, batch_size)
 
     # -- source ----------------------------------------------------------------------
 
@@ -326,7 +345,7 @@ class AnimationPipeline:
             if plan.driving_box:
                 reference = self._best_face_frame(source_landmarks, driving_path, fps)
             else:
-                reference, motion = self.find_best_frame(source, driving_path, fps, options.pad, options.batch_size)
+                reference, motion = self.find_best_frame(source, driving_path, fps, options.pad, plan.batch_size)
             log.info("best matching driving frame: %d", reference)
         elif options.best_frame is not None:
             reference = options.best_frame
@@ -382,7 +401,18 @@ class AnimationPipeline:
         faces = self.encode_faces(source_image, source_path, options, plan, notes)
         if still:
             done = self._animate_still(faces, source_image, driving_path, output_path, options, plan, timer)
-            return AnimationResult(Path(output_path), done, time.perf_counter() - start, 0, notes, {}, 0, timer.seconds)
+            return AnimationResult(
+                Path(output_path),
+                done,
+                time.perf_counter() - start,
+                0,
+                notes,
+                {},
+                0,
+                timer.seconds,
+                self.animator.precision,
+                plan.batch_size,
+            )
         first = faces[0]
         per_frame_landmarks = self.requirements.driving_landmarks
 
@@ -420,7 +450,7 @@ class AnimationPipeline:
                     dynamic_ncols=True,
                 )
                 with bar:
-                    for frames in batched(timer.iterate("decode", reader), options.batch_size):
+                    for frames in batched(timer.iterate("decode", reader), plan.batch_size):
                         landmarks = None
                         if tracker is not None:
                             with timer("landmarks"):
@@ -480,7 +510,16 @@ class AnimationPipeline:
             {"raw": raw_jitter.score, "smoothed": jitter.score} if smoother is not None else {"raw": raw_jitter.score}
         )
         return AnimationResult(
-            Path(output_path), done, time.perf_counter() - start, reference, notes, stats, missing, timer.seconds
+            Path(output_path),
+            done,
+            time.perf_counter() - start,
+            reference,
+            notes,
+            stats,
+            missing,
+            timer.seconds,
+            self.animator.precision,
+            plan.batch_size,
         )
 
     def _animate_still(
@@ -618,7 +657,7 @@ def _check_options(options: AnimationOptions) -> None:
         raise ReanimateError(f"--faces {options.faces}: expected one or all")
     if options.faces == "all" and options.face_index is not None:
         raise ReanimateError("--faces all animates every face: drop --face-index")
-    if options.batch_size < 1:
+    if options.batch_size is not None and options.batch_size < 1:
         raise ReanimateError(f"--batch-size must be at least 1, got {options.batch_size}")
     if options.crop not in ("auto", "none"):
         raise ReanimateError(f"--crop {options.crop}: expected auto or none")
@@ -626,6 +665,12 @@ def _check_options(options: AnimationOptions) -> None:
         raise ReanimateError(f"--increase must be at least 0, got {options.increase}")
     if not 0 <= options.max_missing <= 1:
         raise ReanimateError(f"--max-missing must be between 0 and 1, got {options.max_missing}")
+
+
+def default_batch_size(device: str) -> int:
+    """``--batch-size``'s default on a device type (``"cpu"``, ``"cuda"``…):
+    :data:`DEFAULT_BATCH_SIZES`, else :data:`DEFAULT_BATCH_SIZE`."""
+    return DEFAULT_BATCH_SIZES.get(device, DEFAULT_BATCH_SIZE)
 
 
 def paste_canvas(source: np.ndarray, faces: list[SourceFace]) -> PasteCanvas:
@@ -758,6 +803,7 @@ def animate(
     align_corners: bool | None = None,
     device: str = "auto",
     fp16: bool = False,
+    precision: str | None = None,
     progress: bool = True,
     fps: float | None = None,
     **option_values,
@@ -768,12 +814,13 @@ def animate(
     animator) or a family name (:func:`reanimate.animators.registry.families`). Further
     keyword arguments are :class:`AnimationOptions` fields. ``output`` is a video file
     (.mp4, .mov, .mkv, ...; H.264, the driving fps and audio kept) or a folder of PNG
-    frames. Written atomically: on any error nothing is left.
+    frames. Written atomically: on any error nothing is left. ``precision``: see
+    :func:`build_pipeline`.
     """
     unknown = set(option_values) - {f.name for f in dataclasses.fields(AnimationOptions)}
     if unknown:
         raise TypeError(f"unknown animation options: {sorted(unknown)}")
-    pipeline = build_pipeline(checkpoint, model, config, align_corners, device, fp16)
+    pipeline = build_pipeline(checkpoint, model, config, align_corners, device, fp16, precision)
     options = AnimationOptions(**option_values)
     return pipeline.animate(source, driving, output, options, progress=progress, fps=fps)
 
@@ -785,6 +832,24 @@ def build_pipeline(
     align_corners: bool | None = None,
     device: str = "auto",
     fp16: bool = False,
+    precision: str | None = None,
 ) -> AnimationPipeline:
-    """The pipeline ``animate`` runs (see :func:`reanimate.animators.registry.build_animator`)."""
-    return AnimationPipeline(build_animator(checkpoint, model, config, align_corners, device, fp16))
+    """The pipeline ``animate`` runs (see :func:`reanimate.animators.registry.build_animator`).
+
+    ``precision``: ``fp32``, ``bf16`` or ``fp16`` for the learned networks (None: ``fp16``
+    with ``fp16``, else ``fp32``; :meth:`~reanimate.animators.base.Animator.set_precision`
+    says what each family does with it). ``fp16`` is the older spelling of
+    ``precision="fp16"``.
+    """
+    if precision is None:
+        precision = "fp16" if fp16 else "fp32"
+    elif fp16 and precision != "fp16":
+        raise ReanimateError(f"--fp16 and --precision {precision} disagree: give --precision alone")
+    if precision not in PRECISIONS:
+        raise ReanimateError(f"--precision {precision}: expected one of {', '.join(PRECISIONS)}")
+    if precision == "fp16" and select_device(device).type != "cuda":
+        option = "--fp16" if fp16 else "--precision fp16"
+        raise ReanimateError(f"{option} needs a CUDA device (on the CPU: fp32, or bf16 where it has bfloat16 units)")
+    animator = build_animator(checkpoint, model, config, align_corners, device, precision == "fp16")
+    animator.set_precision(precision)
+    return AnimationPipeline(animator)
