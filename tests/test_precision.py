@@ -3,7 +3,6 @@ batch size, on the tiny FOMM config (seconds on a CPU)."""
 
 from __future__ import annotations
 
-import copy
 import os
 import subprocess
 import sys
@@ -80,8 +79,8 @@ def test_bf16_weights_held_in_bfloat16_give_the_autocast_products(tiny_model, bf
     way on every call): the same products as plain bfloat16 autocast of the float32
     model. In the same memory layout, so that the same kernels run."""
     monkeypatch.setitem(fomm_module.CHANNELS_LAST, ("cpu", "bf16"), False)
-    autocast_only = FommAnimator(copy.deepcopy(tiny_model), device="cpu", autocast_dtype=torch.bfloat16)
-    prepared = FommAnimator(copy.deepcopy(tiny_model), device="cpu")
+    autocast_only = FommAnimator(clone(tiny_model), device="cpu", autocast_dtype=torch.bfloat16)
+    prepared = FommAnimator(clone(tiny_model), device="cpu")
     prepared.set_precision("bf16")
     assert prepared.precision == "bf16"
     assert prepared.model.generator.final.weight.dtype == torch.bfloat16
@@ -104,6 +103,14 @@ def tiny_transformer_model() -> torch.nn.Module:
     return build_model(config, seed=0).eval()
 
 
+def clone(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy through the state dict: ``copy.deepcopy`` refuses a model that a previous
+    test ran, once a module holds a cached tensor with a graph."""
+    twin = build_model(model.config, with_discriminator=getattr(model, "discriminator", None) is not None)
+    twin.load_state_dict(model.state_dict())
+    return twin.eval()
+
+
 def animate_tensors(animator: FommAnimator, images: torch.Tensor) -> list[torch.Tensor]:
     """Keypoints, Jacobians, prediction and occlusion map of ``images`` (the first is the source)."""
     x = animator.to_model(images)
@@ -117,8 +124,8 @@ def test_channels_last_keeps_fp32_outputs(tiny_model, estimator, monkeypatch):
     """Channels-last is a memory layout: float32 outputs equal to float tolerance."""
     model = tiny_model if estimator == "keypoint_detector" else tiny_transformer_model()
     monkeypatch.setitem(fomm_module.CHANNELS_LAST, ("cpu", "fp32"), True)
-    plain = FommAnimator(copy.deepcopy(model), device="cpu")
-    nhwc = FommAnimator(copy.deepcopy(model), device="cpu")
+    plain = FommAnimator(clone(model), device="cpu")
+    nhwc = FommAnimator(clone(model), device="cpu")
     nhwc.set_precision("fp32")
     assert nhwc.memory_format == torch.channels_last
     assert nhwc.model.generator.final.weight.is_contiguous(memory_format=torch.channels_last)
@@ -130,8 +137,8 @@ def test_channels_last_keeps_fp32_outputs(tiny_model, estimator, monkeypatch):
 def test_bf16_runs_the_motion_transformer(bf16_units):
     """Its linear layers and attention in bfloat16 (weights held so), LayerNorm in float32."""
     model = tiny_transformer_model()
-    full = FommAnimator(copy.deepcopy(model), device="cpu")
-    half = FommAnimator(copy.deepcopy(model), device="cpu")
+    full = FommAnimator(clone(model), device="cpu")
+    half = FommAnimator(clone(model), device="cpu")
     half.set_precision("bf16")
     images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(2))
     kp, jacobian, prediction, occlusion = (
