@@ -12,7 +12,7 @@ import torch
 from ...faces.kind import HUMAN, face_kind
 from ...faces.lids import LidLayer
 from ...faces.pose import head_rotation
-from ...faces.topology import MIRROR
+from ...faces.topology import MIRROR, NOSE_BASE
 from ...geometry import box_to_normalized, normalized_to_box
 from ...geometry.mesh import nearest_neighbours, signed_areas
 from ...geometry.relative import polygon_area
@@ -94,6 +94,20 @@ def mirror_tables(
     return visibility, texture, index, outer
 
 
+def untangled_skin(
+    config: LandmarkAnimatorConfig, landmarks: np.ndarray, skin: np.ndarray, areas: np.ndarray
+) -> np.ndarray:
+    """``(len(skin),)`` bool: the skin triangles :func:`.warp.untangle_skin` keeps from
+    folding - no slivers, and only around the mouth and the jaw (below the nose), where
+    an expression the source's proportions do not fit folds the skin; elsewhere the
+    relaxation's result stands (unfolding there moved landmarks a three-quarter face
+    folds for real, and the face tracker read the mouth less well from the output)."""
+    checked = np.abs(areas) > config.sliver_area * np.median(np.abs(areas))
+    frontal = frontal_view(landmarks)
+    below_nose = (frontal[skin, 1] > frontal[list(NOSE_BASE), 1].mean()).all(1)
+    return checked & below_nose
+
+
 @dataclass
 class DrivingFace:
     """One driving frame as the animator needs it.
@@ -145,6 +159,7 @@ class LandmarkSource:
     )  # (T, 3) nodes (+ outer_oval) each revealed triangle reads its texture from (warp.mirror_weights)
     mirror_index: np.ndarray  # (mesh_count,) the skin triangle that is each one's mirror image (-1: none)
     outer_landmarks: np.ndarray  # (478, 2) the landmarks pushed out from the face's centre (node N + i is landmark i)
+    untangled: np.ndarray  # (mesh_count,) bool: the skin triangles warp.untangle_skin keeps from folding
     human: bool = True  # faces.kind: False draws no borrowed mouth interior and no lash lines
 
     @property
@@ -225,5 +240,6 @@ def encode_source(config: LandmarkAnimatorConfig, image: np.ndarray, landmarks: 
         lids,
         teeth_colour([eye_white(e) for e in eyeballs], lips[0]),
         *mirror_tables(cfg, landmarks, nodes, triangles, areas, front, kinds),
+        untangled_skin(cfg, landmarks, triangles[:mesh_count], areas[:mesh_count]),
         face_kind(image, landmarks, cfg.face_kind) == HUMAN,
     )

@@ -129,17 +129,9 @@ def untangle_skin(
     Args:
         nodes: ``(N, 2)`` target nodes; points: ``(478, 3)`` target landmarks (with depth).
     """
-    skin = source.triangles[: source.mesh_count]
-    src_areas = source.areas[: source.mesh_count]
-    checked = np.abs(src_areas) > config.sliver_area * np.median(np.abs(src_areas))
-    # Only around the mouth and the jaw (below the nose), where an expression the
-    # source's proportions do not fit folds the skin; elsewhere the relaxation's result
-    # stands (unfolding there moved landmarks a three-quarter face folds for real, and
-    # the face tracker read the mouth less well from the output).
-    frontal = (source.landmarks - source.landmarks.mean(0)) @ source.rotation  # the head seen from the front
-    below_nose = (frontal[skin, 1] > frontal[list(mesh.NOSE_BASE), 1].mean()).all(1)
-    checked &= below_nose
-    skin, src_areas, front = skin[checked], src_areas[checked], source.front[checked]
+    checked = source.untangled  # below the nose, no slivers (source.untangled_skin)
+    skin = source.triangles[: source.mesh_count][checked]
+    src_areas, front = source.areas[: source.mesh_count][checked], source.front[checked]
     scale, rotation, _ = fit_similarity(
         torch.from_numpy(source.landmarks[None, RIGID]), torch.from_numpy(np.ascontiguousarray(points[None, RIGID]))
     )
