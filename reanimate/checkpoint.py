@@ -16,13 +16,13 @@ import contextlib
 import json
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
 import yaml
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import safe_open, save_file
 
 from .errors import CheckpointError, InputError
 from .io.files import atomic_path
@@ -31,6 +31,8 @@ from .models import FirstOrderModel, ModelConfig, build_model
 FORMAT = "reanimate.fomm"
 FORMAT_VERSION = "1"
 NETWORKS = ("kp_detector", "generator", "discriminator")
+#: reads one tensor of a checkpoint: (network, key) -> tensor
+TensorReader = Callable[[str, str], torch.Tensor]
 
 
 def is_own_format(path: str | os.PathLike) -> bool:
@@ -87,7 +89,11 @@ def check_state_dict(path, prefix: str, state: dict, module: torch.nn.Module) ->
             raise CheckpointError(path, f"unexpected key '{prefix}.{key}' (not in the model built from the config)")
 
 
-def _load_networks(path, model: FirstOrderModel, states: dict[str, dict]) -> None:
+def _load_networks(path, model: FirstOrderModel, states: dict[str, dict], read: TensorReader | None = None) -> None:
+    """Check ``states`` (network -> key -> tensor) against ``model``'s networks and copy
+    them in. With ``read``, ``states`` may hold shapes only (meta tensors): each is read
+    with ``read(network, key)`` as it is copied, so that at most one checkpoint tensor is
+    held beside the model (not a second copy of all its weights)."""
     for name, module in model.parts().items():
         if name not in states:
             if name == "discriminator":
@@ -95,7 +101,13 @@ def _load_networks(path, model: FirstOrderModel, states: dict[str, dict]) -> Non
             raise CheckpointError(path, f"no '{name}' weights in the checkpoint")
         state = _normalise_state(states[name], module)
         check_state_dict(path, name, state, module)
-        module.load_state_dict(state)
+        if read is None:
+            module.load_state_dict(state)
+            continue
+        with torch.no_grad():
+            for key, target in module.state_dict().items():  # shares the parameters' storage
+                value = state[key]
+                target.copy_(read(name, key) if value.is_meta else value)
 
 
 def load_official(
@@ -166,9 +178,9 @@ def load_own(
     """Load the own format; the embedded config is used unless ``config`` is given."""
     embedded = read_own_config(path)
     config = config or embedded
-    states = _read_own_states(path)
-    model = build_model(config, with_discriminator=with_discriminator and "discriminator" in states)
-    _load_networks(path, model, states)
+    with _own_states(path) as (states, read):
+        model = build_model(config, with_discriminator=with_discriminator and "discriminator" in states)
+        _load_networks(path, model, states, read)
     return model.eval()
 
 
@@ -179,22 +191,69 @@ def load_own_into(path: str | os.PathLike, model: FirstOrderModel) -> None:
     meta = read_own_metadata(path)
     if meta.get("format") != FORMAT:
         raise CheckpointError(path, f"not a reanimate checkpoint (format {meta.get('format')!r})")
-    states = _read_own_states(path)
-    if getattr(model, "discriminator", None) is not None and "discriminator" not in states:
-        raise CheckpointError(path, "no 'discriminator' weights in the checkpoint")
-    _load_networks(path, model, states)
+    with _own_states(path) as (states, read):
+        if getattr(model, "discriminator", None) is not None and "discriminator" not in states:
+            raise CheckpointError(path, "no 'discriminator' weights in the checkpoint")
+        _load_networks(path, model, states, read)
 
 
-def _read_own_states(path) -> dict[str, dict]:
+@contextlib.contextmanager
+def _own_states(path) -> Iterator[tuple[dict[str, dict], TensorReader]]:
+    """An own-format file's networks as shapes (meta tensors: network -> key -> tensor)
+    and the function that reads one tensor, while the file is open.
+
+    Tensors are read from the file on demand with plain reads, not through a memory map
+    (safetensors' own loaders map the whole file, and the mapped pages count in the
+    process's memory while it is open): loading holds the model and one tensor."""
+
+    def unreadable(exc: Exception | str) -> CheckpointError:
+        return CheckpointError(path, f"not a readable safetensors file ({str(exc)[:200]})")
+
     try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(path, f"not a readable safetensors file ({str(exc)[:200]})") from None
+        with safe_open(str(path), framework="pt") as handle:  # validates the header
+            entries = {key: handle.get_slice(key) for key in handle.keys()}
+            layout = {key: (entry.get_dtype(), entry.get_shape()) for key, entry in entries.items()}
+        with open(path, "rb") as file:
+            header = int.from_bytes(file.read(8), "little")
+            described = json.loads(file.read(header))
+        offsets = {key: described[key]["data_offsets"] for key in layout}
+    except (SafetensorError, OSError, ValueError, KeyError, TypeError) as exc:
+        raise unreadable(exc) from None
     states: dict[str, dict] = {}
-    for key, value in tensors.items():
+    for key, (_, shape) in layout.items():
         net, _, rest = key.partition(".")
-        states.setdefault(net, {})[rest] = value
-    return states
+        states.setdefault(net, {})[rest] = torch.empty(shape, device="meta")
+
+    with open(path, "rb") as file:
+
+        def read(net: str, rest: str) -> torch.Tensor:
+            key = f"{net}.{rest}"
+            dtype, shape = layout[key]
+            if dtype not in _SAFETENSORS_DTYPES:
+                raise unreadable(f"tensor {key} has the unsupported type {dtype}")
+            begin, end = offsets[key]
+            tensor = torch.empty(shape, dtype=_SAFETENSORS_DTYPES[dtype])
+            file.seek(8 + header + begin)
+            if file.readinto(tensor.view(-1).view(torch.uint8).numpy()) != end - begin:
+                raise unreadable(f"tensor {key} is cut short")
+            return tensor
+
+        yield states, read
+
+
+#: safetensors' dtype names -> torch's (the types a checkpoint of ours can hold)
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
 
 
 def load(

@@ -1,9 +1,11 @@
 """Checkpoints: the reference layout, the own format, conversion, mismatch errors."""
 
+import contextlib
 import copy
 import os
 import pickle
 import stat
+import weakref
 
 import pytest
 import torch
@@ -121,6 +123,46 @@ def test_own_format_round_trip(tmp_path, tiny_model):
     tensors = load_file(str(path))
     assert any(k.startswith("discriminator.") for k in tensors)
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]  # no temporary left
+
+
+def test_own_format_is_read_tensor_by_tensor_in_any_stored_type(tmp_path, tiny_model, monkeypatch):
+    """Weights stored in bfloat16 load into the float32 model as their exact values, and
+    the loader never holds the file's tensors all at once: each is read as it is copied,
+    by plain reads (no memory map of the file)."""
+    half = copy.deepcopy(tiny_model).to(torch.bfloat16)
+    path = ckpt.save(tmp_path / "half.safetensors", half)
+    alive = []  # per read: how many tensors read before it are still held
+    returned = []
+    real_states = ckpt._own_states
+
+    @contextlib.contextmanager
+    def watched_states(where):
+        with real_states(where) as (states, read):
+
+            def watched(net, key):
+                alive.append(sum(ref() is not None for ref in returned))
+                tensor = read(net, key)
+                returned.append(weakref.ref(tensor))
+                return tensor
+
+            yield states, watched
+
+    monkeypatch.setattr(ckpt, "_own_states", watched_states)
+    model = ckpt.load(path)
+    assert model.generator.first.conv.weight.dtype == torch.float32
+    for name in ("kp_detector", "generator"):
+        expected = getattr(half, name).state_dict()
+        for key, value in getattr(model, name).state_dict().items():
+            assert torch.equal(value, expected[key].to(value.dtype)), key
+    stored = load_file(str(path))
+    assert len(alive) == len(stored) - sum(k.startswith("discriminator.") for k in stored)
+    assert max(alive) == 0
+    # a tensor's bytes cut off: one line naming the file
+    data = path.read_bytes()
+    header = int.from_bytes(data[:8], "little")
+    (tmp_path / "cut.safetensors").write_bytes(data[: 8 + header + 16])
+    with pytest.raises(CheckpointError, match="cut.safetensors: not a readable safetensors file"):
+        ckpt.load(tmp_path / "cut.safetensors")
 
 
 @pytest.fixture
