@@ -23,6 +23,11 @@ class LandmarkAnimatorConfig:
     outer_ring: float = 1.8  # second ring, follows the head by `outer_follow`
     outer_follow: float = 0.5
     border_points: int = 9  # fixed anchors per crop side (identity flow at the border)
+    # The neck follows the head with a gradient (source.neck_follow): fully at the chin,
+    # not at all at the crop's bottom edge (the paste-back seam), over neck_width times
+    # the jaw's width; neck_rows rows of anchors carry it (0: off, the neck stays).
+    neck_rows: int = 4
+    neck_width: float = 1.0
     # The moved head's inner ring stays this far (fraction of the crop side) inside the
     # crop: a driver that walks towards the camera or out of its frame would otherwise
     # push the head against the fixed border, where it is cut off. None: no limit. (0.04

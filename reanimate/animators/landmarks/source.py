@@ -12,7 +12,7 @@ import torch
 from ...faces.kind import HUMAN, face_kind
 from ...faces.lids import LidLayer
 from ...faces.pose import head_rotation
-from ...faces.topology import MIRROR, NOSE_BASE
+from ...faces.topology import CHIN, MIRROR, NOSE_BASE
 from ...geometry import box_to_normalized, normalized_to_box
 from ...geometry.mesh import nearest_neighbours, signed_areas
 from ...geometry.relative import polygon_area
@@ -42,6 +42,51 @@ def oval_ring(landmarks: np.ndarray, scale: float) -> np.ndarray:
     oval = landmarks[FACE_OVAL, :2]
     centre = oval.mean(0)
     return centre + scale * (oval - centre)
+
+
+def neck_axis(landmarks: np.ndarray, side: float, ring: float, width: float = 1.0) -> tuple[np.ndarray, ...]:
+    """The neck's frame in a crop (``side``: its last pixel): where it starts ``(2,)``
+    (the chin's point of the anchor ring ``ring`` times the face oval, the lowest point
+    that follows the head fully), the face's downward axis (oval centre -> chin) and the
+    one across it (unit ``(2,)``), half the neck's width (``width`` times the jaw's) and
+    how far the axis runs from the start to the crop's edge (pixels)."""
+    oval = landmarks[FACE_OVAL, :2]
+    centre = oval.mean(0)
+    chin = landmarks[CHIN, :2]
+    down = (chin - centre) / max(float(np.linalg.norm(chin - centre)), 1e-9)
+    across = np.array([-down[1], down[0]])
+    lower = oval[(oval - centre) @ down > 0]
+    half = 0.5 * width * float(np.ptp((lower - centre) @ across))
+    start = centre + ring * (chin - centre)
+    exits = [(edge - start[k]) / down[k] for k in (0, 1) for edge in (0.0, side) if abs(down[k]) > 1e-9]
+    length = max(min((e for e in exits if e > 0), default=0.0), 0.0)
+    return start, down, across, half, length
+
+
+def neck_follow(
+    landmarks: np.ndarray, points: np.ndarray, follow: np.ndarray, side: float, ring: float, width: float = 1.0
+) -> np.ndarray:
+    """How much anchors at ``points`` ``(M, 2)`` (crop pixels) that follow the head by
+    ``follow`` ``(M,)`` follow it once the neck does (:func:`neck_axis`): below the
+    neck's start, along the neck, linearly from 1 there to 0 where its axis leaves the
+    crop (the paste-back seam stays still); beside the neck, blended back to ``follow``
+    from half the neck's width to 1.5 times that. Above the start: ``follow``."""
+    start, down, across, half, length = neck_axis(landmarks, side, ring, width)
+    along = (points - start) @ down / max(length, 1e-9)
+    near = np.clip(1.5 - np.abs((points - start) @ across) / max(half, 1e-9), 0.0, 1.0)
+    weight = near * near * (3 - 2 * near) * (along > 0)
+    return (1 - weight) * follow + weight * np.clip(1.0 - along, 0.0, 1.0)
+
+
+def neck_anchors(landmarks: np.ndarray, side: float, rows: int, ring: float, width: float = 1.0) -> np.ndarray:
+    """Anchor points down the neck ``(M <= rows * 5, 2)``: ``rows`` rows evenly between
+    the neck's start and the crop's edge along the face's downward axis, five points
+    across the neck's width each (:func:`neck_axis`), those outside the crop dropped."""
+    start, down, across, half, length = neck_axis(landmarks, side, ring, width)
+    steps = (np.arange(rows) + 1) / (rows + 1) * length
+    spread = np.linspace(-1.0, 1.0, 5) * half
+    points = (start + steps[:, None, None] * down + spread[None, :, None] * across).reshape(-1, 2)
+    return points[np.all((points > 2) & (points < side - 2), axis=1)]
 
 
 def frontal_view(landmarks: np.ndarray) -> np.ndarray:
@@ -188,6 +233,13 @@ def encode_source(config: LandmarkAnimatorConfig, image: np.ndarray, landmarks: 
         rings.append(ring[inside])
         follows.append(np.full(int(inside.sum()), follow))
         owners.append(FACE_OVAL[inside])
+    if cfg.neck_rows:
+        # ... and down the neck, a gradient from the chin to the crop's bottom edge
+        neck = neck_anchors(landmarks, side, cfg.neck_rows, cfg.inner_ring, cfg.neck_width)
+        rings.append(neck)
+        follows.append(np.zeros(len(neck)))
+        owners.append(FACE_OVAL[np.argmin(((neck[:, None] - landmarks[FACE_OVAL, :2]) ** 2).sum(-1), axis=1)])
+        follows = [neck_follow(landmarks, r, f, side, cfg.inner_ring, cfg.neck_width) for f, r in zip(follows, rings)]
     ring = np.concatenate(rings)
     t = np.linspace(0, side, cfg.border_points)
     border = np.unique(
