@@ -19,9 +19,11 @@ from .evaluation import add_evaluation_command, run_evaluation_command
 from .export import add_export_command, run_export
 from .faces import FACE_COMMANDS, add_face_commands, run_face_command
 from .heads import HEAD_COMMANDS, add_head_commands, run_head_command
+from .live import add_live_command, run_live
 from .mmfa import MMFA_COMMANDS, add_mmfa_commands, run_mmfa_command
 from .models import MODEL_COMMANDS, add_model_commands, run_model_command
 from .training import TRAINING_COMMANDS, add_training_commands, run_training_command
+from .ui import add_ui_command, run_ui
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_animate_command(sub)
     add_edit_command(sub)
+    add_live_command(sub)
     add_model_commands(sub)
     add_export_command(sub)
     add_face_commands(sub)
@@ -42,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_mmfa_commands(sub)
     add_evaluation_command(sub)
     add_avatar_commands(sub)
+    add_ui_command(sub)
     return parser
 
 
@@ -50,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
         return run_animate(args)
     if args.command == "edit":
         return run_edit(args)
+    if args.command == "live":
+        return run_live(args)
     if args.command in MODEL_COMMANDS:
         return run_model_command(args)
     if args.command == "export":
@@ -66,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
         return run_mmfa_command(args)
     if args.command in AVATAR_COMMANDS:
         return run_avatar_command(args)
+    if args.command == "ui":
+        return run_ui(args)
     raise AssertionError(args.command)
 
 

@@ -21,7 +21,11 @@ def parse_transfer(text: str) -> tuple[str, ...]:
 
 def add_animate_command(sub) -> None:
     p = sub.add_parser("animate", help="animate a source image with a driving video (or image)")
-    p.add_argument("source", help="source image")
+    p.add_argument(
+        "source",
+        help="source image, or a video: each of its frames keeps its own head motion and takes the driver's "
+        "expression (dubbing; the default animator or mmfa)",
+    )
     p.add_argument(
         "driving",
         help="driving video (mp4/mov/avi/mkv/gif/webm), folder of frames, or a still image (the source "
@@ -33,14 +37,7 @@ def add_animate_command(sub) -> None:
         required=True,
         help="output video file, or folder for PNG frames; an image file (.png, .jpg) for a still driving image",
     )
-    p.add_argument(
-        "--model",
-        default="auto",
-        metavar="FAMILY",
-        help="auto (default): the family the checkpoint names, else the zero-shot face-landmark "
-        "animator (landmarks), which needs no weights; or a family name: landmarks, fomm",
-    )
-    add_model_args(p, checkpoint_required=False)
+    add_model_choice(p)
     p.add_argument(
         "--overwrite", action="store_true", help="replace an existing, non-empty frames folder at the output path"
     )
@@ -70,29 +67,7 @@ def add_animate_command(sub) -> None:
         f"{','.join(HEAD_ATTRIBUTES)} (default: all); the others stay the source's. Needs a model "
         "that separates them (landmarks, mmfa)",
     )
-    retarget = p.add_argument_group(
-        "retargeting",
-        "how much of the driver's motion the source takes: 0 keeps the source's, 1 follows the "
-        "driver (default), between scales it, up to 2 exaggerates (landmarks: all; mmfa: --head, "
-        "--expression; fomm: none)",
-    )
-    retarget.add_argument("--head", type=float, default=1.0, metavar="F", help="head rotation, scale and translation")
-    retarget.add_argument(
-        "--expression", type=float, default=1.0, metavar="F", help="the face's non-rigid motion (brows, cheeks...)"
-    )
-    retarget.add_argument("--eyes", type=float, metavar="F", help="lids and gaze (default: as --expression)")
-    retarget.add_argument("--lips", type=float, metavar="F", help="mouth and jaw (default: as --expression)")
-    retarget.add_argument(
-        "--lips-only",
-        action="store_true",
-        help="only the mouth follows (dubbing): --head 0 --expression 0 --eyes 0 --lips 1",
-    )
-    retarget.add_argument(
-        "--blinks",
-        choices=("keep", "suppress"),
-        default="keep",
-        help="keep the driver's blinks (default) or suppress them: the lids keep the source's opening",
-    )
+    add_retarget_args(p)
     best = p.add_mutually_exclusive_group()
     best.add_argument(
         "--find-best-frame",
@@ -121,9 +96,7 @@ def add_animate_command(sub) -> None:
         help="crop margin per side, as a fraction of the face size (default 0.45 for the "
         "landmark animator, 0.1 for FOMM)",
     )
-    faces.add_argument(
-        "--face-index", type=int, metavar="I", help="animate the I-th largest face of the source (default: the largest)"
-    )
+    add_face_index_arg(faces)
     faces.add_argument(
         "--faces",
         choices=("one", "all"),
@@ -138,37 +111,18 @@ def add_animate_command(sub) -> None:
         metavar="F",
         help="fail if more than this fraction of driving frames has no face (default 0.5)",
     )
-    faces.add_argument(
-        "--face-kind",
-        choices=("auto", "human", "other"),
-        default="auto",
-        help="auto (default): MediaPipe's face detector says whether the source face is human; other (an "
-        "animal): no teeth from the driver, no lash lines on blinks (the landmark animator)",
-    )
-    p.add_argument("--smooth", choices=("one-euro", "kalman"), help="filter driving keypoints over time against jitter")
+    add_face_kind_arg(faces)
+    add_smooth_arg(p)
     p.add_argument("--stats", action="store_true", help="print frames, speed per stage and keypoint jitter")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument(
-        "--backend",
-        choices=("torch", "onnxruntime"),
-        default="torch",
-        help="torch (default) or onnxruntime: run an ONNX export of a fomm-family model (reanimate export "
-        "--format onnx; --checkpoint is then its folder) on the CPU",
-    )
+    add_device_arg(p)
+    add_backend_arg(p)
     p.add_argument(
         "--batch-size",
         type=int,
         metavar="N",
         help="driving frames per model call (default: 1 on the CPU, where larger batches are slower; 4 on CUDA)",
     )
-    p.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        help="the learned networks' arithmetic (default fp32): bf16 = bfloat16 autocast, about 3x faster on CPUs "
-        "with bfloat16 units (AVX512_BF16, AMX; fp32 with a note elsewhere) and on CUDA, frames within a few "
-        "levels of fp32's (README); fp16 = float16 autocast, CUDA only",
-    )
-    p.add_argument("--fp16", action="store_true", help="deprecated spelling of --precision fp16")
+    add_precision_args(p)
     p.add_argument("--pad", action="store_true", help="letterbox non-square inputs instead of centre-cropping")
     p.add_argument("--fps", type=float, help="frame rate of a driving frame folder (default 25)")
     p.add_argument(
@@ -201,14 +155,7 @@ def run_animate(args: argparse.Namespace) -> int:
     device.tune_cpu_allocator()  # the networks' per-frame buffers re-used, not re-mapped (glibc)
 
     transfer = parse_transfer(args.transfer)
-    model, config = args.model, args.config
-    if args.face_kind != "auto":  # a setting of the landmark animator, handed to it as its config
-        from ..animators.landmarks.animator import face_kind_request
-
-        model, config = face_kind_request(args.face_kind, args.model, args.checkpoint, args.config)
-    from ..animators.onnx_fomm import backend_request
-
-    model, config = backend_request(args.backend, model, args.checkpoint, config, args.fp16 or args.precision == "fp16")
+    model, config = model_request(args)
     result = animate(
         args.source,
         args.driving,
@@ -238,12 +185,7 @@ def run_animate(args: argparse.Namespace) -> int:
         max_missing=args.max_missing,
         overwrite=args.overwrite,
         transfer=transfer,
-        head=args.head,
-        expression=args.expression,
-        eyes=args.eyes,
-        lips=args.lips,
-        lips_only=args.lips_only,
-        blinks=args.blinks,
+        **retarget_values(args),
         crf=args.crf,
         preset=args.preset,
     )
@@ -264,3 +206,111 @@ def run_animate(args: argparse.Namespace) -> int:
             f"jitter (mean keypoint acceleration): {jitter}; frames without a face: {result.missing_faces}"
         )
     return 0
+
+
+# Options that other commands running the animation pipeline share (``reanimate live``).
+
+
+def add_model_choice(p: argparse.ArgumentParser) -> None:
+    """``--model`` and the checkpoint's options (:func:`~.common.add_model_args`)."""
+    p.add_argument(
+        "--model",
+        default="auto",
+        metavar="FAMILY",
+        help="auto (default): the family the checkpoint names, else the zero-shot face-landmark "
+        "animator (landmarks), which needs no weights; or a family name: landmarks, fomm",
+    )
+    add_model_args(p, checkpoint_required=False)
+
+
+def add_retarget_args(p: argparse.ArgumentParser) -> None:
+    """The retargeting group: ``--head``, ``--expression``, ``--eyes``, ``--lips``,
+    ``--lips-only``, ``--blinks`` (:func:`retarget_values`)."""
+    retarget = p.add_argument_group(
+        "retargeting",
+        "how much of the driver's motion the source takes: 0 keeps the source's, 1 follows the "
+        "driver (default), between scales it, up to 2 exaggerates (landmarks: all; mmfa: --head, "
+        "--expression; fomm: none)",
+    )
+    retarget.add_argument("--head", type=float, default=1.0, metavar="F", help="head rotation, scale and translation")
+    retarget.add_argument(
+        "--expression", type=float, default=1.0, metavar="F", help="the face's non-rigid motion (brows, cheeks...)"
+    )
+    retarget.add_argument("--eyes", type=float, metavar="F", help="lids and gaze (default: as --expression)")
+    retarget.add_argument("--lips", type=float, metavar="F", help="mouth and jaw (default: as --expression)")
+    retarget.add_argument(
+        "--lips-only",
+        action="store_true",
+        help="only the mouth follows (dubbing): --head 0 --expression 0 --eyes 0 --lips 1",
+    )
+    retarget.add_argument(
+        "--blinks",
+        choices=("keep", "suppress"),
+        default="keep",
+        help="keep the driver's blinks (default) or suppress them: the lids keep the source's opening",
+    )
+
+
+def retarget_values(args: argparse.Namespace) -> dict:
+    """The :class:`~reanimate.pipelines.animate.AnimationOptions` fields of :func:`add_retarget_args`'s options."""
+    return {name: getattr(args, name) for name in ("head", "expression", "eyes", "lips", "lips_only", "blinks")}
+
+
+def add_face_index_arg(group) -> None:
+    group.add_argument(
+        "--face-index", type=int, metavar="I", help="animate the I-th largest face of the source (default: the largest)"
+    )
+
+
+def add_face_kind_arg(group) -> None:
+    group.add_argument(
+        "--face-kind",
+        choices=("auto", "human", "other"),
+        default="auto",
+        help="auto (default): MediaPipe's face detector says whether the source face is human; other (an "
+        "animal): no teeth from the driver, no lash lines on blinks (the landmark animator)",
+    )
+
+
+def add_smooth_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--smooth", choices=("one-euro", "kalman"), help="filter driving keypoints over time against jitter")
+
+
+def add_device_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+
+
+def add_backend_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--backend",
+        choices=("torch", "onnxruntime"),
+        default="torch",
+        help="torch (default) or onnxruntime: run an ONNX export of a fomm-family model (reanimate export "
+        "--format onnx; --checkpoint is then its folder) on the CPU",
+    )
+
+
+def add_precision_args(p: argparse.ArgumentParser) -> None:
+    """``--precision`` and its older spelling ``--fp16``."""
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="the learned networks' arithmetic (default fp32): bf16 = bfloat16 autocast, about 3x faster on CPUs "
+        "with bfloat16 units (AVX512_BF16, AMX; fp32 with a note elsewhere) and on CUDA, frames within a few "
+        "levels of fp32's (README); fp16 = float16 autocast, CUDA only",
+    )
+    p.add_argument("--fp16", action="store_true", help="deprecated spelling of --precision fp16")
+
+
+def model_request(args: argparse.Namespace) -> tuple[str, str | None]:
+    """The ``model`` and ``config`` that ``build_pipeline`` is given for the options of
+    :func:`add_model_choice`, :func:`add_face_kind_arg`, :func:`add_backend_arg` and
+    :func:`add_precision_args`."""
+    model, config = args.model, args.config
+    if args.face_kind != "auto":  # a setting of the landmark animator, handed to it as its config
+        from ..animators.landmarks.animator import face_kind_request
+
+        model, config = face_kind_request(args.face_kind, args.model, args.checkpoint, args.config)
+    from ..animators.onnx_fomm import backend_request
+
+    return backend_request(args.backend, model, args.checkpoint, config, args.fp16 or args.precision == "fp16")

@@ -28,13 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..animators.base import Animator, DrivingBatch, Motion, Requirements, Retarget, Source, Transfer
+from ..animators.base import Animator, DrivingBatch, Motion, Rendered, Requirements, Retarget, Source, Transfer
 from ..animators.registry import build_animator
 from ..device import select_device
 from ..errors import InputError, OutputError, ReanimateError
 from ..faces import Face, FaceMesh, PasteCanvas, best_frame_index, crop_face, feather_mask, paste_back_into, square_box
 from ..geometry import normalized_shape
-from ..io import fit_to_shape, is_image_path, open_frames, open_writer, read_image, write_image
+from ..io import fit_to_shape, is_image_path, is_video_path, open_frames, open_writer, read_image, write_image
 from ..io.writing import DEFAULT_CRF, DEFAULT_PRESET, X264_PRESETS
 from ..motion import HEAD_ATTRIBUTES
 from ..precision import PRECISIONS
@@ -352,26 +352,55 @@ class AnimationPipeline:
         if not plan.driving_box and (motion is not None or not options.relative):
             return reference, None, motion
         frame = reader.read_frame(reference)
-        box = landmarks = None
+        face = None
         if plan.driving_box:
             with FaceMesh(video=False) if tracker is None else contextlib.nullcontext(tracker.mesh) as mesh:
                 found = mesh.detect(frame)
             if not found:
                 raise InputError(driving_path, f"no face in frame {reference} (the reference frame)")
-            box = square_box(found[0].box, frame.shape[:2], plan.increase)
-            landmarks = found[0].landmarks
+            face = found[0]
             if tracker is not None:
-                tracker.last = landmarks
-        if options.relative:
-            batch = DrivingBatch(
-                [frame],
-                self.size,
-                box if plan.driving_box else None,
-                None if landmarks is None or tracker is None else landmarks[None],
-                options.pad,
-            )
-            motion = self.animator.estimate(batch)
+                tracker.last = face.landmarks
+        box, motion = self.reference_at(frame, face, options, plan)
         return reference, box, motion
+
+    def reference_at(
+        self, frame: np.ndarray, face: Face | None, options: AnimationOptions, plan: _Plan
+    ) -> tuple[np.ndarray | None, Motion | None]:
+        """``frame`` ``(h, w, 3)`` as the reference frame, ``face`` its face (None when
+        the plan crops no driving frames): the crop box of every driving frame (None
+        without a crop) and the reference motion (None for absolute transfer)."""
+        box = None if face is None else square_box(face.box, frame.shape[:2], plan.increase)
+        landmarks = None if face is None else face.landmarks[None]
+        motion = (
+            self.animator.estimate(self.driving_batch([frame], box, landmarks, options)) if options.relative else None
+        )
+        return box, motion
+
+    def driving_batch(
+        self, frames: list[np.ndarray], box: np.ndarray | None, landmarks: np.ndarray | None, options: AnimationOptions
+    ) -> DrivingBatch:
+        """What :meth:`Animator.estimate` takes of driving ``frames`` cropped at ``box``
+        (None: whole frames fitted) with their face ``landmarks`` ``(N, 478, 3)``, which
+        are passed on only to an animator that asks for them."""
+        wanted = landmarks if self.requirements.driving_landmarks else None
+        return DrivingBatch(frames, self.size, box, wanted, options.pad)
+
+    def drive(
+        self,
+        faces: list[SourceFace],
+        batch: DrivingBatch,
+        reference: Motion | None,
+        transfer: Transfer,
+        smoother=None,
+    ) -> tuple[Motion, Motion, list[Rendered]]:
+        """One batch of consecutive driving frames through the animator: their motion as
+        estimated, the same smoothed by ``smoother`` (:func:`~reanimate.smoothing.make_smoother`,
+        which carries its state from call to call; None: not smoothed) and each face
+        rendered with it (frames ``(N, H, W, 3)`` at the animator's size)."""
+        raw = self.animator.estimate(batch)
+        motion = raw if smoother is None else self.animator.with_keypoints(raw, smoother(raw.keypoints))
+        return raw, motion, [self.animator.render(f.source, motion, reference, transfer) for f in faces]
 
     # -- whole job -------------------------------------------------------------------
 
@@ -386,11 +415,16 @@ class AnimationPipeline:
     ) -> AnimationResult:
         """Animate ``source_path`` with ``driving_path`` (a video, a frame folder or a
         still image) into ``output_path`` (a video or PNG folder; an image file for a still
-        driving image)."""
+        driving image). A video ``source_path`` keeps its own head motion and takes the
+        driver's expression (:mod:`~reanimate.pipelines.video_source`)."""
         from tqdm.auto import tqdm
 
         options = options or AnimationOptions()
-        _check_options(options)
+        if is_video_path(source_path):
+            from .video_source import animate_video_source  # a video as the source (dubbing)
+
+            return animate_video_source(self, source_path, driving_path, output_path, options, progress, fps)
+        check_options(options)
         still = is_still_image(driving_path)
         _check_output(output_path, still, options)
         plan = self.plan(options)
@@ -456,15 +490,10 @@ class AnimationPipeline:
                             with timer("landmarks"):
                                 landmarks = tracker.update(frames)
                         with timer("model"):
-                            batch = DrivingBatch(
-                                frames, self.size, drive_box if plan.driving_box else None, landmarks, options.pad
-                            )
-                            motion = self.animator.estimate(batch)
-                            raw_jitter.update(motion.keypoints.value)
-                            if smoother is not None:
-                                motion = self.animator.with_keypoints(motion, smoother(motion.keypoints))
+                            batch = self.driving_batch(frames, drive_box, landmarks, options)
+                            raw, motion, rendered = self.drive(faces, batch, initial, plan.transfer, smoother)
+                            raw_jitter.update(raw.keypoints.value)
                             jitter.update(motion.keypoints.value)
-                            rendered = [self.animator.render(f.source, motion, initial, plan.transfer) for f in faces]
                             if done == 0 and batch.notes:
                                 notes.append(f"{Path(driving_path).name}: {batch.notes[0]}")
                         if plan.paste and not options.visualize:
@@ -650,7 +679,8 @@ def retarget_of(options: AnimationOptions) -> Retarget:
     return dataclasses.replace(only, blinks=options.blinks)
 
 
-def _check_options(options: AnimationOptions) -> None:
+def check_options(options: AnimationOptions) -> None:
+    """One-line errors for options out of range or in conflict with each other."""
     head_attributes(options.transfer)
     retarget_of(options)
     if options.faces not in ("one", "all"):

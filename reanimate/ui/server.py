@@ -1,0 +1,51 @@
+"""Start the web app: a private folder for the server's files, Gradio pointed at it,
+the page served until Ctrl-C (or SIGTERM), then the folder removed."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from .files import Limits, Workspace
+from .jobs import Models
+
+log = logging.getLogger(__name__)
+
+#: requests waiting in Gradio's queue beyond which new ones are refused
+QUEUE_SIZE = 32
+
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    share: bool = False,
+    checkpoints=(),
+    limits: Limits | None = None,
+    device: str = "auto",
+) -> None:
+    """Serve the app on ``host:port`` (None: Gradio's first free port from 7860) until
+    interrupted; ``share``: also through Gradio's public tunnel. ``checkpoints``: the
+    model files offered besides the default animator."""
+    limits = limits or Limits()
+    models = Models(checkpoints, device)  # (a missing file: its one line before anything starts)
+    with Workspace.create(limits) as workspace:
+        # Gradio keeps uploads and the files it serves in GRADIO_TEMP_DIR: ours, private.
+        os.environ["GRADIO_TEMP_DIR"] = str(workspace.root)
+        os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+        from .app import build_app, theme
+
+        demo = build_app(workspace, models)
+        demo.queue(max_size=QUEUE_SIZE, api_open=False, default_concurrency_limit=1)
+        log.info("files of this server: %s", workspace.root)
+        demo.launch(
+            server_name=host,
+            server_port=port,
+            share=share,
+            max_file_size=limits.upload_bytes,
+            theme=theme(),
+            ssr_mode=False,
+            mcp_server=False,
+            enable_monitoring=False,
+            run_history=False,
+            show_error=False,
+        )

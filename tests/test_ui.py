@@ -1,0 +1,346 @@
+"""The web app's handlers without a browser: animate, edit, live on the bundled example,
+errors in the CLI's words with the upload's own name, limits, and the private folders."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import example_clip
+from media import make_video
+from PIL import Image
+
+from reanimate.cli import main
+from reanimate.io import open_frames, open_writer
+from reanimate.ui import jobs, live
+from reanimate.ui.files import Limits, Workspace
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+SOURCE = EXAMPLES / "source.png"
+
+
+def upload(workspace: Workspace, file: Path, name: str | None = None) -> str:
+    """``file`` as Gradio stores an upload: ``<root>/<content hash>/<name>``."""
+    data = file.read_bytes()
+    folder = workspace.root / hashlib.sha256(data).hexdigest()[:20]
+    folder.mkdir(exist_ok=True)
+    target = folder / (name or file.name)
+    target.write_bytes(data)
+    return str(target)
+
+
+def cli_error(capsys, tmp_path: Path, *args) -> str:
+    """The line ``reanimate`` prints for ``args`` (run in ``tmp_path``, files by name), without its prefix."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp_path)
+        assert main([str(a) for a in args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("reanimate: error: ")
+    return err.removeprefix("reanimate: error: ")
+
+
+@pytest.fixture(scope="module")
+def models():
+    return jobs.Models()
+
+
+@pytest.fixture
+def workspace(tmp_path):
+    with Workspace.create(Limits(upload_mb=2, video_seconds=2), parent=tmp_path) as ws:
+        yield ws
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    return example_clip(tmp_path_factory.mktemp("clip") / "driving.mp4", 12)
+
+
+def animate_example(models, workspace, session, clip, settings=None, progress=None) -> jobs.Outcome:
+    """The bundled portrait animated by ``clip``, both uploaded."""
+    source, driving = upload(workspace, SOURCE), upload(workspace, clip)
+    return jobs.animate_job(
+        models, session, jobs.DEFAULT_MODEL, source, driving, settings or jobs.AnimateSettings(), progress
+    )
+
+
+def frame_count(path) -> int:
+    with open_frames(path) as reader:
+        return sum(1 for _ in reader)
+
+
+def test_animate_gives_a_video_with_the_drivers_frames(models, workspace, clip):
+    session = workspace.session("a")
+    seen = []
+    out = animate_example(models, workspace, session, clip, progress=lambda value, desc: seen.append(desc))
+    assert out.status.endswith(f"wrote source-animated-0.mp4 (12 frames, {out.status.split('frames, ')[1]}")
+    assert out.video.parent == session.folder and frame_count(out.video) == 12
+    assert seen == ["loading the model"]
+    assert [p.name for p in session.folder.iterdir()] == ["source-animated-0.mp4"]  # no temporary left
+
+
+def test_a_still_driver_gives_an_image(models, workspace):
+    session = workspace.session("a")
+    out = jobs.animate_job(
+        models,
+        session,
+        jobs.DEFAULT_MODEL,
+        upload(workspace, SOURCE),
+        upload(workspace, SOURCE, "me.png"),
+        jobs.AnimateSettings(),
+    )
+    assert out.video is None and out.image.suffix == ".png"
+    assert Image.open(out.image).size == Image.open(SOURCE).size
+
+
+def test_a_video_source_keeps_its_head_and_is_length_checked(models, workspace, clip, tmp_path):
+    """A video as the source (video-to-video) through the page's handlers: the note on
+    upload, a video with the shorter length, and the video-length limit for it too."""
+    still = np.asarray(Image.open(SOURCE).convert("RGB"))
+    video = tmp_path / "talking.mp4"
+    with open_writer(video, 25) as writer:
+        for _ in range(8):
+            writer.write(still[None])
+    session = workspace.session("a")
+    note = jobs.check_source(session, upload(workspace, video))
+    assert note.status.startswith("a video source: each frame keeps its own head motion") and note.image is None
+    assert jobs.check_source(session, upload(workspace, SOURCE)).image is not None
+    out = jobs.animate_job(
+        models, session, jobs.DEFAULT_MODEL, upload(workspace, video), upload(workspace, clip), jobs.AnimateSettings()
+    )
+    assert "talking.mp4: ends after 8 of the driver's frames" in out.status and frame_count(out.video) == 8
+    long_video = tmp_path / "long.mp4"
+    with open_writer(long_video, 25) as writer:
+        for _ in range(60):  # 2.4 s, over the workspace's 2 s
+            writer.write(still[None, :64, :64])
+    assert "long.mp4" in jobs.check_source(session, upload(workspace, long_video)).status
+
+
+def test_settings_give_only_the_models_controls():
+    settings = jobs.AnimateSettings(head=0.5, expression=0.2, eyes=1.0, lips=0.0, suppress_blinks=True, smooth="kalman")
+    every = settings.options(("head", "expression", "eyes", "lips", "blinks"))
+    assert (every.head, every.expression, every.eyes, every.lips, every.blinks) == (0.5, 0.2, 1.0, 0.0, "suppress")
+    assert every.smooth == "kalman"
+    mmfa = settings.options(("head", "expression"))  # hidden eyes and lips follow the expression
+    assert (mmfa.head, mmfa.expression, mmfa.eyes, mmfa.lips, mmfa.blinks) == (0.5, 0.2, None, None, "keep")
+    fomm = settings.options(())
+    assert (fomm.head, fomm.expression, fomm.eyes, fomm.lips) == (1.0, 1.0, None, None)
+    assert jobs.AnimateSettings(smooth="none").options(()).smooth is None
+
+
+def test_the_pipelines_refusal_is_shown_in_its_words(models, workspace, clip):
+    out = animate_example(models, workspace, workspace.session("a"), clip, jobs.AnimateSettings(relative=False))
+    assert out.status == "error: the landmarks model only transfers relative motion (drop --absolute)"
+
+
+def test_errors_name_the_upload_as_the_cli_names_the_file(models, workspace, tmp_path, clip, capsys):
+    (tmp_path / "notes.txt").write_text("not a picture")
+    shutil.copy(clip, tmp_path / "driving.mp4")
+    make_video(tmp_path / "noface.mp4", num_frames=8, size=(96, 96))
+    session = workspace.session("a")
+    text = upload(workspace, tmp_path / "notes.txt")
+    source, driving, noface = (
+        upload(workspace, p) for p in (SOURCE, tmp_path / "driving.mp4", tmp_path / "noface.mp4")
+    )
+    settings = jobs.AnimateSettings()
+
+    out = jobs.animate_job(models, session, jobs.DEFAULT_MODEL, text, driving, settings)
+    expected = cli_error(capsys, tmp_path, "animate", "notes.txt", "driving.mp4", "-o", "out.mp4")
+    assert out.status == f"error: {expected}" and expected.startswith("notes.txt: ")
+    assert jobs.check_image(session, text).status == out.status  # already on upload
+
+    shutil.copy(SOURCE, tmp_path / "source.png")
+    out = jobs.animate_job(models, session, jobs.DEFAULT_MODEL, source, noface, settings)
+    expected = cli_error(capsys, tmp_path, "animate", "source.png", "noface.mp4", "-o", "out.mp4")
+    assert out.status == f"error: {expected}" and expected.startswith("noface.mp4: no face")
+    assert str(workspace.root) not in out.status
+    assert not list(tmp_path.glob("out*")) and not list(tmp_path.glob(".out*"))
+    assert list(session.folder.iterdir()) == []  # nothing left behind
+
+
+def test_unexpected_errors_are_one_generic_line(workspace, caplog):
+    def broken():
+        raise ValueError(f"{workspace.root}/secret: shape mismatch")
+
+    out = jobs.guarded(workspace.session("a"), broken)
+    assert out.status == jobs.UNEXPECTED and "secret" not in out.status
+    assert "shape mismatch" in caplog.text  # the traceback is in the server's log
+
+
+def test_limits(workspace, tmp_path):
+    session = workspace.session("a")
+    big = tmp_path / "big.png"
+    big.write_bytes(b"\0" * (5 * 2**19 + 1))
+    assert jobs.check_image(session, upload(workspace, big)).status == (
+        "error: big.png: 2.5 MB, over this server's upload limit of 2 MB (reanimate ui --max-upload-mb)"
+    )
+    long = make_video(tmp_path / "long.mp4", num_frames=75, size=(64, 64), fps=25)
+    assert jobs.check_driver(session, upload(workspace, long)).status == (
+        "error: long.mp4: 3.0 s long, over this server's limit of 2 s (reanimate ui --max-seconds); trim the video"
+    )
+    short = make_video(tmp_path / "short.mp4", num_frames=25, size=(64, 64), fps=25)
+    assert jobs.check_driver(session, upload(workspace, short)).video.name == "short.mp4"
+    with pytest.raises(Exception, match="--max-upload-mb must be greater than 0"):
+        Limits(upload_mb=0)
+
+
+def test_no_server_path_but_uploads_is_opened(workspace, tmp_path):
+    secret = tmp_path / "secret.png"
+    shutil.copy(SOURCE, secret)
+    session = workspace.session("a")
+    for path in (str(secret), f"{workspace.root}/../secret.png", str(session.folder / "x.png")):
+        out = jobs.check_image(session, path)
+        assert out.image is None
+        assert (
+            out.status.endswith("not a file uploaded to this server; upload it through the page")
+            or "gone" in out.status
+        )
+        assert str(tmp_path) not in out.status
+    link = workspace.root / "abc" / "link.png"
+    link.parent.mkdir()
+    link.symlink_to(secret)
+    assert jobs.check_image(session, str(link)).status == (
+        "error: link.png: not a file uploaded to this server; upload it through the page"
+    )
+    assert jobs.animate_job(jobs.Models(), session, jobs.DEFAULT_MODEL, None, None, jobs.AnimateSettings()).status == (
+        "error: no source image or video: drop a file on it first"
+    )
+
+
+def test_edit_preview_follows_the_yaw_and_encodes_the_source_once(models, workspace, monkeypatch):
+    session = workspace.session("e")
+    source = upload(workspace, SOURCE)
+    opened = []
+    original = jobs.EditPipeline.open_source
+    monkeypatch.setattr(
+        jobs.EditPipeline, "open_source", lambda self, *a, **k: opened.append(1) or original(self, *a, **k)
+    )
+    still = jobs.edit_preview(models, session, jobs.DEFAULT_MODEL, source, None, jobs.EditSettings())
+    a = np.asarray(Image.open(still.image)).astype(int)
+    turned = jobs.edit_preview(models, session, jobs.DEFAULT_MODEL, source, None, jobs.EditSettings(yaw=8))
+    b = np.asarray(Image.open(turned.image)).astype(int)
+    assert a.shape == b.shape == np.asarray(Image.open(SOURCE)).shape
+    assert np.abs(a - b).mean() > 0.5 and turned.status == ""
+    assert len(opened) == 1
+    assert not still.image.exists()  # the previous preview is removed
+    far = jobs.edit_preview(models, session, jobs.DEFAULT_MODEL, source, None, jobs.EditSettings(yaw=40))
+    assert far.status.startswith("warning: --yaw 40: beyond what the landmarks model turns a head plausibly")
+
+
+def test_edit_export_writes_the_sweep(models, workspace):
+    session = workspace.session("e")
+    out = jobs.edit_export(
+        models, session, jobs.DEFAULT_MODEL, upload(workspace, SOURCE), None, jobs.EditSettings(pitch=5), 6
+    )
+    assert out.status == "wrote source-edit-0.mp4 (6 frames)" and frame_count(out.video) == 6
+    bad = jobs.edit_export(
+        models, session, jobs.DEFAULT_MODEL, upload(workspace, SOURCE), None, jobs.EditSettings(scale=0), 6
+    )
+    assert bad.status == "error: --scale must be greater than 0, got 0"
+
+
+def test_live_steps_give_animated_frames(models, workspace, clip):
+    session = workspace.session("l")
+    portrait = upload(workspace, SOURCE)
+    with open_frames(clip) as reader:
+        frames = list(reader)
+    outputs = [live.step(models, session, jobs.DEFAULT_MODEL, portrait, frame) for frame in frames]
+    images = [np.asarray(Image.open(path)) for path, _ in outputs[-live.RING :]]
+    assert max(images[0].shape[:2]) == live.LIVE_SIZE
+    assert any(np.abs(images[0].astype(int) - i).mean() > 0.2 for i in images[1:])  # it moves
+    status = outputs[-1][1]
+    assert "frames/s" in status and "ms per frame on the server" in status
+    assert len(list(session.folder.glob("live-*.jpg"))) == live.RING  # older frames removed
+    live.close(session)
+    assert "live" not in session.cache
+
+
+def test_session_end_removes_its_files_and_uploads(models, workspace, clip):
+    a, b = workspace.session("a"), workspace.session("b")
+    shared = upload(workspace, SOURCE)
+    own = upload(workspace, clip)
+    assert jobs.check_image(a, shared).image and jobs.check_image(b, shared).image
+    jobs.check_driver(a, own)
+    (a.folder / "result.mp4").write_bytes(b"x")
+    examples = workspace.add_examples(SOURCE)
+    assert a.folder.stat().st_mode & 0o777 == 0o700 and workspace.root.stat().st_mode & 0o777 == 0o700
+    workspace.end_session("a")
+    assert not a.folder.exists() and not Path(own).exists()
+    assert Path(shared).exists()  # session b still uses it
+    workspace.end_session("b")
+    assert not Path(shared).exists() and examples[0].exists()
+    assert sorted(p.name for p in workspace.root.iterdir()) == ["examples", "sessions"]
+    root = workspace.root
+    workspace.close()
+    assert not root.exists()
+
+
+def test_the_page_builds_with_every_tab(tmp_path):
+    """(In a process of its own: importing Gradio patches tqdm for the rest of the process.)"""
+    pytest.importorskip("gradio")
+    script = """
+import json, os
+from reanimate.ui.files import Workspace
+from reanimate.ui.jobs import Models
+with Workspace.create() as workspace:
+    os.environ["GRADIO_TEMP_DIR"] = str(workspace.root)
+    from reanimate.ui.app import build_app
+    demo = build_app(workspace, Models())
+    print(json.dumps([getattr(b, "elem_id", None) for b in demo.blocks.values()]))
+"""
+    env = dict(os.environ, TMPDIR=str(tmp_path), GRADIO_ANALYTICS_ENABLED="False")
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    ids = set(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert {"animate-run", "animate-status", "edit-yaw", "edit-preview", "live-camera", "live-output"} <= ids
+    assert list(tmp_path.iterdir()) == []  # Gradio kept nothing outside the server's folder
+
+
+def test_a_checkpoint_model_hides_the_controls_it_lacks(workspace, tiny_checkpoint, source_image, driving_video):
+    models = jobs.Models([tiny_checkpoint])
+    label = tiny_checkpoint.name
+    assert models.choices == [jobs.DEFAULT_MODEL, label]
+    session = workspace.session("c")
+    outcome, shown = jobs.model_controls(models, session, label)
+    assert outcome.status == "" and shown == ()
+    settings = jobs.AnimateSettings(relative=False, head=0.3)  # a hidden slider does not count
+    out = jobs.animate_job(
+        models, session, label, upload(workspace, source_image), upload(workspace, driving_video), settings
+    )
+    *notes, last = out.status.splitlines()
+    assert last.startswith("wrote source-animated-0.mp4 (16 frames") and frame_count(out.video) == 16
+    assert notes[0].startswith("note: source.png: 72x64 input centre-cropped")  # the upload's own name
+    with pytest.raises(Exception, match="nope.safetensors: --checkpoint: no such file"):
+        jobs.Models([workspace.root / "nope.safetensors"])
+
+
+def test_one_job_at_a_time_per_session(models, workspace, clip):
+    session = workspace.session("a")
+    with jobs.job(session, "animate"):
+        out = animate_example(models, workspace, session, clip)
+    assert out.status == "error: animate: another job of this page is still running; wait for it to finish"
+    assert jobs.animate_job(
+        models, workspace.session("b"), jobs.DEFAULT_MODEL, None, None, jobs.AnimateSettings()
+    ).status.startswith("error: no source image")
+
+
+def test_edit_takes_the_expression_of_another_face(models, workspace, clip, tmp_path):
+    with open_frames(clip) as reader:
+        smile = Image.fromarray(next(iter(reader)))
+    smile.save(tmp_path / "smile.png")
+    session = workspace.session("e")
+    source, reference = upload(workspace, SOURCE), upload(workspace, tmp_path / "smile.png")
+    pictures = []
+    for blend in (0.0, 1.0):
+        settings = jobs.EditSettings(expression_scale=blend)
+        out = jobs.edit_preview(models, session, jobs.DEFAULT_MODEL, source, reference, settings)
+        pictures.append(np.asarray(Image.open(out.image)).astype(int))
+    plain = jobs.edit_preview(models, session, jobs.DEFAULT_MODEL, source, None, jobs.EditSettings())
+    assert np.abs(pictures[0] - np.asarray(Image.open(plain.image)).astype(int)).mean() < 0.05  # blend 0: her own
+    assert np.abs(pictures[1] - pictures[0]).mean() > 0.2
