@@ -16,6 +16,7 @@ from reanimate.models.mmfa.expression_vae import (
     ExpressionVAEConfig,
     LatentDiscriminator,
     LatentDiscriminatorConfig,
+    expressions_at,
     interpolate_expressions,
 )
 from reanimate.training.expression_vae import (
@@ -202,6 +203,18 @@ def test_interpolation_walks_between_the_means(trained):
     torch.testing.assert_close(batch[:, 1], interpolate_expressions(vae, features[1], features[-2], 4))
     with pytest.raises(ValueError, match="steps"):
         interpolate_expressions(vae, f_a, f_b, steps=1)
+
+
+def test_a_point_of_the_line_is_the_decoded_mix_of_the_means(trained):
+    _, vae, features, _, _ = trained
+    f_a, f_b = features[0], features[-1]
+    with torch.no_grad():
+        mu_a, mu_b = vae.encode(f_a)[0], vae.encode(f_b)[0]
+        expected = vae.decode(torch.stack([0.75 * mu_a + 0.25 * mu_b, mu_b]))
+    torch.testing.assert_close(expressions_at(vae, f_a, f_b, torch.tensor([0.25, 1.0])), expected)
+    torch.testing.assert_close(
+        expressions_at(vae, f_a, f_b, torch.tensor([0.0, 0.5, 1.0])), interpolate_expressions(vae, f_a, f_b, 3)
+    )
 
 
 def test_resume_is_exact(tmp_path):

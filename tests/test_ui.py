@@ -13,12 +13,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import example_clip
 from media import make_video
+from mmfa_tiny import tiny_checkpoint as tiny_mmfa_checkpoint
 from PIL import Image
 
+from reanimate.animators.registry import build_animator
 from reanimate.cli import main
-from reanimate.io import open_frames, open_writer
+from reanimate.errors import ReanimateError
+from reanimate.io import list_frame_files, open_frames, open_writer, read_image
+from reanimate.models.mmfa.expression_vae import ExpressionVAE, ExpressionVAEConfig
+from reanimate.pipelines.expressions import ExpressionPipeline, read_vae
+from reanimate.training.expression_vae import save_expression_vae
 from reanimate.ui import jobs, live
 from reanimate.ui.files import Limits, Workspace
 
@@ -344,3 +351,118 @@ def test_edit_takes_the_expression_of_another_face(models, workspace, clip, tmp_
     plain = jobs.edit_preview(models, session, jobs.DEFAULT_MODEL, source, None, jobs.EditSettings())
     assert np.abs(pictures[0] - np.asarray(Image.open(plain.image)).astype(int)).mean() < 0.05  # blend 0: her own
     assert np.abs(pictures[1] - pictures[0]).mean() > 0.2
+
+
+# -- the expression walk (reanimate ui --vae: `reanimate interpolate` in the Edit tab) --------
+
+
+def stretching_vae(path: Path, f_a: torch.Tensor, f_b: torch.Tensor, stretch: float) -> Path:
+    """An expression VAE file whose latent line decodes to ``f_a + stretch * t * (f_b - f_a)``
+    (``(1, F)`` each): identity-like linear E_f and G_f, so that the walk of a random-weight
+    model, whose expression encoder tells faces apart only a little, shows in its frames."""
+    dim = f_a.shape[-1]
+    vae = ExpressionVAE(ExpressionVAEConfig(feature_dim=dim, latent_dim=dim, num_layers=0))
+    with torch.no_grad():
+        encoder, decoder = vae.encoder[0], vae.decoder[0]
+        encoder.weight.zero_()
+        encoder.weight[:dim] = torch.eye(dim)  # mu = f - f_a, logvar = 0
+        encoder.bias.zero_()
+        encoder.bias[:dim] = -f_a[0]
+        decoder.weight.copy_(stretch * torch.eye(dim))
+        decoder.bias.copy_(f_a[0])
+    return save_expression_vae(path, vae)
+
+
+def walk_files(folder: Path, clip: Path) -> tuple[Path, Path, Path, Path]:
+    """In ``folder``: a tiny MMFA checkpoint, two expression images (the bundled portrait's
+    own and ``clip``'s first face) and a VAE that walks between them (:func:`stretching_vae`)."""
+    mmfa = tiny_mmfa_checkpoint(folder / "mmfa.safetensors")
+    with open_frames(clip) as reader:
+        Image.fromarray(next(iter(reader))).save(folder / "b.png")
+    a, b = SOURCE, folder / "b.png"
+    pipeline = ExpressionPipeline(build_animator(mmfa, device="cpu"))
+    face = pipeline.open_source(SOURCE)
+    f_a, f_b = pipeline.features_of(face, a), pipeline.features_of(face, b)
+    return mmfa, a, b, stretching_vae(folder / "vae.safetensors", f_a, f_b, 1000.0)
+
+
+@pytest.fixture(scope="module")
+def walk(tmp_path_factory, clip):
+    return walk_files(tmp_path_factory.mktemp("walk"), clip)
+
+
+def test_the_walk_preview_is_the_interpolation_at_t(walk, workspace, tmp_path):
+    mmfa, a, b, vae = walk
+    models = jobs.Models([mmfa], "cpu", vae)
+    session = workspace.session("w")
+    source, up_a, up_b = (upload(workspace, p) for p in (SOURCE, a, b))
+    assert jobs.model_controls(models, session, mmfa.name, "edit") == (jobs.Outcome(""), ("walk",))
+    previews = []
+    for t in (0.0, 0.5, 1.0):
+        out = jobs.walk_preview(models, session, mmfa.name, source, up_a, up_b, t)
+        assert out.status == ""
+        previews.append(read_image(out.image).astype(int))
+
+    # `reanimate interpolate`'s frames (PNG: exact) on the same files: the preview at t is the frame at t
+    pipeline = ExpressionPipeline(build_animator(mmfa, device="cpu"))
+    pipeline.interpolate(SOURCE, a, b, read_vae(vae), tmp_path / "frames", frames=3, progress=False)
+    frames = [read_image(p).astype(int) for p in list_frame_files(tmp_path / "frames")]
+    for preview, frame in zip(previews, frames):
+        assert np.abs(preview - frame).max() <= 1 and np.mean(preview != frame) < 1e-3
+    assert np.mean(frames[0] != frames[-1]) > 0.01  # the walk shows (not the same picture three times)
+
+    out = jobs.walk_export(models, session, mmfa.name, source, up_a, up_b, 5)
+    assert out.status == "wrote source-walk-3.mp4 (5 frames)" and frame_count(out.video) == 5
+    with open_frames(out.video) as reader:
+        video = [frame.astype(int) for frame in reader]
+    for frame, preview in ((video[0], previews[0]), (video[-1], previews[-1])):
+        assert np.abs(frame - preview).mean() < 2  # (H.264)
+
+
+def test_the_walk_shows_only_with_expression_control_and_a_vae(walk, workspace):
+    mmfa, _, _, vae = walk
+    session = workspace.session("w")
+    with_vae, without = jobs.Models([mmfa], "cpu", vae), jobs.Models([mmfa], "cpu")
+    assert jobs.model_controls(with_vae, session, jobs.DEFAULT_MODEL, "edit")[1] == ()
+    assert jobs.model_controls(without, session, mmfa.name, "edit")[1] == ()
+    source = upload(workspace, SOURCE)
+    assert jobs.walk_preview(without, session, mmfa.name, source, source, source, 0.5).status == (
+        "error: this server has no expression VAE; start it with reanimate ui --vae RUN"
+    )
+    assert jobs.walk_preview(with_vae, session, jobs.DEFAULT_MODEL, source, source, source, 0.5).status == (
+        "error: the landmarks model has no expression features (MMFA paper Sec. 3.2); "
+        "give an MMFA checkpoint with --checkpoint"
+    )
+
+
+def test_walk_errors_are_the_clis_lines(walk, workspace, tmp_path, capsys, monkeypatch):
+    mmfa, a, b, _ = walk
+    other = save_expression_vae(tmp_path / "other.safetensors", ExpressionVAE(ExpressionVAEConfig(feature_dim=16)))
+    models = jobs.Models([mmfa], "cpu", other)
+    session = workspace.session("w")
+    source, up_a, up_b = (upload(workspace, p) for p in (SOURCE, a, b))
+    out = jobs.walk_preview(models, session, mmfa.name, source, up_a, up_b, 0.5)
+    args = ["interpolate", SOURCE, a, b, "-o", "walk.mp4", "--checkpoint", mmfa, "--vae", other, "--device", "cpu"]
+    line = cli_error(capsys, tmp_path, *args, "-q")
+    assert out.status == f"error: {line}" and "trained on 16-d features, this mmfa model gives 32-d" in line
+    assert jobs.walk_export(models, session, mmfa.name, source, up_a, None, 5).status == (
+        "error: no expression image B: drop a file on it first"
+    )
+
+    # an unreadable --vae or one without a model: the server does not start
+    def no_server(*args, **kwargs):
+        raise AssertionError("the server started")
+
+    monkeypatch.setattr("reanimate.ui.server.Workspace.create", no_server)
+    bad = tmp_path / "novae"
+    cli_line = cli_error(capsys, tmp_path, *args[:-4], "--vae", bad, "--device", "cpu", "-q")
+    assert cli_error(capsys, tmp_path, "ui", "--checkpoint", mmfa, "--vae", bad) == cli_line
+    assert (
+        cli_line
+        == f"{bad}: no such expression VAE file; --vae takes a `reanimate train-vae` run folder or its model.safetensors"
+    )
+    assert cli_error(capsys, tmp_path, "ui", "--vae", other) == (
+        "--vae: give the MMFA model it was trained for with --checkpoint"
+    )
+    with pytest.raises(ReanimateError, match="no such expression VAE file"):
+        jobs.Models([mmfa], vae=bad)

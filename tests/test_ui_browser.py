@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 from media import make_video
 from PIL import Image
-from test_ui import cli_error
+from test_ui import cli_error, walk_files
 
 from reanimate.io import open_frames
 
@@ -89,15 +89,15 @@ def free_port() -> int:
 
 
 class Server:
-    """A ``reanimate ui`` process whose temporary files go to ``temp``."""
+    """A ``reanimate ui`` process whose temporary files go to ``temp``, with ``options``."""
 
-    def __init__(self, temp: Path, log: Path):
+    def __init__(self, temp: Path, log: Path, options=()):
         self.temp, self.log = temp, log
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         env = dict(os.environ, TMPDIR=str(temp), OMP_NUM_THREADS="1", GRADIO_ANALYTICS_ENABLED="False")
         command = [sys.executable, "-m", "reanimate", "ui", "--port", str(self.port)]
-        command += ["--max-upload-mb", str(UPLOAD_MB), "--max-seconds", "10"]
+        command += ["--max-upload-mb", str(UPLOAD_MB), "--max-seconds", "10", *map(str, options)]
         with open(log, "wb") as out:
             self.process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 90
@@ -125,9 +125,17 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def server(requirements, tmp_path_factory):
+def walk(tmp_path_factory):
+    """A tiny MMFA checkpoint, two expression images and a VAE (``test_ui.walk_files``)."""
+    return walk_files(tmp_path_factory.mktemp("walk"), EXAMPLES / "driving.mp4")
+
+
+@pytest.fixture(scope="module")
+def server(requirements, tmp_path_factory, walk):
     temp = tmp_path_factory.mktemp("ui-temp")
-    running = Server(temp, tmp_path_factory.mktemp("ui-log") / "server.log")
+    mmfa, _, _, vae = walk
+    options = ["--checkpoint", mmfa, "--vae", vae, "--device", "cpu"]
+    running = Server(temp, tmp_path_factory.mktemp("ui-log") / "server.log", options)
     yield running
     running.stop()
     assert list(temp.iterdir()) == [], "the server's folder outlived it"
@@ -201,6 +209,28 @@ def picture(page, url: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(fetch(page, url))).convert("RGB")).astype(int)
 
 
+def drag(page, elem_id: str, to: float) -> None:
+    """Drag the slider ``elem_id`` from its middle to the fraction ``to`` of its track."""
+    slider = page.locator(f"#{elem_id} input[type=range]")
+    slider.scroll_into_view_if_needed()
+    box = slider.bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] / 2, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * to, y, steps=4)
+    page.mouse.up()  # the preview renders on release
+
+
+def new_preview(page, before: str | None) -> str:
+    """The Edit tab's preview once it is another picture than ``before`` (None: once there is one)."""
+    page.wait_for_function(
+        "src => { const img = document.querySelector('#edit-preview img'); return img !== null && img.src !== src; }",
+        arg=before,
+        timeout=30000,
+    )
+    return page.locator("#edit-preview img").get_attribute("src")
+
+
 def test_animate_downloads_a_playable_video(page, tmp_path):
     drop(page, "animate-source", EXAMPLES / "source.png")
     drop(page, "animate-driving", EXAMPLES / "driving.mp4")
@@ -230,18 +260,39 @@ def test_edit_preview_follows_the_slider(page):
     preview.wait_for()
     before = preview.get_attribute("src")
     still = picture(page, before)  # (the server removes a preview once the next one is made)
-    box = page.locator("#edit-yaw input[type=range]").bounding_box()
-    y = box["y"] + box["height"] / 2
-    page.mouse.move(box["x"] + box["width"] / 2, y)
-    page.mouse.down()
-    page.mouse.move(box["x"] + box["width"] * 0.6, y, steps=4)
-    page.mouse.up()  # the preview renders on release
-    page.wait_for_function("src => document.querySelector('#edit-preview img').src != src", arg=before, timeout=30000)
+    drag(page, "edit-yaw", 0.6)
+    new_preview(page, before)
     yaw = float(page.locator("#edit-yaw input[type=number]").input_value())
     assert 0 < yaw <= 15
     change = np.abs(picture(page, preview.get_attribute("src")) - still).mean()
     assert change > 0.3, change
     screenshot(page, "edit")
+
+
+def test_edit_walks_between_two_expressions(page, walk):
+    mmfa, a, b, _ = walk
+    page.get_by_role("tab", name="Edit").click()
+    assert not page.locator("#edit-walk-t").is_visible()  # the default animator has no expression latent
+    page.locator("#edit-model input").click()
+    page.get_by_role("option", name=mmfa.name).click()
+    page.locator("#edit-walk-t").wait_for(state="visible")
+    drop(page, "edit-source", EXAMPLES / "source.png")
+    still = new_preview(page, None)
+    first = picture(page, still)  # the portrait's own expression: A's (A is the portrait)
+    drop(page, "edit-walk-a", a)
+    drop(page, "edit-walk-b", b)
+    new_preview(page, still)  # the walk at t = 0 (both images are in)
+    drag(page, "edit-walk-t", 1.2)
+    assert float(page.locator("#edit-walk-t input[type=number]").input_value()) == 1
+    deadline = time.monotonic() + 30  # (a late preview of t = 0 may come first)
+    while True:
+        response = page.request.get(page.locator("#edit-preview img").get_attribute("src"))
+        if response.ok and np.mean(np.asarray(Image.open(io.BytesIO(response.body())).convert("RGB")) != first) > 0.01:
+            break
+        assert time.monotonic() < deadline, "the preview did not walk to B's expression"
+        page.wait_for_timeout(200)
+    assert status(page, "edit") == ""
+    screenshot(page, "edit-walk")
 
 
 def test_live_animates_the_camera(page):

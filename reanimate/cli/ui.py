@@ -26,6 +26,13 @@ def add_ui_command(sub) -> None:
         help="a model file to offer besides the default animator (repeatable)",
     )
     p.add_argument(
+        "--vae",
+        metavar="PATH",
+        help="an expression VAE (a `reanimate train-vae` run folder or its model.safetensors, as interpolate "
+        "--vae takes it): the Edit tab then walks between two expressions with the --checkpoint models that have "
+        "expression control (MMFA)",
+    )
+    p.add_argument(
         "--max-upload-mb",
         type=float,
         default=DEFAULT_UPLOAD_MB,
@@ -52,5 +59,6 @@ def run_ui(args: argparse.Namespace) -> int:
     # (not imported here: Gradio reads where to keep its files when imported, which serve sets)
     if importlib.util.find_spec("gradio") is None:
         raise ReanimateError("reanimate ui needs Gradio: pip install 'reanimate[ui]'")
-    serve(args.host, args.port, args.share, args.checkpoint, Limits(args.max_upload_mb, args.max_seconds), args.device)
+    limits = Limits(args.max_upload_mb, args.max_seconds)
+    serve(args.host, args.port, args.share, args.checkpoint, limits, args.device, args.vae)
     return 0

@@ -39,7 +39,7 @@ from ..device import select_device
 from ..errors import CheckpointError, InputError, OutputError, ReanimateError
 from ..io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, atomic_path
 from ..io.clips import ShortVideoError, open_clip
-from ..models.mmfa.expression_vae import ExpressionVAE, LatentDiscriminatorConfig, interpolate_expressions
+from ..models.mmfa.expression_vae import ExpressionVAE, LatentDiscriminatorConfig, expressions_at
 from ..motion import HeadMotion
 from ..training.checkpoints import latest_checkpoint
 from ..training.expression_vae import MODEL_FILE, VAETrainConfig, load_expression_vae, train_expression_vae
@@ -110,18 +110,47 @@ class ExpressionPipeline(HeadPipeline):
         crop, _ = self.crop_like(face, path, notes)
         return self.animator.expression_feature(crop)
 
+    def expression_ends(
+        self,
+        face: FaceSource,
+        vae: ExpressionVAE,
+        expression_a: str | os.PathLike,
+        expression_b: str | os.PathLike,
+        notes: list[str] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`features_of` the two images, ``(1, F)`` each; a one-line error when the
+        VAE was trained on features of another size (another model's)."""
+        f_a = self.features_of(face, expression_a, notes)
+        f_b = self.features_of(face, expression_b, notes)
+        expected = vae.config.feature_dim
+        if f_a.shape[-1] != expected:
+            raise ReanimateError(
+                f"--vae: the expression VAE was trained on {expected}-d features, this {self.animator.family} model "
+                f"gives {f_a.shape[-1]}-d ones; train one for it with `reanimate train-vae`"
+            )
+        return f_a, f_b
+
+    def heads_at(
+        self, face: FaceSource, vae: ExpressionVAE, f_a: torch.Tensor, f_b: torch.Tensor, t: torch.Tensor
+    ) -> HeadMotion:
+        """Heads of the source (its own pose), one per ``t`` of ``t`` ``(N,)`` in [0, 1],
+        their expression features the decodings of the point ``t`` of the straight line
+        from ``f_a``'s posterior mean to ``f_b``'s (``(1, F)`` each; 0: ``f_a``'s, 1:
+        ``f_b``'s), decoded for the source's identity (Eq. 4)."""
+        head = self.animator.source_head(face.source)
+        vae_device = vae.feature_mean.device
+        features = expressions_at(vae, f_a[0].to(vae_device), f_b[0].to(vae_device), t)
+        expression = self.animator.expression(features.to(head.canonical.device), head.canonical)
+        count = t.shape[0]
+        fixed = {name: getattr(head, name).expand(count, *getattr(head, name).shape[1:]) for name in _POSE}
+        return HeadMotion(head.canonical.expand(count, -1, -1), expression=expression.to(head.expression), **fixed)
+
     def interpolated_heads(
         self, face: FaceSource, vae: ExpressionVAE, f_a: torch.Tensor, f_b: torch.Tensor, frames: int
     ) -> HeadMotion:
-        """``frames`` heads of the source (its own pose), their expression features the
-        decodings of the straight line from ``f_a``'s posterior mean to ``f_b``'s
-        (``(1, F)`` each), decoded for the source's identity (Eq. 4)."""
-        head = self.animator.source_head(face.source)
-        vae_device = vae.feature_mean.device
-        features = interpolate_expressions(vae, f_a[0].to(vae_device), f_b[0].to(vae_device), frames)
-        expression = self.animator.expression(features.to(head.canonical.device), head.canonical)
-        fixed = {name: getattr(head, name).expand(frames, *getattr(head, name).shape[1:]) for name in _POSE}
-        return HeadMotion(head.canonical.expand(frames, -1, -1), expression=expression.to(head.expression), **fixed)
+        """:meth:`heads_at` ``frames`` points evenly spaced from ``f_a`` to ``f_b``, both
+        ends included."""
+        return self.heads_at(face, vae, f_a, f_b, torch.linspace(0, 1, frames))
 
     def interpolate(
         self,
@@ -143,14 +172,7 @@ class ExpressionPipeline(HeadPipeline):
         start = time.perf_counter()
         notes = list(self.animator.notes)
         face = self.open_source(source_path, notes=notes)
-        f_a = self.features_of(face, expression_a, notes)
-        f_b = self.features_of(face, expression_b, notes)
-        expected = vae.config.feature_dim
-        if f_a.shape[-1] != expected:
-            raise ReanimateError(
-                f"--vae: the expression VAE was trained on {expected}-d features, this {self.animator.family} model "
-                f"gives {f_a.shape[-1]}-d ones; train one for it with `reanimate train-vae`"
-            )
+        f_a, f_b = self.expression_ends(face, vae, expression_a, expression_b, notes)
         heads = self.interpolated_heads(face, vae, f_a, f_b, frames)
         self.write(output, face, heads, fps, batch_size, progress, desc="interpolate")
         return ExpressionResult(output, frames, time.perf_counter() - start, notes)
@@ -159,9 +181,14 @@ class ExpressionPipeline(HeadPipeline):
 _POSE = ("rotation", "scale", "translation")
 
 
+def has_expression_control(animator: Animator) -> bool:
+    """Whether ``animator`` has expression features and head control (MMFA)."""
+    return isinstance(animator, ExpressionControl) and isinstance(animator, HeadControl)
+
+
 def check_expression_control(animator: Animator) -> None:
     """A one-line error when ``animator`` has no expression features to work with."""
-    if not (isinstance(animator, ExpressionControl) and isinstance(animator, HeadControl)):
+    if not has_expression_control(animator):
         raise ReanimateError(
             f"the {animator.family} model has no expression features (MMFA paper Sec. 3.2); "
             "give an MMFA checkpoint with --checkpoint"
@@ -475,6 +502,7 @@ __all__ = [
     "check_expression_control",
     "chosen_frames",
     "extract_features",
+    "has_expression_control",
     "interpolate",
     "read_vae",
     "train_vae",

@@ -167,7 +167,19 @@ def _edit_tab(models: jobs.Models, session, examples: list[Path]) -> None:
     with gr.Row():
         frames = gr.Slider(2, 250, value=50, step=1, label="sweep frames", elem_id="edit-frames")
         export = gr.Button("Export sweep video", elem_id="edit-export")
-    video = gr.Video(label="Sweep", interactive=False, elem_id="edit-video")
+    # MMFA Sec. 4.4 (`reanimate interpolate`): shown for a model with expression control on a server with --vae
+    with gr.Group(visible=False, elem_id="edit-walk") as walk:
+        gr.Markdown(
+            "**Expression walk** (the server's expression VAE): the source keeps its own pose, its expression "
+            "moves along the latent line from A's expression to B's"
+        )
+        with gr.Row():
+            walk_a = gr.File(label="Expression A (image)", elem_id="edit-walk-a")
+            walk_b = gr.File(label="Expression B (image)", elem_id="edit-walk-b")
+        with gr.Row():
+            walk_t = gr.Slider(0.0, 1.0, value=0.0, step=0.01, label="t (0: A, 1: B)", elem_id="edit-walk-t")
+            walk_export = gr.Button("Export walk video (sweep frames)", elem_id="edit-walk-export")
+    video = gr.Video(label="Exported video", interactive=False, elem_id="edit-video")
     if examples:
         gr.Examples([[str(examples[0])]], [source], label="Example")
 
@@ -200,10 +212,29 @@ def _edit_tab(models: jobs.Models, session, examples: list[Path]) -> None:
         out = jobs.edit_export(models, session(request), label, src, ref, settings, count)
         return out.video, out.status
 
+    def controls(label, request: gr.Request):
+        out, shown = jobs.model_controls(models, session(request), label, "edit")
+        return gr.update(visible="walk" in shown), out.status or gr.update()  # (the preview's status stays)
+
+    def show_walk(label, src, a, b, t, request: gr.Request):
+        if src is None or a is None or b is None:
+            return gr.update(), ""
+        out = jobs.walk_preview(models, session(request), label, src, a, b, t)
+        return out.image, out.status
+
+    def walk_video(label, src, a, b, count, request: gr.Request, progress=gr.Progress(track_tqdm=True)):  # noqa: B008
+        out = jobs.walk_export(models, session(request), label, src, a, b, count)
+        return out.video, out.status
+
     inputs = [model, source, reference, *sliders]
     for trigger in (source.change, reference.change, model.change, *(s.release for s in sliders)):
         trigger(show, inputs, [preview, status], concurrency_id="preview", trigger_mode="always_last")
     export.click(sweep, [model, source, reference, frames, *sliders], [video, status], concurrency_id="render")
+    model.change(controls, model, [walk, status])
+    walk_inputs = [model, source, walk_a, walk_b, walk_t]
+    for trigger in (walk_a.change, walk_b.change, walk_t.release):
+        trigger(show_walk, walk_inputs, [preview, status], concurrency_id="preview", trigger_mode="always_last")
+    walk_export.click(walk_video, [model, source, walk_a, walk_b, frames], [video, status], concurrency_id="render")
 
 
 def _live_tab(models: jobs.Models, session, examples: list[Path]) -> None:

@@ -1,7 +1,8 @@
 """What the web app's buttons and sliders do, as plain functions on the library's
 pipelines (no logic the CLI lacks: the widgets' values become
 :class:`~reanimate.pipelines.animate.AnimationOptions` and
-:class:`~reanimate.pipelines.edit.EditOptions`).
+:class:`~reanimate.pipelines.edit.EditOptions`; the Edit tab's expression walk is
+:class:`~reanimate.pipelines.expressions.ExpressionPipeline`'s ``interpolate`` in pieces).
 
 Every job returns a :class:`Outcome`: the files made and one status line. A
 :class:`~reanimate.errors.ReanimateError` becomes ``error: <the CLI's line>`` with the
@@ -18,10 +19,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from ..errors import InputError, ReanimateError
 from ..io import is_video_path, read_image, write_image
 from ..pipelines.animate import AnimationOptions, AnimationPipeline, build_pipeline, is_still_image
-from ..pipelines.edit import EditOptions, EditPipeline, check_edit, sweep
+from ..pipelines.edit import EditOptions, EditPipeline, HeadPipeline, check_edit, sweep
+from ..pipelines.expressions import ExpressionPipeline, check_interpolation, has_expression_control, read_vae
 from .files import Session
 
 log = logging.getLogger(__name__)
@@ -54,10 +58,18 @@ class Loaded:
 class Models:
     """The models a server offers: the default animator and each ``--checkpoint`` file,
     by label (the file's name); each built on first use, once per use ("animate",
-    "edit"), so that one tab's job does not wait for the other's."""
+    "edit"), so that one tab's job does not wait for the other's.
 
-    def __init__(self, checkpoints=(), device: str = "auto"):
+    ``vae``: an expression VAE (``reanimate ui --vae``, read at once: a file that does not
+    load is the CLI's one line before anything starts), offered with every model that has
+    expression control; one whose features are another size gets ``interpolate``'s line
+    when the walk is used."""
+
+    def __init__(self, checkpoints=(), device: str = "auto", vae=None):
         self.device = device
+        if vae is not None and not checkpoints:
+            raise ReanimateError("--vae: give the MMFA model it was trained for with --checkpoint")
+        self.vae = None if vae is None else read_vae(vae)
         self.files: dict[str, Path | None] = {DEFAULT_MODEL: None}
         for checkpoint in checkpoints:
             path = Path(checkpoint)
@@ -85,8 +97,13 @@ class Models:
                 self._loaded[key] = Loaded(build_pipeline(self.files[label], device=self.device))
             return self._loaded[key]
 
-    def controls(self, label: str) -> tuple[str, ...]:
-        """The retargeting controls the model honours (``Requirements.retarget``)."""
+    def controls(self, label: str, use: str = "animate") -> tuple[str, ...]:
+        """The controls the model honours on a tab: for "animate" the retargeting ones
+        (``Requirements.retarget``), for "edit" ``("walk",)`` where the expression walk is
+        offered (a model with expression control, and the server's VAE)."""
+        if use == "edit":
+            walks = self.vae is not None and has_expression_control(self.get(label, "edit").pipeline.animator)
+            return ("walk",) if walks else ()
         return self.get(label).pipeline.requirements.retarget
 
 
@@ -163,14 +180,16 @@ def check_driver(session: Session, path) -> Outcome:
     return guarded(session, work)
 
 
-def model_controls(models: Models, session: Session, label: str) -> tuple[Outcome, tuple[str, ...]]:
-    """The retargeting controls ``label`` honours (the model is loaded to find out) and a
-    status line: empty, or the error that loading it gave."""
+def model_controls(
+    models: Models, session: Session, label: str, use: str = "animate"
+) -> tuple[Outcome, tuple[str, ...]]:
+    """The controls ``label`` honours on the tab ``use`` (:meth:`Models.controls`; the
+    model is loaded to find out) and a status line: empty, or the error that loading it gave."""
     shown: tuple[str, ...] = ()
 
     def work() -> Outcome:
         nonlocal shown
-        shown = models.controls(label)
+        shown = models.controls(label, use)
         return Outcome("")
 
     return guarded(session, work), shown
@@ -286,20 +305,26 @@ class EditSettings:
         )
 
 
-def _edit_heads(models: Models, session: Session, model: str, source, reference, options: EditOptions):
-    """The edit pipeline, the encoded source (once per upload and model, kept in the
-    session) and the heads from the source's to the edited one (``options.frames``)."""
-    loaded = models.get(model, "edit")
-    pipeline = EditPipeline(loaded.pipeline.animator)
+def _edit_source(loaded: Loaded, pipeline: HeadPipeline, session: Session, model: str, source):
+    """The encoded source and its head, once per upload and model (kept in the session,
+    with what was worked out for it: a reference's expression, the walk's features)."""
     source_path = session.upload(source, "source image")
     key = ("edit", model, str(source_path))
     if session.cache.get("edit-key") != key:
-        for name in ("edit-key", "face", "head", "expression-key", "expression"):
+        for name in ("edit-key", "face", "head", "expression-key", "expression", "walk-key", "walk"):
             session.cache.pop(name, None)
         with loaded.lock:
             face = pipeline.open_source(source_path)
             session.cache.update({"edit-key": key, "face": face, "head": pipeline.animator.source_head(face.source)})
-    face, head = session.cache["face"], session.cache["head"]
+    return session.cache["face"], session.cache["head"]
+
+
+def _edit_heads(models: Models, session: Session, model: str, source, reference, options: EditOptions):
+    """The edit pipeline, the encoded source and the heads from the source's to the
+    edited one (``options.frames``)."""
+    loaded = models.get(model, "edit")
+    pipeline = EditPipeline(loaded.pipeline.animator)
+    face, head = _edit_source(loaded, pipeline, session, model, source)
     expression = None
     if options.expression_from is not None:
         if session.cache.get("expression-key") != options.expression_from:
@@ -316,6 +341,32 @@ def _reference(session: Session, reference) -> Path | None:
     return None if reference in (None, "") else session.upload(reference, "expression image")
 
 
+def _preview(session: Session, loaded: Loaded, pipeline: HeadPipeline, face, heads, output: Path) -> Path:
+    """The first of ``heads`` rendered into the image ``output``; the previous preview is
+    removed."""
+    with loaded.lock:
+        frame = pipeline.render(face, heads, [0])[0]
+    write_image(output, frame)
+    previous, session.cache["preview"] = session.cache.get("preview"), output
+    if previous is not None:
+        previous.unlink(missing_ok=True)
+    return output
+
+
+def _video(session: Session, source, stem: str) -> Path:
+    """A fresh video path in the session's folder named after the uploaded source."""
+    source_path = session.upload(source, "source image")
+    output = session.output(f"{source_path.stem}-{stem}", ".mp4")
+    session.names[str(output)] = output.name
+    return output
+
+
+def _write(loaded: Loaded, pipeline: HeadPipeline, face, heads, output: Path, fps: float, desc: str) -> Outcome:
+    with loaded.lock:
+        count = pipeline.write(output, face, heads, fps, EDIT_BATCH, progress=True, desc=desc)
+    return Outcome(f"wrote {output.name} ({count} frames)", video=output)
+
+
 def edit_preview(models: Models, session: Session, model: str, source, reference, settings: EditSettings) -> Outcome:
     """The edited still (an image in the session's folder; the previous preview is
     removed). The source is encoded once per upload."""
@@ -325,12 +376,7 @@ def edit_preview(models: Models, session: Session, model: str, source, reference
         options = settings.options(_reference(session, reference))
         check_edit(options, output)
         loaded, pipeline, face, heads = _edit_heads(models, session, model, source, reference, options)
-        with loaded.lock:
-            frame = pipeline.render(face, heads, [0])[0]
-        write_image(output, frame)
-        previous, session.cache["preview"] = session.cache.get("preview"), output
-        if previous is not None:
-            previous.unlink(missing_ok=True)
+        _preview(session, loaded, pipeline, face, heads, output)
         warning = pipeline.check_turn(options)
         return Outcome(f"warning: {warning}" if warning else "", image=output)
 
@@ -351,14 +397,63 @@ def edit_export(
 
     def work() -> Outcome:
         with job(session, "export"):
-            source_path = session.upload(source, "source image")
-            output = session.output(f"{source_path.stem}-edit", ".mp4")
-            session.names[str(output)] = output.name
+            output = _video(session, source, "edit")
             options = settings.options(_reference(session, reference), frames, fps)
             check_edit(options, output)
             loaded, pipeline, face, heads = _edit_heads(models, session, model, source, reference, options)
+            return _write(loaded, pipeline, face, heads, output, options.fps, "edit")
+
+    return guarded(session, work)
+
+
+# -- the expression walk (MMFA Sec. 4.4: `reanimate interpolate`) ----------------------
+
+
+def _walk(models: Models, session: Session, model: str, source, expression_a, expression_b):
+    """The expression pipeline on the Edit tab's model, the encoded source and the
+    expression features of the two images (once per pair, kept in the session)."""
+    if models.vae is None:
+        raise ReanimateError("this server has no expression VAE; start it with reanimate ui --vae RUN")
+    loaded = models.get(model, "edit")
+    pipeline = ExpressionPipeline(loaded.pipeline.animator)
+    face, _ = _edit_source(loaded, pipeline, session, model, source)
+    paths = [
+        session.upload(image, f"expression image {end}") for image, end in ((expression_a, "A"), (expression_b, "B"))
+    ]
+    key = tuple(map(str, paths))
+    if session.cache.get("walk-key") != key:
+        with loaded.lock:
+            ends = pipeline.expression_ends(face, models.vae, *paths)
+        session.cache.update({"walk-key": key, "walk": ends})
+    return loaded, pipeline, face, session.cache["walk"]
+
+
+def walk_preview(models: Models, session: Session, model: str, source, expression_a, expression_b, t: float) -> Outcome:
+    """The source, with its own pose, its expression the point ``t`` (0: A's, 1: B's) of
+    the VAE's latent line between the two images' expressions (an image in the session's
+    folder, as :func:`edit_preview`'s)."""
+
+    def work() -> Outcome:
+        loaded, pipeline, face, (f_a, f_b) = _walk(models, session, model, source, expression_a, expression_b)
+        with loaded.lock:
+            heads = pipeline.heads_at(face, models.vae, f_a, f_b, torch.tensor([float(t)]))
+        return Outcome("", image=_preview(session, loaded, pipeline, face, heads, session.output("preview", ".png")))
+
+    return guarded(session, work)
+
+
+def walk_export(
+    models: Models, session: Session, model: str, source, expression_a, expression_b, frames: int, fps: float = 25.0
+) -> Outcome:
+    """``reanimate interpolate``'s video: ``frames`` frames from A's expression to B's."""
+
+    def work() -> Outcome:
+        with job(session, "export"):
+            output = _video(session, source, "walk")
+            check_interpolation(output, int(frames), fps, EDIT_BATCH, ())
+            loaded, pipeline, face, (f_a, f_b) = _walk(models, session, model, source, expression_a, expression_b)
             with loaded.lock:
-                count = pipeline.write(output, face, heads, options.fps, options.batch_size, progress=True)
-            return Outcome(f"wrote {output.name} ({count} frames)", video=output)
+                heads = pipeline.interpolated_heads(face, models.vae, f_a, f_b, int(frames))
+            return _write(loaded, pipeline, face, heads, output, fps, "interpolate")
 
     return guarded(session, work)

@@ -22,12 +22,14 @@ def serve(
     checkpoints=(),
     limits: Limits | None = None,
     device: str = "auto",
+    vae=None,
 ) -> None:
     """Serve the app on ``host:port`` (None: Gradio's first free port from 7860) until
     interrupted; ``share``: also through Gradio's public tunnel. ``checkpoints``: the
-    model files offered besides the default animator."""
+    model files offered besides the default animator; ``vae``: an expression VAE offered
+    with those that have expression control."""
     limits = limits or Limits()
-    models = Models(checkpoints, device)  # (a missing file: its one line before anything starts)
+    models = Models(checkpoints, device, vae)  # (a file that does not load: its one line before anything starts)
     with Workspace.create(limits) as workspace:
         # Gradio keeps uploads and the files it serves in GRADIO_TEMP_DIR: ours, private.
         os.environ["GRADIO_TEMP_DIR"] = str(workspace.root)

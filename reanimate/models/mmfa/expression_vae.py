@@ -166,24 +166,30 @@ class LatentDiscriminator(nn.Module):
         return self.net(f).squeeze(-1)
 
 
-def interpolate_expressions(vae: ExpressionVAE, f_a: torch.Tensor, f_b: torch.Tensor, steps: int) -> torch.Tensor:
-    """Decode the straight line between the posterior means of two expressions (Sec. 4.4).
-
-    ``z_t = (1 - t) mu_a + t mu_b`` for ``steps`` values of ``t`` evenly spaced in [0, 1],
-    endpoints included (so the first and last outputs are the decodings of ``mu_a`` and
-    ``mu_b``). ``f_a``, ``f_b``: ``(feature_dim,)`` -> ``(steps, feature_dim)``, or a batch
-    of pairs ``(B, feature_dim)`` -> ``(steps, B, feature_dim)``. No gradients.
+def expressions_at(vae: ExpressionVAE, f_a: torch.Tensor, f_b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Decode points of the straight line between the posterior means of two expressions
+    (Sec. 4.4): ``z_t = (1 - t) mu_a + t mu_b`` for each ``t`` of ``t`` ``(N,)`` (0: ``mu_a``,
+    1: ``mu_b``). ``f_a``, ``f_b``: ``(feature_dim,)`` -> ``(N, feature_dim)``, or a batch
+    of pairs ``(B, feature_dim)`` -> ``(N, B, feature_dim)``. No gradients.
     """
     assert f_a.shape == f_b.shape, f"f_a {tuple(f_a.shape)} and f_b {tuple(f_b.shape)} differ"
     assert f_a.ndim in (1, 2), f"features: expected (feature_dim,) or (B, feature_dim), got {tuple(f_a.shape)}"
-    if steps < 2:
-        raise ValueError(f"steps: need at least 2 (both endpoints), got {steps}")
+    assert t.ndim == 1, f"t: expected (N,), got {tuple(t.shape)}"
     with torch.no_grad():
         mu_a, _ = vae.encode(f_a)
         mu_b, _ = vae.encode(f_b)
-        t = torch.linspace(0, 1, steps, device=mu_a.device, dtype=mu_a.dtype)
-        t = t.view(steps, *([1] * mu_a.ndim))
+        t = t.to(mu_a).view(-1, *([1] * mu_a.ndim))
         return vae.decode((1 - t) * mu_a + t * mu_b)
+
+
+def interpolate_expressions(vae: ExpressionVAE, f_a: torch.Tensor, f_b: torch.Tensor, steps: int) -> torch.Tensor:
+    """:func:`expressions_at` for ``steps`` values of ``t`` evenly spaced in [0, 1],
+    endpoints included (so the first and last outputs are the decodings of ``mu_a`` and
+    ``mu_b``): ``(steps, feature_dim)`` or ``(steps, B, feature_dim)``.
+    """
+    if steps < 2:
+        raise ValueError(f"steps: need at least 2 (both endpoints), got {steps}")
+    return expressions_at(vae, f_a, f_b, torch.linspace(0, 1, steps))
 
 
 __all__ = [
@@ -192,5 +198,6 @@ __all__ = [
     "LatentDiscriminator",
     "LatentDiscriminatorConfig",
     "VAEOutput",
+    "expressions_at",
     "interpolate_expressions",
 ]
