@@ -599,3 +599,23 @@ def test_the_neck_follows_a_raised_head_with_a_gradient(crop, animator):
     assert lift[neck][order][0] > 25 and lift[neck][order][-1] > 0
     assert np.allclose(lift[neck], 40 * source.ring_follow[neck], atol=2)
     assert np.array_equal(nodes[n + r :], source.nodes[n + r :])  # the border stays
+
+
+def test_sclera_the_iris_hid_is_shaded_at_the_rim(crop):
+    """Where the source's iris met the lids, the sclera painted in for a look aside is
+    shaded like the eyeball's curve (darker than the white the eye shows), not a glaring
+    white wedge."""
+    from reanimate.animators.landmarks.config import EYES
+    from reanimate.animators.landmarks.eyes import RIM_SCLERA_SHADE, eye_white, eyeball
+    from reanimate.io.image import LUMA_WEIGHTS
+
+    image, landmarks = crop
+    for eye in EYES:
+        layer = eyeball(image, landmarks, eye, 1.1)
+        white = float(eye_white(layer) @ LUMA_WEIGHTS)
+        luminance = layer.sclera @ LUMA_WEIGHTS
+        hidden = layer.iris_alpha > 0.5
+        inside = layer.opening > 0.5
+        rim = hidden & inside & ~cv2.erode(inside.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+        assert rim.sum() >= 5
+        assert luminance[rim].mean() < 0.5 * (1 + RIM_SCLERA_SHADE) * white

@@ -26,6 +26,12 @@ from .config import EYES, LandmarkAnimatorConfig
 if TYPE_CHECKING:
     from .source import LandmarkSource
 
+#: The sclera that the source's iris hid is painted in from the white around it and,
+#: at the opening's rim, from this fraction of the white's brightness: towards the eye's
+#: corners and under the lids the eyeball curves away and is shaded (at full brightness
+#: a look aside bares a glaring white wedge beside the iris there).
+RIM_SCLERA_SHADE = 0.7
+
 
 # -- measurements ----------------------------------------------------------------------
 
@@ -231,7 +237,7 @@ def eyeball(image: np.ndarray, landmarks: np.ndarray, eye: dict, iris_scale: flo
     # Sclera: pixels outside the opening take the sclera's colour, then the iris is
     # inpainted from what surrounds it (the white of the eye only).
     base = patch.copy()
-    base[~is_open] = sclera_colour.astype(np.uint8)
+    base[~is_open] = (RIM_SCLERA_SHADE * sclera_colour).astype(np.uint8)
     painted = cv2.dilate(inside.astype(np.uint8), np.ones((3, 3), np.uint8)) & opening
     sclera = np.where(painted[..., None] > 0, cv2.inpaint(base, painted, 3, cv2.INPAINT_TELEA), patch)
     # Iris: lashes overhang the opening's rim, so iris pixels near it and under the lids
