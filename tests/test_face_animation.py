@@ -554,6 +554,11 @@ def test_mouth_layers_keep_the_lips_and_tone_the_teeth():
     assert abs(float(teeth @ LUMA_WEIGHTS) - 0.92 * 202.4) < 1.5
     dim = teeth_colour([np.array([40.0, 40.0, 40.0])], lips)
     assert abs(float(dim @ LUMA_WEIGHTS) - 1.33 * float(lips @ LUMA_WEIGHTS)) < 0.5
+    # ... in a hue half-way to ivory: a bluish white gives teeth warmer than it, a grey
+    # white teeth as warm as half an ivory's
+    cold = teeth_colour([np.array([190.0, 205.0, 230.0])], lips)
+    assert cold[2] / cold[0] < 230.0 / 190.0 and cold[0] < cold[2]
+    assert dim[0] > dim[1] > dim[2]
     # a driver's pure-white teeth over a dark interior: the teeth come down to the
     # source's level with their texture, the dark interior stays
     fill = np.full((10, 10, 3), 60.0, np.float32)

@@ -55,15 +55,22 @@ def inner_mask(polygon: np.ndarray, shape: tuple[int, int], feather: float) -> n
     return np.clip(distance / (feather + 0.5), 0.0, 1.0)[1:-1, 1:-1].astype(np.float32)
 
 
+#: the hue of teeth (ivory: warmer than the white of the eyes, never bluer)
+IVORY = np.array([1.0, 0.96, 0.88], np.float32)
+
+
 def teeth_colour(eye_whites: list[np.ndarray], lips: np.ndarray) -> np.ndarray:
     """``(3,)`` the colour of the brightest teeth the mouth interior may show: a little
     below the white of the source's eyes (``(3,)`` colours), with a luma (0-255) no lower
-    than its lips' plus a third and no higher than 235."""
+    than its lips' plus a third and no higher than 235, and a hue half-way between the
+    eyes' white (the picture's light and colour cast) and :data:`IVORY` (a painted or
+    cold-lit bluish white would make blue teeth)."""
     white = np.mean(eye_whites, axis=0) if eye_whites else np.full(3, 235.0)
     white = 0.92 * np.asarray(white, np.float32)
     luma = float(white @ LUMA_WEIGHTS)
     target = float(np.clip(luma, 1.33 * float(lips @ LUMA_WEIGHTS), 235.0))
-    return (white * target / max(luma, 1e-3)).astype(np.float32)
+    hue = 0.5 * (white / max(luma, 1e-3) + IVORY / float(IVORY @ LUMA_WEIGHTS))
+    return (hue * target).astype(np.float32)
 
 
 def tone_teeth(fill: np.ndarray, mask: np.ndarray, teeth: np.ndarray, knee: float = 0.6) -> np.ndarray:
