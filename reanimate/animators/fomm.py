@@ -97,13 +97,14 @@ class FommAnimator(Animator, KeypointTensorSteps):
         if chosen.note:
             self.notes.append(chosen.note)
         self.precision, self.autocast_dtype = chosen.name, chosen.dtype
-        if CHANNELS_LAST.get((self.device.type, chosen.name), False):
-            self.memory_format = torch.channels_last
-            self.model.to(memory_format=torch.channels_last)
         if chosen.name == "bf16" and self.device.type == "cpu":
             for module in self.model.modules():
                 if isinstance(module, LOW_PRECISION_MODULES):
                     module.to(torch.bfloat16)
+        if CHANNELS_LAST.get((self.device.type, chosen.name), False):
+            # after the cast: the copies it makes are then of the smaller weights
+            self.memory_format = torch.channels_last
+            self.model.to(memory_format=torch.channels_last)
         release_free_memory()  # the weights replaced above
 
     @property
