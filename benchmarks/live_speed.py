@@ -10,9 +10,10 @@ cut square, is animated at ``--size`` (default 512: 512x512 output) by the defau
 animator, through the same ``LiveSession``, capture thread and ``run_live`` loop as the
 command, with no window (the frames go nowhere). Each row is one way of running:
 
-* ``sequential``: face detection and rendering one after the other (the baseline);
+* ``sequential``: face detection and rendering one after the other (``run_live``'s
+  default and the baseline);
 * ``overlap``: the next frame's face detected in a second thread while the current one
-  renders (``run_live``'s default).
+  renders (``run_live(overlap=True)``; mixed results on 2 cores, so not the default).
 
 each at ``--rates`` camera frame rates (default 30, a webcam's, and 60, which no
 animator here keeps up with: the sustained rate is then the animator's own). Printed per
