@@ -334,3 +334,31 @@ def test_found_best_frame_animates_like_giving_that_frame(tmp_path, source_image
         x = np.asarray(Image.open(found.output / name)).astype(int)
         y = np.asarray(Image.open(given.output / name)).astype(int)
         assert np.abs(x - y).max() <= 1  # batch composition may differ in the last float bit
+
+
+@pytest.mark.parametrize("user_threads", [None, "2"])
+def test_animate_runs_the_default_animator_on_one_torch_thread(monkeypatch, capsys, tmp_path, user_threads):
+    """The landmark animator asks for one torch thread on the CPU (Requirements.cpu_threads):
+    `animate` sets it for the run and gives the caller's back; a user's OMP_NUM_THREADS wins."""
+    from reanimate.errors import ReanimateError
+
+    if user_threads is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", user_threads)
+    seen = []
+
+    def record(self, *args, **kwargs):
+        seen.append((torch.get_num_threads(), self.requirements.cpu_threads))
+        raise ReanimateError("stopped by the test")
+
+    monkeypatch.setattr(AnimationPipeline, "animate", record)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert main(["animate", "a.png", "b.mp4", "-o", str(tmp_path / "o.mp4")]) == 2
+        assert torch.get_num_threads() == 2  # given back
+    finally:
+        torch.set_num_threads(before)
+    assert "stopped by the test" in capsys.readouterr().err
+    assert seen == [(1 if user_threads is None else 2, 1)]

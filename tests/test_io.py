@@ -775,3 +775,38 @@ def test_writing_and_reading_memory_is_bounded(tmp_path):
     assert index == 299
     assert read[300] - read[30] < 32 * 2**20
     assert read[300] - read[165] < 8 * 2**20
+
+
+def test_prefetched_keeps_order_raises_in_place_and_stops_early():
+    import threading
+
+    from reanimate.io.prefetch import prefetched
+
+    assert list(prefetched(range(10), depth=1)) == list(range(10))
+    assert list(prefetched([])) == []
+
+    def failing():
+        yield 1
+        yield 2
+        raise ValueError("bad frame 2")
+
+    got = []
+    with pytest.raises(ValueError, match="bad frame 2"):
+        for item in prefetched(failing()):
+            got.append(item)
+    assert got == [1, 2]  # the items before the failure arrive first
+
+    made = []
+
+    def counting():
+        for i in range(1000):
+            made.append(i)
+            yield i
+
+    stream = prefetched(counting(), depth=2)
+    assert next(stream) == 0
+    stream.close()  # the consumer stops: the worker stops within a few items
+    assert len(made) <= 4
+    assert not any(t.name == "prefetch" and t.is_alive() for t in threading.enumerate())
+    with pytest.raises(ValueError, match="depth"):
+        next(prefetched([1], depth=0))

@@ -61,6 +61,9 @@ class Requirements:
         retarget: which of :data:`RETARGET_CONTROLS` (head, expression, eyes, lips,
             blinks) it honours in :attr:`Transfer.retarget` (:meth:`Retarget.used`);
             empty: only the default, the driver's motion as it is (FOMM).
+        cpu_threads: the torch threads it runs fastest with on the CPU beside the
+            decoder, face detection and the encoder (None: torch's default, one per
+            core). A command applies it unless the user set ``OMP_NUM_THREADS``.
     """
 
     size: tuple[int, int]
@@ -72,6 +75,7 @@ class Requirements:
     device: str = "cpu"
     head_attributes: tuple[str, ...] = ()
     retarget: tuple[str, ...] = ()
+    cpu_threads: int | None = None
 
 
 @dataclass

@@ -8,7 +8,7 @@ import sys
 from ..io.writing import DEFAULT_CRF, DEFAULT_PRESET, X264_PRESETS
 from ..motion import HEAD_ATTRIBUTES
 from ..precision import PRECISIONS
-from .common import add_model_args, parse_bool
+from .common import add_model_args, animator_threads, parse_bool
 
 
 def parse_transfer(text: str) -> tuple[str, ...]:
@@ -150,25 +150,16 @@ def add_animate_command(sub) -> None:
 
 def run_animate(args: argparse.Namespace) -> int:
     from .. import device
-    from ..pipelines import animate
+    from ..pipelines.animate import AnimationOptions, build_pipeline
 
     device.tune_cpu_allocator()  # the networks' per-frame buffers re-used, not re-mapped (glibc)
 
     transfer = parse_transfer(args.transfer)
     model, config = model_request(args)
-    result = animate(
-        args.source,
-        args.driving,
-        args.output,
-        checkpoint=args.checkpoint,
-        model=model,
-        config=config,
-        align_corners=args.align_corners,
-        device=args.device,
-        fp16=args.fp16,
-        precision=args.precision,
-        progress=not args.quiet,
-        fps=args.fps,
+    pipeline = build_pipeline(
+        args.checkpoint, model, config, args.align_corners, args.device, args.fp16, args.precision
+    )
+    options = AnimationOptions(
         relative=args.relative,
         adapt_scale=args.adapt_scale,
         best_frame=args.best_frame,
@@ -189,6 +180,10 @@ def run_animate(args: argparse.Namespace) -> int:
         crf=args.crf,
         preset=args.preset,
     )
+    with animator_threads(pipeline):
+        result = pipeline.animate(
+            args.source, args.driving, args.output, options, progress=not args.quiet, fps=args.fps
+        )
     if not args.quiet:
         for note in result.notes:
             print(f"note: {note}", file=sys.stderr)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 
 
 def parse_bool(text: str) -> bool:
@@ -30,3 +32,27 @@ def add_model_args(p: argparse.ArgumentParser, checkpoint_required: bool = True)
         help="grid_sample convention; default from the config (true: as the official "
         "checkpoints were trained, with PyTorch 1.0)",
     )
+
+
+@contextlib.contextmanager
+def torch_threads(count: int):
+    """Torch's intra-op threads set to ``count`` for a while (a caller's own setting is
+    given back when main() runs in its process)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def animator_threads(pipeline):
+    """Torch's threads set to what the pipeline's animator runs fastest with on the CPU
+    (``Requirements.cpu_threads``) for a while, unless the user set ``OMP_NUM_THREADS``
+    or the animator has no preference."""
+    wanted = pipeline.requirements.cpu_threads
+    if wanted is None or "OMP_NUM_THREADS" in os.environ or pipeline.requirements.device != "cpu":
+        return contextlib.nullcontext()
+    return torch_threads(wanted)

@@ -20,6 +20,7 @@ from .animate import (
     model_request,
     retarget_values,
 )
+from .common import torch_threads
 
 #: the output's longer side unless --size says otherwise
 DEFAULT_LIVE_SIZE = 512
@@ -142,17 +143,3 @@ def run_live(args: argparse.Namespace) -> int:
         done = f"wrote {recording.path} ({recording.frames} frames)" if recording.frames else "nothing recorded"
         print(f"live: {done}", file=sys.stderr)
     return 0
-
-
-@contextlib.contextmanager
-def torch_threads(count: int):
-    """Torch's intra-op threads set to ``count`` for a while (a caller's own setting is
-    given back when main() runs in its process)."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)

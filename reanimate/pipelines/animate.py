@@ -35,6 +35,7 @@ from ..errors import InputError, OutputError, ReanimateError
 from ..faces import Face, FaceMesh, PasteCanvas, best_frame_index, crop_face, feather_mask, paste_back_into, square_box
 from ..geometry import normalized_shape
 from ..io import fit_to_shape, is_image_path, is_video_path, open_frames, open_writer, read_image, write_image
+from ..io.prefetch import prefetched
 from ..io.writing import DEFAULT_CRF, DEFAULT_PRESET, X264_PRESETS
 from ..motion import HEAD_ATTRIBUTES
 from ..precision import PRECISIONS
@@ -483,12 +484,19 @@ class AnimationPipeline:
                     desc="animate",
                     dynamic_ncols=True,
                 )
-                with bar:
+
+                def driving_batches():
                     for frames in batched(timer.iterate("decode", reader), plan.batch_size):
                         landmarks = None
                         if tracker is not None:
                             with timer("landmarks"):
                                 landmarks = tracker.update(frames)
+                        yield frames, landmarks
+
+                with bar:
+                    # Decoding and landmarks run a batch ahead in a worker thread (both
+                    # release the GIL), beside the animator and the encoder.
+                    for frames, landmarks in prefetched(driving_batches()):
                         with timer("model"):
                             batch = self.driving_batch(frames, drive_box, landmarks, options)
                             raw, motion, rendered = self.drive(faces, batch, initial, plan.transfer, smoother)
