@@ -29,6 +29,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import os
 import subprocess
@@ -45,13 +46,13 @@ WARMUP_SIZE = 512
 
 
 def limit_cpus(threads: int) -> str:
-    """Pin this process (and its children) to ``threads`` cores and threads. Runs before
-    anything imports torch, which reads OMP_NUM_THREADS once."""
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    """Pin this process (and its children) to ``threads`` cores. Torch's own thread count
+    is left to ``reanimate animate`` (the animator's ``Requirements.cpu_threads``, else one
+    per core), as a user running it gets: OMP_NUM_THREADS is not set, since a set one
+    overrides that choice."""
+    os.environ.pop("OMP_NUM_THREADS", None)
+    for name in ("MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[name] = str(threads)
-    import torch
-
-    torch.set_num_threads(threads)
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     if len(cpus) > threads:
         os.sched_setaffinity(0, cpus[:threads])
@@ -123,6 +124,15 @@ def child(args) -> int:
     if animate is None:
         sys.exit("reanimate.pipelines.animate does not run without a checkpoint in this checkout")
     import reanimate
+
+    try:  # torch's threads as `reanimate animate` sets them (checkouts that have the rule)
+        from reanimate.cli.common import animator_threads
+        from reanimate.pipelines.animate import build_pipeline
+
+        threads = animator_threads(build_pipeline())
+    except ImportError:
+        threads = contextlib.nullcontext()
+    threads.__enter__()  # held for the rest of this one-size process
 
     options = {k: v for k, v in (("crf", args.crf), ("preset", args.preset)) if v is not None}
     out = Path(args.output)
