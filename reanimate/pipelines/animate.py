@@ -454,14 +454,7 @@ class AnimationPipeline:
         with open_frames(driving_path, fps=fps) as reader:
             # Fail on an unwritable output before decoding the whole video.
             with (
-                open_writer(
-                    output_path,
-                    reader.fps,
-                    audio_from=driving_path,
-                    overwrite=options.overwrite,
-                    crf=options.crf,
-                    preset=options.preset,
-                ) as writer,
+                open_output(output_path, reader.fps, options, audio_from=driving_path) as writer,
                 contextlib.ExitStack() as resources,
             ):
                 tracker = resources.enter_context(_DrivingFaces()) if per_frame_landmarks else None
@@ -531,18 +524,10 @@ class AnimationPipeline:
                         bar.update(len(frames))
                 if done == 0:
                     raise ReanimateError(f"{driving_path}: no frames")
-                missing = tracker.missing if tracker is not None else 0
-                if tracker is not None and missing > options.max_missing * done:
-                    raise InputError(
-                        driving_path,
-                        f"no face in {missing} of {done} frames (first at frame "
-                        f"{tracker.first_missing}); at most {options.max_missing:.0%} may miss",
-                    )
-                if missing:
-                    notes.append(
-                        f"{Path(driving_path).name}: no face in {missing} of {done} frames "
-                        f"(first at frame {tracker.first_missing}); the last landmarks were held"
-                    )
+                missing = 0
+                if tracker is not None:
+                    tracker.check_missing(driving_path, done, options.max_missing, notes)
+                    missing = tracker.missing
         stats = (
             {"raw": raw_jitter.score, "smoothed": jitter.score} if smoother is not None else {"raw": raw_jitter.score}
         )
@@ -626,11 +611,17 @@ class AnimationPipeline:
             if is_image_path(output_path):
                 write_image(Path(output_path), out[0])
             else:
-                with open_writer(
-                    output_path, STILL_FPS, overwrite=options.overwrite, crf=options.crf, preset=options.preset
-                ) as writer:
+                with open_output(output_path, STILL_FPS, options) as writer:
                     writer.write(out)
         return 1
+
+
+def open_output(output_path, fps: float, options: AnimationOptions, audio_from=None):
+    """The atomic writer of an animation's output at ``fps``, with the options' overwrite
+    permission and video quality, and ``audio_from``'s audio (None: none)."""
+    return open_writer(
+        output_path, fps, audio_from=audio_from, overwrite=options.overwrite, crf=options.crf, preset=options.preset
+    )
 
 
 def is_still_image(path: str | os.PathLike) -> bool:
@@ -795,6 +786,21 @@ class _DrivingFaces:
             self.seen += 1
             out.append(self.last)
         return np.stack(out)
+
+    def check_missing(self, path, done: int, max_missing: float, notes: list[str]) -> None:
+        """After ``done`` frames of the video at ``path``: a one-line error when more than
+        ``max_missing`` of them had no face, else a note when any had none."""
+        if self.missing > max_missing * done:
+            raise InputError(
+                path,
+                f"no face in {self.missing} of {done} frames (first at frame {self.first_missing}); "
+                f"at most {max_missing:.0%} may miss",
+            )
+        if self.missing:
+            notes.append(
+                f"{Path(path).name}: no face in {self.missing} of {done} frames "
+                f"(first at frame {self.first_missing}); the last landmarks were held"
+            )
 
     def __enter__(self) -> _DrivingFaces:
         return self

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import InputError, ReanimateError
 from ..faces import crop_face, feather_mask, square_box
-from ..io import open_frames, open_writer
+from ..io import open_frames
 from ..smoothing import make_smoother
 from .animate import (
     PASTE_FEATHER,
@@ -33,6 +33,7 @@ from .animate import (
     _DrivingFaces,
     check_options,
     is_still_image,
+    open_output,
     paste_crops,
     to_crop_pixels,
 )
@@ -101,14 +102,7 @@ def animate_video_source(
         open_frames(driving_path, fps=fps) as reader,
         _DrivingFaces() as source_faces,
         _DrivingFaces() as driving_faces,
-        open_writer(
-            output_path,
-            reader.fps,
-            audio_from=driving_path,
-            overwrite=options.overwrite,
-            crf=options.crf,
-            preset=options.preset,
-        ) as writer,
+        open_output(output_path, reader.fps, options, audio_from=driving_path) as writer,
     ):
         if abs(source_reader.fps - reader.fps) > 1e-3:
             notes.append(
@@ -148,17 +142,7 @@ def animate_video_source(
                 done += 1
                 bar.update(1)
         for what, faces in ((source_path, source_faces), (driving_path, driving_faces)):
-            if faces.missing > options.max_missing * done:
-                raise InputError(
-                    what,
-                    f"no face in {faces.missing} of {done} frames (first at frame {faces.first_missing}); "
-                    f"at most {options.max_missing:.0%} may miss",
-                )
-            if faces.missing:
-                notes.append(
-                    f"{Path(what).name}: no face in {faces.missing} of {done} frames (first at frame "
-                    f"{faces.first_missing}); the last landmarks were held"
-                )
+            faces.check_missing(what, done, options.max_missing, notes)
         if reader.frame_count and done < reader.frame_count:
             notes.append(f"{Path(source_path).name}: ends after {done} of the driver's frames; so does the output")
     return AnimationResult(
