@@ -112,12 +112,19 @@ class Server:
         (self.root,) = temp.glob("reanimate-ui-*")
 
     def leftovers(self) -> list[str]:
-        """Files of the server's folder that are not the examples (uploads, results)."""
-        return sorted(
-            str(p.relative_to(self.root))
-            for p in self.root.rglob("*")
-            if p.is_file() and p.parent.name != "examples" and p.stat().st_size > 0
-        )
+        """Files of the server's folder that are not the examples (uploads, results). The
+        server removes files while this looks: what vanishes meanwhile is not left over."""
+        found = []
+        for folder, _, names in os.walk(self.root):  # os.walk skips folders that vanish
+            if Path(folder).name == "examples":
+                continue
+            for name in names:
+                try:
+                    if (Path(folder) / name).stat().st_size > 0:
+                        found.append(str((Path(folder) / name).relative_to(self.root)))
+                except FileNotFoundError:
+                    pass
+        return sorted(found)
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
