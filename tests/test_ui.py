@@ -4,6 +4,7 @@ errors in the CLI's words with the upload's own name, limits, and the private fo
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -14,15 +15,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import example_clip
+from conftest import example_clip, randomize
 from media import make_video
 from mmfa_tiny import tiny_checkpoint as tiny_mmfa_checkpoint
 from PIL import Image
+from test_checkpoint import save_official
 
 from reanimate.animators.registry import build_animator
 from reanimate.cli import main
 from reanimate.errors import ReanimateError
 from reanimate.io import list_frame_files, open_frames, open_writer, read_image
+from reanimate.models import build_model, load_config
 from reanimate.models.mmfa.expression_vae import ExpressionVAE, ExpressionVAEConfig
 from reanimate.pipelines.expressions import ExpressionPipeline, read_vae
 from reanimate.training.expression_vae import save_expression_vae
@@ -195,6 +198,32 @@ def test_limits(workspace, tmp_path):
     assert jobs.check_driver(session, upload(workspace, short)).video.name == "short.mp4"
     with pytest.raises(Exception, match="--max-upload-mb must be greater than 0"):
         Limits(upload_mb=0)
+    with pytest.raises(Exception, match="--max-checkpoint-mb must be greater than 0, got -1"):
+        Limits(checkpoint_mb=-1)
+
+
+def test_checkpoints_have_their_own_size_limit(tmp_path):
+    """Gradio's one limit is the larger; media between the two reach the handlers, which
+    refuse them (and remove them with the session); so do checkpoints over theirs."""
+    limits = Limits(upload_mb=1, checkpoint_mb=3)
+    assert limits.largest_bytes == 3 * 2**20 and limits.upload_bytes == 2**20
+    with Workspace.create(limits, parent=tmp_path) as workspace:
+        session = workspace.session("a")
+        (tmp_path / "big.png").write_bytes(b"\0" * (2 * 2**20))
+        (tmp_path / "huge.safetensors").write_bytes(b"\0" * (3 * 2**20 + 1))
+        big, huge = upload(workspace, tmp_path / "big.png"), upload(workspace, tmp_path / "huge.safetensors")
+        assert jobs.check_image(session, big).status == (
+            "error: big.png: 2.0 MB, over this server's upload limit of 1 MB (reanimate ui --max-upload-mb)"
+        )
+        refused = jobs.model_controls(jobs.Models(), session, jobs.Choice(jobs.UPLOADED, huge))[0].status
+        assert refused == (
+            "error: huge.safetensors: 3.0 MB, over this server's checkpoint limit of 3 MB "
+            "(reanimate ui --max-checkpoint-mb)"
+        )
+        with pytest.raises(ReanimateError, match="not a readable PyTorch checkpoint"):
+            jobs.Models().uploaded(session, big)  # within the checkpoint limit: read (and refused as one)
+        workspace.end_session("a")
+        assert not Path(big).exists() and not Path(huge).exists()
 
 
 def test_no_server_path_but_uploads_is_opened(workspace, tmp_path):
@@ -252,19 +281,77 @@ def test_edit_export_writes_the_sweep(models, workspace):
     assert bad.status == "error: --scale must be greater than 0, got 0"
 
 
-def test_live_steps_give_animated_frames(models, workspace, clip):
+@pytest.fixture
+def live_route(workspace):
+    """The Live tab's server side and a client of its frame route (Starlette's test
+    client, on an app with that route alone)."""
+    pytest.importorskip("starlette")
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    frames = live.LiveFrames(workspace)
+    with TestClient(Starlette(routes=[live.frame_route(frames)])) as client:
+        yield frames, client
+
+
+def post_frame(client, token: str | None, body: bytes):
+    headers = {} if token is None else {live.TOKEN_HEADER: token}
+    return client.post(f"/{live.FRAME_ROUTE}", content=body, headers=headers)
+
+
+def test_the_live_route_animates_the_sessions_portrait(models, workspace, clip, live_route):
+    frames, client = live_route
     session = workspace.session("l")
-    portrait = upload(workspace, SOURCE)
+    token = frames.token(session)
+    assert frames.token(session) == token and len(token) >= 40  # one per session, unguessable
     with open_frames(clip) as reader:
-        frames = list(reader)
-    outputs = [live.step(models, session, jobs.DEFAULT_MODEL, portrait, frame) for frame in frames]
-    images = [np.asarray(Image.open(path)) for path, _ in outputs[-live.RING :]]
-    assert max(images[0].shape[:2]) == live.LIVE_SIZE
-    assert any(np.abs(images[0].astype(int) - i).mean() > 0.2 for i in images[1:])  # it moves
-    status = outputs[-1][1]
-    assert "frames/s" in status and "ms per frame on the server" in status
-    assert len(list(session.folder.glob("live-*.jpg"))) == live.RING  # older frames removed
-    live.close(session)
+        camera = [live.encode_jpeg(frame) for frame in reader]
+    early = post_frame(client, token, camera[0])
+    assert (early.status_code, early.text) == (
+        422,
+        "error: no portrait to animate: drop one on the left (its status says why, if it failed)",
+    )
+    assert frames.bind(models, session, jobs.DEFAULT_MODEL, upload(workspace, SOURCE)) == ""
+    answers = [post_frame(client, token, frame) for frame in camera]
+    assert {(a.status_code, a.headers["content-type"], a.headers[live.FACE_HEADER]) for a in answers} == {
+        (200, "image/jpeg", "1")
+    }
+    assert all(float(a.headers[live.SERVER_MS_HEADER]) > 0 for a in answers)
+    images = [np.asarray(Image.open(io.BytesIO(a.content))).astype(int) for a in answers]
+    height, width = read_image(SOURCE).shape[:2]  # the portrait, its longer side LIVE_SIZE
+    assert images[0].shape == (live.LIVE_SIZE, round(width * live.LIVE_SIZE / height), 3)
+    assert max(np.abs(images[0] - i).mean() for i in images[1:]) > 0.2  # it moves
+    assert list(session.folder.iterdir()) == []  # frames never touch the disk
+
+    frames.end(session)  # the page closed
+    assert "live" not in session.cache
+    assert post_frame(client, token, camera[0]).status_code == 403
+
+
+def test_the_live_route_refuses_other_tokens_and_bad_frames(models, workspace, live_route):
+    frames, client = live_route
+    session = workspace.session("l")
+    token = frames.token(session)
+    frames.bind(models, session, jobs.DEFAULT_MODEL, upload(workspace, SOURCE))
+    refused = "error: this page's live session is not on the server (ended?); reload the page"
+    camera = live.encode_jpeg(read_image(SOURCE)[:480, :480])
+    for other in (None, "", token[:-1], frames.token(workspace.session("m"))[:-1] + "x"):
+        answer = post_frame(client, other, camera)
+        assert (answer.status_code, answer.text) == (403, refused)
+    cases = {
+        b"not a picture": "error: the camera's frame is not a JPEG, PNG or WebP picture",
+        live.encode_jpeg(np.zeros((8, 1921, 3), np.uint8)): (
+            "error: the camera's frame is 1921x8, over 1920 pixels on a side"
+        ),
+        b"\xff" * (2 * 2**20 + 5): (
+            "error: the camera's frame is over this server's upload limit of 2 MB (reanimate ui --max-upload-mb)"
+        ),
+    }
+    for body, line in cases.items():
+        answer = post_frame(client, token, body)
+        assert (answer.status_code, answer.text) == (422, line)
+    assert post_frame(client, token, camera).status_code == 200  # the session goes on
+    assert frames.bind(models, session, "nope", upload(workspace, SOURCE)).startswith("error: unknown model 'nope'")
     assert "live" not in session.cache
 
 
@@ -295,17 +382,18 @@ def test_the_page_builds_with_every_tab(tmp_path):
 import json, os
 from reanimate.ui.files import Workspace
 from reanimate.ui.jobs import Models
+from reanimate.ui.live import LiveFrames
 with Workspace.create() as workspace:
     os.environ["GRADIO_TEMP_DIR"] = str(workspace.root)
     from reanimate.ui.app import build_app
-    demo = build_app(workspace, Models())
+    demo = build_app(workspace, Models(), LiveFrames(workspace))
     print(json.dumps([getattr(b, "elem_id", None) for b in demo.blocks.values()]))
 """
     env = dict(os.environ, TMPDIR=str(tmp_path), GRADIO_ANALYTICS_ENABLED="False")
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     ids = set(json.loads(done.stdout.strip().splitlines()[-1]))
-    assert {"animate-run", "animate-status", "edit-yaw", "edit-preview", "live-camera", "live-output"} <= ids
+    assert {"animate-run", "animate-checkpoint", "edit-yaw", "edit-preview", "live-camera", "live-status"} <= ids
     assert list(tmp_path.iterdir()) == []  # Gradio kept nothing outside the server's folder
 
 
@@ -325,6 +413,77 @@ def test_a_checkpoint_model_hides_the_controls_it_lacks(workspace, tiny_checkpoi
     assert notes[0].startswith("note: source.png: 72x64 input centre-cropped")  # the upload's own name
     with pytest.raises(Exception, match="nope.safetensors: --checkpoint: no such file"):
         jobs.Models([workspace.root / "nope.safetensors"])
+
+
+def test_an_uploaded_checkpoint_animates_and_is_loaded_once_per_session(
+    workspace, tiny_checkpoint, source_image, driving_video, monkeypatch
+):
+    """A checkpoint the user uploads (the Animate tab's "your checkpoint") is built as
+    ``animate --checkpoint`` builds it, once per session, kept and removed with the
+    session; its frames are those of the same file offered with --checkpoint."""
+    built = []
+    original = jobs.build_pipeline
+    monkeypatch.setattr(jobs, "build_pipeline", lambda *a, **k: built.append(a) or original(*a, **k))
+    session = workspace.session("u")
+    mine = upload(workspace, tiny_checkpoint, "mine.safetensors")
+    choice = jobs.Choice(jobs.UPLOADED, mine, jobs.CONFIG_FROM_FILE)
+    assert jobs.model_controls(jobs.Models(), session, choice) == (jobs.Outcome(""), ())
+    source, driving = upload(workspace, source_image), upload(workspace, driving_video)
+    settings = jobs.AnimateSettings(relative=False)
+    out = jobs.animate_job(jobs.Models(), session, choice, source, driving, settings)
+    assert out.status.splitlines()[-1].startswith("wrote source-animated-0.mp4 (16 frames")
+    assert len(built) == 1 and built[0][0] == Path(mine).resolve()  # loaded once, through animate's builder
+
+    offered = jobs.Models([tiny_checkpoint])
+    same = jobs.animate_job(offered, workspace.session("v"), tiny_checkpoint.name, source, driving, settings)
+    with open_frames(out.video) as a, open_frames(same.video) as b:
+        assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+    workspace.end_session("u")
+    assert not Path(mine).exists() and session.cache == {}  # the file and its model
+    assert jobs.model_controls(jobs.Models(), workspace.session("w"), jobs.Choice(jobs.UPLOADED))[0].status == (
+        "error: no checkpoint: drop a file on it first"
+    )
+
+
+def test_an_official_checkpoint_is_read_with_the_chosen_config(workspace, tmp_path, capsys):
+    """An official FOMM ``.pth.tar`` (the reference layout) with a built-in config from
+    the dropdown, or found from its tensors; a wrong config and a file that is not a
+    checkpoint get ``animate``'s lines."""
+    model = randomize(build_model(load_config("fomm/synthetic-64"), with_discriminator=True))
+    path = save_official(tmp_path / "fomm.pth.tar", model)
+    (tmp_path / "notes.txt").write_text("not a checkpoint")
+    shutil.copy(SOURCE, tmp_path / "source.png")
+    names = jobs.config_choices()
+    assert names[0] == jobs.CONFIG_FROM_FILE and {"fomm/synthetic-64", "fomm/vox-256", "mmfa/vox-256"} <= set(names)
+    assert not any(name.startswith("avatar/") for name in names)  # (no animator reads those)
+    session = workspace.session("o")
+    official, source = upload(workspace, path), upload(workspace, SOURCE)
+    for config in ("fomm/synthetic-64", jobs.CONFIG_FROM_FILE):
+        out = jobs.animate_job(
+            jobs.Models(), session, jobs.Choice(jobs.UPLOADED, official, config), source, source, jobs.AnimateSettings()
+        )
+        assert read_image(out.image).shape == (64, 64, 3), out.status  # the config's frames (not a face model)
+    assert "note: fomm.pth.tar: its tensors match the shipped config synthetic-64" in out.status
+
+    def line(checkpoint, config, cli_config):
+        out = jobs.animate_job(
+            jobs.Models(),
+            session,
+            jobs.Choice(jobs.UPLOADED, checkpoint, config),
+            source,
+            source,
+            jobs.AnimateSettings(),
+        )
+        file = Path(checkpoint).name
+        args = ["animate", "source.png", "source.png", "-o", "out.png", "--checkpoint", file, *cli_config]
+        shutil.copy(checkpoint, tmp_path / file)
+        assert out.status == f"error: {cli_error(capsys, tmp_path, *args)}"
+        return out.status
+
+    assert "fomm.pth.tar" in line(official, "fomm/vox-256", ["--config", "fomm/vox-256"])
+    text = upload(workspace, tmp_path / "notes.txt")
+    assert line(text, jobs.CONFIG_FROM_FILE, []).startswith("error: notes.txt: not a readable PyTorch checkpoint")
 
 
 def test_one_job_at_a_time_per_session(models, workspace, clip):

@@ -29,6 +29,7 @@ from PIL import Image
 from test_ui import cli_error, walk_files
 
 from reanimate.io import open_frames
+from reanimate.ui import jobs
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 CHROMIUM = os.environ.get("REANIMATE_CHROMIUM") or shutil.which("chromium") or "chromium"
@@ -46,6 +47,7 @@ CHROMIUM_ARGS = [
     "--use-fake-device-for-media-stream",
 ]
 UPLOAD_MB = 3
+CHECKPOINT_MB = 5
 CAMERA_FRAMES = 40
 
 
@@ -97,7 +99,8 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}/"
         env = dict(os.environ, TMPDIR=str(temp), OMP_NUM_THREADS="1", GRADIO_ANALYTICS_ENABLED="False")
         command = [sys.executable, "-m", "reanimate", "ui", "--port", str(self.port)]
-        command += ["--max-upload-mb", str(UPLOAD_MB), "--max-seconds", "10", *map(str, options)]
+        command += ["--max-upload-mb", str(UPLOAD_MB), "--max-checkpoint-mb", str(CHECKPOINT_MB)]
+        command += ["--max-seconds", "10", *map(str, options)]
         with open(log, "wb") as out:
             self.process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 90
@@ -302,26 +305,77 @@ def test_edit_walks_between_two_expressions(page, walk):
     screenshot(page, "edit-walk")
 
 
+#: the Live tab's animated frame, drawn at SAMPLE x SAMPLE: its pixels, size and the page's frame count
+SAMPLE = 96
+SAMPLE_JS = f"""img => {{
+  if (!img.complete || !img.naturalWidth) return null;
+  const canvas = document.createElement("canvas");
+  canvas.width = canvas.height = {SAMPLE};
+  const context = canvas.getContext("2d");
+  context.drawImage(img, 0, 0, {SAMPLE}, {SAMPLE});
+  return {{count: Number(img.dataset.frames || 0), size: [img.naturalHeight, img.naturalWidth],
+          pixels: Array.from(context.getImageData(0, 0, {SAMPLE}, {SAMPLE}).data)}};
+}}"""
+FIGURES = re.compile(r"^(\d+\.\d) frames/s, round trip (\d+) ms \(server (\d+) ms; medians of (\d+)\)$")
+
+
 def test_live_animates_the_camera(page):
     page.get_by_role("tab", name="Live").click()
     drop(page, "live-source", EXAMPLES / "source.png")
-    page.get_by_text("Click to Access Webcam").click()
-    page.get_by_role("button", name="capture photo").click()  # "Record": streaming starts
-    seen, frames = set(), []  # (each fetched at once: the server keeps only the last few)
-    deadline = time.monotonic() + 40
+    in_flight, most = set(), [0]  # frames posted and not answered yet: never more than one
+
+    def sent(request):
+        if request.url.endswith("/reanimate/live"):
+            in_flight.add(request)
+            most[0] = max(most[0], len(in_flight))
+
+    def answered(request):
+        in_flight.discard(request)
+
+    page.on("request", sent)
+    page.on("requestfinished", answered)
+    page.on("requestfailed", answered)
+    page.click("#live-camera .live-start")
+    animated = page.locator("#live-camera .live-animated")
+    frames, counts = [], set()
+    deadline = time.monotonic() + 60
     while len(frames) < 12 and time.monotonic() < deadline:
-        image = page.locator("#live-output img")
-        if image.count() and (src := image.first.get_attribute("src")) and src not in seen:
-            seen.add(src)
-            if (response := page.request.get(src)).ok:
-                frames.append(np.asarray(Image.open(io.BytesIO(response.body())).convert("RGB")).astype(int))
-        time.sleep(0.02)
-    assert len(frames) >= 12, f"{len(frames)} frames came back"
-    line = status(page, "live")
-    assert " frames/s, " in line and " ms per frame on the server" in line
-    assert max(np.abs(frames[0] - f).mean() for f in frames[1:]) > 0.2  # it moves
+        sample = animated.evaluate(SAMPLE_JS)
+        if sample and sample["count"] not in counts:
+            counts.add(sample["count"])
+            frames.append(sample)
+        time.sleep(0.05)
+    line = page.locator("#live-camera .live-figures").inner_text()
+    assert len(frames) >= 12, f"{len(frames)} frames came back; the page says {line!r}"
+    height, width = Image.open(EXAMPLES / "source.png").size[::-1]  # the portrait, 384 on its longer side
+    assert {tuple(f["size"]) for f in frames} == {(384, round(width * 384 / height))}
+    pixels = [np.asarray(f["pixels"], dtype=int) for f in frames]
+    assert max(np.abs(pixels[0] - p).mean() for p in pixels[1:]) > 0.2  # it moves
+    figures = FIGURES.match(line)
+    assert figures, line
+    rate, trip, server, count = float(figures[1]), int(figures[2]), int(figures[3]), int(figures[4])
+    assert rate > 0 and trip > 0 and trip >= server and count >= 2
+    assert most[0] == 1  # one frame at a time: the next only once the last came back
     screenshot(page, "live")
+    page.click("#live-camera .live-stop")
     print(f"live: {line}")
+
+
+def test_animate_with_an_uploaded_checkpoint(page, tiny_checkpoint, source_image, driving_video):
+    """The Animate tab's checkpoint upload: the model switches to it, and it animates."""
+    page.get_by_role("button", name="Options").click()
+    drop(page, "animate-checkpoint", tiny_checkpoint)
+    page.wait_for_function("value => document.querySelector('#animate-model input').value === value", arg=jobs.UPLOADED)
+    drop(page, "animate-source", source_image)
+    drop(page, "animate-driving", driving_video)
+    page.wait_for_selector("#animate-driving-preview video")
+    page.click("#animate-run")
+    assert (
+        wait_status(page, "animate", "note", timeout=60)
+        .splitlines()[-1]
+        .startswith("wrote source-animated-0.mp4 (16 frames")
+    )
+    screenshot(page, "animate-checkpoint")
 
 
 def test_bad_inputs_show_the_clis_line(page, server, tmp_path, capsys):
@@ -347,14 +401,28 @@ def test_bad_inputs_show_the_clis_line(page, server, tmp_path, capsys):
     assert wait_status(page, "animate", "error", timeout=60) == f"error: {expected}"
     screenshot(page, "errors")
 
+    # media over --max-upload-mb reach the server (Gradio's one limit is the larger, for
+    # checkpoints) and are refused there; over both, Gradio refuses them in the page
     (tmp_path / "big.png").write_bytes(b"\0" * (UPLOAD_MB * 2**20 + 1))
     drop(page, "animate-driving", tmp_path / "big.png")
+    assert wait_status(page, "animate", "error: big") == (
+        f"error: big.png: 3.0 MB, over this server's upload limit of {UPLOAD_MB} MB (reanimate ui --max-upload-mb)"
+    )
+    (tmp_path / "huge.png").write_bytes(b"\0" * (CHECKPOINT_MB * 2**20 + 1))
+    drop(page, "animate-driving", tmp_path / "huge.png")
     toast = page.get_by_text("exceed the maximum allowed size")
     toast.wait_for()
-    assert "big.png" in toast.inner_text()
+    assert "huge.png" in toast.inner_text()
     page.wait_for_timeout(400)  # (the toast slides in)
     screenshot(page, "upload-limit")
     # nothing reached the server's folder but this page's own uploads, none outside it
-    assert all(not name.endswith("big.png") for name in server.leftovers())
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.png", "noface.mp4", "notes.txt", "passwd", "source.png"]
+    assert all(not name.endswith("huge.png") for name in server.leftovers())
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "big.png",
+        "huge.png",
+        "noface.mp4",
+        "notes.txt",
+        "passwd",
+        "source.png",
+    ]
     assert not any(server.temp.glob("passwd")) and not any(server.root.parent.parent.glob("passwd"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..ui.files import DEFAULT_UPLOAD_MB, DEFAULT_VIDEO_SECONDS
+from ..ui.files import DEFAULT_CHECKPOINT_MB, DEFAULT_UPLOAD_MB, DEFAULT_VIDEO_SECONDS
 
 
 def add_ui_command(sub) -> None:
@@ -37,7 +37,15 @@ def add_ui_command(sub) -> None:
         type=float,
         default=DEFAULT_UPLOAD_MB,
         metavar="MB",
-        help=f"largest upload accepted (default {DEFAULT_UPLOAD_MB:g})",
+        help=f"largest upload of media accepted (default {DEFAULT_UPLOAD_MB:g})",
+    )
+    p.add_argument(
+        "--max-checkpoint-mb",
+        type=float,
+        default=DEFAULT_CHECKPOINT_MB,
+        metavar="MB",
+        help="largest model checkpoint a user may upload on the Animate tab (default "
+        f"{DEFAULT_CHECKPOINT_MB:g}); loaded once per browser session, removed with it",
     )
     p.add_argument(
         "--max-seconds",
@@ -59,6 +67,6 @@ def run_ui(args: argparse.Namespace) -> int:
     # (not imported here: Gradio reads where to keep its files when imported, which serve sets)
     if importlib.util.find_spec("gradio") is None:
         raise ReanimateError("reanimate ui needs Gradio: pip install 'reanimate[ui]'")
-    limits = Limits(args.max_upload_mb, args.max_seconds)
+    limits = Limits(args.max_upload_mb, args.max_seconds, args.max_checkpoint_mb)
     serve(args.host, args.port, args.share, args.checkpoint, limits, args.device, args.vae)
     return 0

@@ -21,15 +21,41 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 TURN = 30.0
 SCALE = (0.5, 1.5)
 MOVE = 0.3
-#: the Live tab: seconds between webcam frames sent to the server
-LIVE_EVERY = 0.04
+#: the Live tab's camera loop (the js_on_load of its gr.HTML), the longest side of a
+#: camera frame it sends, and the frames its figures are medians of
+LIVE_JS = Path(__file__).with_name("live.js")
+LIVE_MAX_SIDE = 640
+LIVE_WINDOW = 30
+LIVE_HTML = """
+<div class="live-buttons">
+  <button class="live-start lg primary">Start the camera</button>
+  <button class="live-stop lg secondary">Stop</button>
+</div>
+<div class="live-views">
+  <figure><video class="live-webcam" autoplay muted playsinline></video><figcaption>Webcam</figcaption></figure>
+  <figure><img class="live-animated" alt=""><figcaption>Animated</figcaption></figure>
+</div>
+<p class="live-figures" aria-live="polite"></p>
+"""
+LIVE_CSS = """
+.live-buttons { display: flex; gap: 8px; margin-bottom: 8px; }
+.live-buttons button { padding: 6px 16px; border-radius: 6px; border: 1px solid #d4d4d8; cursor: pointer; }
+.live-start { background: #f97316; color: white; }
+.live-views { display: flex; gap: 12px; align-items: flex-start; }
+.live-views figure { flex: 1; margin: 0; min-height: 200px; background: #f4f4f5; border-radius: 6px; }
+.live-views video, .live-views img { width: 100%; display: block; border-radius: 6px; }
+.live-views figcaption { font-size: 0.85em; color: #71717a; padding: 2px 6px; }
+.live-figures { font-family: ui-monospace, monospace; min-height: 1.5em; }
+"""
 #: fonts the page asks for (the default theme's come from Google: a closed network stalls on them)
 SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]
 
 
-def build_app(workspace: Workspace, models: jobs.Models) -> gr.Blocks:
+def build_app(workspace: Workspace, models: jobs.Models, frames: live.LiveFrames) -> gr.Blocks:
     """The page, serving ``models`` with files in ``workspace`` (Gradio's upload folder:
-    ``GRADIO_TEMP_DIR`` must name ``workspace.root`` before this is called)."""
+    ``GRADIO_TEMP_DIR`` must name ``workspace.root`` before this is called); ``frames``:
+    the Live tab's server side, whose route (:func:`~reanimate.ui.live.frame_route`) the
+    app must serve."""
     examples = workspace.add_examples(EXAMPLES / "source.png", EXAMPLES / "driving.mp4")
 
     def session(request: gr.Request):
@@ -43,10 +69,15 @@ def build_app(workspace: Workspace, models: jobs.Models) -> gr.Blocks:
             with gr.Tab("Edit", id="edit"):
                 _edit_tab(models, session, examples)
             with gr.Tab("Live", id="live"):
-                _live_tab(models, session, examples)
+                camera = _live_tab(models, session, examples, frames)
+
+        def token(request: gr.Request) -> str:
+            return frames.token(session(request))
+
+        demo.load(token, None, camera)
 
         def end(request: gr.Request) -> None:
-            live.close(workspace.sessions.get(request.session_hash))
+            frames.end(workspace.sessions.get(request.session_hash))
             workspace.end_session(request.session_hash)
 
         demo.unload(end)
@@ -57,8 +88,10 @@ def theme() -> gr.Theme:
     return gr.themes.Default(font=SYSTEM_FONTS, font_mono=["ui-monospace", "monospace"])
 
 
-def _model_choice(models: jobs.Models, elem_id: str) -> gr.Dropdown:
-    return gr.Dropdown(models.choices, value=jobs.DEFAULT_MODEL, label="Model", elem_id=elem_id)
+def _model_choice(models: jobs.Models, elem_id: str, uploads: bool = False) -> gr.Dropdown:
+    """The model dropdown; ``uploads``: with the entry for a checkpoint the user uploads."""
+    choices = [*models.choices, jobs.UPLOADED] if uploads else models.choices
+    return gr.Dropdown(choices, value=jobs.DEFAULT_MODEL, label="Model", elem_id=elem_id)
 
 
 def _status(elem_id: str) -> gr.Textbox:
@@ -84,9 +117,20 @@ def _animate_tab(models: jobs.Models, session, examples: list[Path]) -> None:
     run = gr.Button("Animate", variant="primary", elem_id="animate-run")
     with gr.Accordion("Options", open=False):
         with gr.Row():
-            model = _model_choice(models, "animate-model")
+            model = _model_choice(models, "animate-model", uploads=True)
             motion = gr.Radio(["relative", "absolute"], value="relative", label="Motion")
             smooth = gr.Dropdown(["none", "one-euro", "kalman"], value="none", label="Smoothing")
+        with gr.Row():
+            checkpoint = gr.File(
+                label="Your checkpoint (reanimate .safetensors, or an official FOMM .pth.tar)",
+                elem_id="animate-checkpoint",
+            )
+            config = gr.Dropdown(
+                jobs.config_choices(),
+                value=jobs.CONFIG_FROM_FILE,
+                label="Its config (a .pth.tar's: found from its tensors, or choose it)",
+                elem_id="animate-config",
+            )
         with gr.Row():
             faces = gr.Radio(["one", "all"], value="one", label="Faces")
             face_index = gr.Number(0, precision=0, minimum=0, label="Face index (0: the largest)")
@@ -105,13 +149,21 @@ def _animate_tab(models: jobs.Models, session, examples: list[Path]) -> None:
         out = jobs.check_driver(session(request), path)
         return out.video, out.status
 
-    def controls(label, request: gr.Request):
-        out, shown = jobs.model_controls(models, session(request), label)
+    def controls(label, file, config_, request: gr.Request):
+        out, shown = jobs.model_controls(models, session(request), jobs.Choice(label, file, config_))
         return [gr.update(visible=name in shown) for name in (*factors, "blinks")] + [out.status]
+
+    def uploaded(file, label, config_, request: gr.Request):
+        if file is None:  # (cleared: back to the default model, whose change updates the controls)
+            back = gr.update(value=jobs.DEFAULT_MODEL if label == jobs.UPLOADED else label)
+            return [back, *(gr.update() for _ in controlled)]
+        return [gr.update(value=jobs.UPLOADED), *controls(jobs.UPLOADED, file, config_, request)]
 
     # (Gradio tracks the pipeline's progress bar for a gr.Progress given as a default value)
     def animate(
         label,
+        file,
+        config_,
         src,
         drv,
         motion_,
@@ -130,13 +182,18 @@ def _animate_tab(models: jobs.Models, session, examples: list[Path]) -> None:
         settings = jobs.AnimateSettings(
             motion_ == "relative", paste, faces_, index, smooth_, head, expr, eyes, lips, suppress
         )
-        out = jobs.animate_job(models, session(request), label, src, drv, settings, progress)
+        choice = jobs.Choice(label, file, config_)
+        out = jobs.animate_job(models, session(request), choice, src, drv, settings, progress)
         return out.video, gr.update(value=out.image, visible=out.image is not None), out.status
 
     source.change(show_source, source, [source_preview, status])
     driving.change(show_driving, driving, [driving_preview, status])
-    model.change(controls, model, [*factors.values(), blinks, status])
-    inputs = [model, source, driving, motion, paste_back, faces, face_index, smooth, *factors.values(), blinks]
+    controlled = [*factors.values(), blinks, status]
+    model.change(controls, [model, checkpoint, config], controlled)
+    checkpoint.change(uploaded, [checkpoint, model, config], [model, *controlled])
+    config.change(controls, [model, checkpoint, config], controlled)
+    inputs = [model, checkpoint, config, source, driving, motion, paste_back, faces, face_index, smooth]
+    inputs += [*factors.values(), blinks]
     run.click(
         animate,
         inputs,
@@ -237,25 +294,34 @@ def _edit_tab(models: jobs.Models, session, examples: list[Path]) -> None:
     walk_export.click(walk_video, [model, source, walk_a, walk_b, frames], [video, status], concurrency_id="render")
 
 
-def _live_tab(models: jobs.Models, session, examples: list[Path]) -> None:
+def _live_tab(models: jobs.Models, session, examples: list[Path], frames: live.LiveFrames) -> gr.HTML:
+    """The Live tab; its camera (live.js), whose value is the page's token (given on load)."""
     with gr.Row():
-        with gr.Column():
+        with gr.Column(scale=1):
             portrait = gr.File(label="Portrait", elem_id="live-source")
             model = _model_choice(models, "live-model")
             reset = gr.Button("New reference (look straight at the camera)", elem_id="live-reset")
-        with gr.Column():
-            camera = gr.Image(sources=["webcam"], streaming=True, label="Webcam", elem_id="live-camera")
-        with gr.Column():
-            output = gr.Image(label="Animated", interactive=False, elem_id="live-output")
-            stats = _status("live-status")
+            status = _status("live-status")
+        with gr.Column(scale=2):
+            camera = gr.HTML(
+                "",
+                html_template=LIVE_HTML,
+                css_template=LIVE_CSS,
+                js_on_load=LIVE_JS.read_text(),
+                elem_id="live-camera",
+                route=live.FRAME_ROUTE,
+                max_side=LIVE_MAX_SIDE,
+                window=LIVE_WINDOW,
+            )
     if examples:
         gr.Examples([[str(examples[0])]], [portrait], label="Example")
 
-    def step(frame, path, label, request: gr.Request):
-        return live.step(models, session(request), label, path, frame)
+    def bind(path, label, request: gr.Request):
+        return frames.bind(models, session(request), label, path)
 
     def again(request: gr.Request):
         live.reset(session(request))
 
-    camera.stream(step, [camera, portrait, model], [output, stats], stream_every=LIVE_EVERY, concurrency_id="live")
+    gr.on([portrait.change, model.change], bind, [portrait, model], status, concurrency_id="live")
     reset.click(again, None, None)
+    return camera

@@ -5,7 +5,8 @@ The server's folder (mode 0700, :class:`Workspace`) is Gradio's upload and cache
 examples in ``<root>/examples``, each session's outputs in ``<root>/sessions/<random>``.
 A handler only opens a file a browser names after :meth:`Session.upload` has checked it
 is one of Gradio's own uploads inside the root (never any other server path), a regular
-file under the size limit. When a session ends its folder and the uploads no other live
+file under its size limit (media and checkpoints have their own: Gradio's one limit is set
+to the larger, the handlers enforce each). When a session ends its folder and the uploads no other live
 session uses are removed; when the server exits the whole root is.
 
 User errors name the server's temporaries; :meth:`Session.public` puts back the names
@@ -31,6 +32,7 @@ from ..io import open_frames
 #: ``reanimate ui``'s defaults
 DEFAULT_UPLOAD_MB = 50.0
 DEFAULT_VIDEO_SECONDS = 60.0
+DEFAULT_CHECKPOINT_MB = 1024.0
 MEGABYTE = 2**20
 #: times a session's folder is removed again while a job still adds files to it
 REMOVE_TRIES = 20
@@ -39,44 +41,67 @@ REMOVE_TRIES = 20
 @dataclass(frozen=True)
 class Limits:
     """What one upload may be: ``upload_mb`` megabytes (of 2**20 bytes, as Gradio's own
-    message about the limit counts them), a video ``video_seconds`` long."""
+    message about the limit counts them), a video ``video_seconds`` long, a model
+    checkpoint ``checkpoint_mb`` megabytes."""
 
     upload_mb: float = DEFAULT_UPLOAD_MB
     video_seconds: float = DEFAULT_VIDEO_SECONDS
+    checkpoint_mb: float = DEFAULT_CHECKPOINT_MB
 
     def __post_init__(self):
-        if not self.upload_mb > 0:
-            raise ReanimateError(f"--max-upload-mb must be greater than 0, got {self.upload_mb:g}")
-        if not self.video_seconds > 0:
-            raise ReanimateError(f"--max-seconds must be greater than 0, got {self.video_seconds:g}")
+        for option, value in (
+            ("--max-upload-mb", self.upload_mb),
+            ("--max-seconds", self.video_seconds),
+            ("--max-checkpoint-mb", self.checkpoint_mb),
+        ):
+            if not value > 0:
+                raise ReanimateError(f"{option} must be greater than 0, got {value:g}")
 
     @property
     def upload_bytes(self) -> int:
         return int(self.upload_mb * MEGABYTE)
+
+    @property
+    def largest_bytes(self) -> int:
+        """The largest upload of any kind (Gradio's own limit, checked before a handler sees it)."""
+        return int(max(self.upload_mb, self.checkpoint_mb) * MEGABYTE)
+
+    def check_size(self, path: Path, size: int, checkpoint: bool = False) -> None:
+        """One-line error when ``size`` bytes are over the limit of an upload's kind."""
+        kind, mb = ("checkpoint", self.checkpoint_mb) if checkpoint else ("upload", self.upload_mb)
+        if size > int(mb * MEGABYTE):
+            raise ReanimateError(
+                f"{path.name}: {size / MEGABYTE:.1f} MB, over this server's {kind} limit of {mb:g} MB "
+                f"(reanimate ui --max-{kind}-mb)"
+            )
 
 
 @dataclass
 class Session:
     """One browser session: its output ``folder``, the uploads it used (server path ->
     the user's file name), a lock that lets one job run at a time, and a cache for
-    work done once per upload (the encoded source of an edit)."""
+    work done once per upload (the encoded source of an edit, an uploaded checkpoint's
+    model) with the lock its models are ``loading`` under."""
 
     workspace: Workspace
     folder: Path
     names: dict[str, str] = field(default_factory=dict)
     job: threading.Lock = field(default_factory=threading.Lock)
     cache: dict = field(default_factory=dict)
+    loading: threading.Lock = field(default_factory=threading.Lock)
     _count: itertools.count = field(default_factory=itertools.count)
 
-    def upload(self, path: str | os.PathLike | None, what: str) -> Path:
+    def upload(self, path: str | os.PathLike | None, what: str, checkpoint: bool = False) -> Path:
         """The upload at ``path`` (as Gradio hands it to a handler), checked: inside the
-        server's folder, a regular file, within the size limit. ``what`` names the input
-        for the message when there is none ("a source image")."""
+        server's folder, a regular file, within the size limit of media (``checkpoint``:
+        of model checkpoints). ``what`` names the input for the message when there is none
+        ("a source image"). An upload over its limit is still the session's: removed with it."""
         if path is None or str(path) == "":
             raise ReanimateError(f"no {what}: drop a file on it first")
         upload = self.workspace.checked_upload(Path(path))
         self.names[str(upload)] = upload.name
         self.names.setdefault(str(path), upload.name)
+        self.workspace.limits.check_size(Path(path), upload.stat().st_size, checkpoint)
         return upload
 
     def output(self, stem: str, suffix: str) -> Path:
@@ -148,13 +173,14 @@ class Workspace:
 
     def end_session(self, session_id: str) -> None:
         """Remove the session's folder and the uploads it used that no other live
-        session uses (the examples stay)."""
+        session uses (the examples stay), and drop what it kept (its models)."""
         with self._lock:
             session = self.sessions.pop(session_id, None)
             self._ended.add(session_id)
             if session is None:
                 return
             in_use = {name for other in self.sessions.values() for name in other.names}
+        session.cache.clear()
         # A job still writing may add a file while the folder is being removed; once it
         # is gone, nothing can be written there.
         for _ in range(REMOVE_TRIES):
@@ -169,9 +195,9 @@ class Workspace:
                 shutil.rmtree(folder, ignore_errors=True)
 
     def checked_upload(self, path: Path) -> Path:
-        """``path`` resolved, when it is an upload in this server's folder: a regular
-        file within the size limit. Anything else is refused in one line, by the name
-        alone (a path outside is never opened, nor shown)."""
+        """``path`` resolved, when it is an upload in this server's folder and a regular
+        file (its size is :meth:`Limits.check_size`'s). Anything else is refused in one
+        line, by the name alone (a path outside is never opened, nor shown)."""
         try:
             resolved = path.resolve(strict=True)
         except (OSError, RuntimeError):
@@ -182,12 +208,6 @@ class Workspace:
             raise ReanimateError(f"{path.name}: not a file uploaded to this server; upload it through the page")
         if path.is_symlink() or not resolved.is_file():
             raise ReanimateError(f"{path.name}: not a regular file")
-        size = resolved.stat().st_size
-        if size > self.limits.upload_bytes:
-            raise ReanimateError(
-                f"{path.name}: {size / MEGABYTE:.1f} MB, over this server's upload limit of "
-                f"{self.limits.upload_mb:g} MB (reanimate ui --max-upload-mb)"
-            )
         return resolved
 
     def public(self, text: str, names: dict[str, str]) -> str:

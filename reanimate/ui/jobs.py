@@ -21,8 +21,10 @@ from pathlib import Path
 
 import torch
 
+from ..animators.registry import families
 from ..errors import InputError, ReanimateError
 from ..io import is_video_path, read_image, write_image
+from ..models.config import builtin_configs, config_family
 from ..pipelines.animate import AnimationOptions, AnimationPipeline, build_pipeline, is_still_image
 from ..pipelines.edit import EditOptions, EditPipeline, HeadPipeline, check_edit, sweep
 from ..pipelines.expressions import ExpressionPipeline, check_interpolation, has_expression_control, read_vae
@@ -32,6 +34,10 @@ log = logging.getLogger(__name__)
 
 #: the model dropdown's first entry: the zero-shot animator (no weights)
 DEFAULT_MODEL = "default (face landmarks, no weights)"
+#: the Animate tab's model entry for a checkpoint file the user uploads
+UPLOADED = "your checkpoint (upload it below)"
+#: the config dropdown's first entry: the config a checkpoint carries (or that its tensors identify)
+CONFIG_FROM_FILE = "from the checkpoint"
 #: what the page shows for an unexpected exception (the traceback goes to the server's log)
 UNEXPECTED = "error: something went wrong on the server (see its log); try other inputs or reload the page"
 #: frames of the edit pipeline's sweep rendered per call (EditOptions.batch_size)
@@ -47,6 +53,18 @@ class Outcome:
     image: Path | None = None
 
 
+@dataclass(frozen=True)
+class Choice:
+    """The model a tab's widgets choose: one the server offers, by ``label``, or (label
+    :data:`UPLOADED`) the ``checkpoint`` the user uploaded, read with the built-in
+    ``config`` (:data:`CONFIG_FROM_FILE` or None: the file's own, as ``animate`` without
+    ``--config``)."""
+
+    label: str = DEFAULT_MODEL
+    checkpoint: str | None = None
+    config: str | None = None
+
+
 @dataclass
 class Loaded:
     """A pipeline built for one model and one use, and the lock its animator is used under."""
@@ -58,7 +76,8 @@ class Loaded:
 class Models:
     """The models a server offers: the default animator and each ``--checkpoint`` file,
     by label (the file's name); each built on first use, once per use ("animate",
-    "edit"), so that one tab's job does not wait for the other's.
+    "edit"), so that one tab's job does not wait for the other's. A checkpoint a user
+    uploads (:meth:`uploaded`) is built the same way and kept in the user's session.
 
     ``vae``: an expression VAE (``reanimate ui --vae``, read at once: a file that does not
     load is the CLI's one line before anything starts), offered with every model that has
@@ -97,14 +116,44 @@ class Models:
                 self._loaded[key] = Loaded(build_pipeline(self.files[label], device=self.device))
             return self._loaded[key]
 
-    def controls(self, label: str, use: str = "animate") -> tuple[str, ...]:
+    def uploaded(self, session: Session, checkpoint, config: str | None = None) -> Loaded:
+        """The pipeline of a ``checkpoint`` the session uploaded (within the checkpoint size
+        limit), built as ``animate --checkpoint FILE [--config NAME]`` builds it, once per
+        file and config: kept in the session, so gone with it."""
+        upload = session.upload(checkpoint, "checkpoint", checkpoint=True)
+        config = None if config in (None, "", CONFIG_FROM_FILE) else config
+        key = (str(upload), config)
+        with session.loading:
+            cached = session.cache.get("checkpoint")
+            if cached is None or cached[0] != key:
+                session.cache.pop("checkpoint", None)  # (the previous model's memory first)
+                session.cache["checkpoint"] = (key, Loaded(build_pipeline(upload, config=config, device=self.device)))
+            return session.cache["checkpoint"][1]
+
+    def chosen(self, session: Session, model: str | Choice, use: str = "animate") -> Loaded:
+        """The pipeline of a tab's :class:`Choice` (or a label) for ``use``."""
+        choice = model if isinstance(model, Choice) else Choice(model)
+        if choice.label == UPLOADED:
+            return self.uploaded(session, choice.checkpoint, choice.config)
+        return self.get(choice.label, use)
+
+    def controls(self, session: Session, model: str | Choice, use: str = "animate") -> tuple[str, ...]:
         """The controls the model honours on a tab: for "animate" the retargeting ones
         (``Requirements.retarget``), for "edit" ``("walk",)`` where the expression walk is
         offered (a model with expression control, and the server's VAE)."""
         if use == "edit":
-            walks = self.vae is not None and has_expression_control(self.get(label, "edit").pipeline.animator)
-            return ("walk",) if walks else ()
-        return self.get(label).pipeline.requirements.retarget
+            animator = self.chosen(session, model, "edit").pipeline.animator
+            return ("walk",) if self.vae is not None and has_expression_control(animator) else ()
+        return self.chosen(session, model).pipeline.requirements.retarget
+
+
+def config_choices() -> list[str]:
+    """The config dropdown: :data:`CONFIG_FROM_FILE`, then the built-in configs of the
+    registered families that load checkpoints, by their full names (``fomm/vox-256``),
+    what ``animate --config`` takes."""
+    known = {name for name, family in families().items() if family.uses_checkpoint}
+    names = [name for name in builtin_configs() if "/" in name and config_family(name) in known]
+    return [CONFIG_FROM_FILE, *names]
 
 
 @contextlib.contextmanager
@@ -181,15 +230,15 @@ def check_driver(session: Session, path) -> Outcome:
 
 
 def model_controls(
-    models: Models, session: Session, label: str, use: str = "animate"
+    models: Models, session: Session, model: str | Choice, use: str = "animate"
 ) -> tuple[Outcome, tuple[str, ...]]:
-    """The controls ``label`` honours on the tab ``use`` (:meth:`Models.controls`; the
+    """The controls ``model`` honours on the tab ``use`` (:meth:`Models.controls`; the
     model is loaded to find out) and a status line: empty, or the error that loading it gave."""
     shown: tuple[str, ...] = ()
 
     def work() -> Outcome:
         nonlocal shown
-        shown = models.controls(label, use)
+        shown = models.controls(session, model, use)
         return Outcome("")
 
     return guarded(session, work), shown
@@ -239,7 +288,7 @@ class AnimateSettings:
 def animate_job(
     models: Models,
     session: Session,
-    model: str,
+    model: str | Choice,
     source,
     driving,
     settings: AnimateSettings,
@@ -258,7 +307,7 @@ def animate_job(
                     session.check_duration(path)
             if progress is not None:
                 progress(0.0, desc="loading the model")
-            loaded = models.get(model)
+            loaded = models.chosen(session, model)
             options = settings.options(loaded.pipeline.requirements.retarget)
             output = session.output(f"{source_path.stem}-animated", ".png" if still else ".mp4")
             session.names[str(output)] = output.name

@@ -8,6 +8,7 @@ import os
 
 from .files import Limits, Workspace
 from .jobs import Models
+from .live import LiveFrames, frame_route
 
 log = logging.getLogger(__name__)
 
@@ -36,18 +37,20 @@ def serve(
         os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
         from .app import build_app, theme
 
-        demo = build_app(workspace, models)
+        frames = LiveFrames(workspace)
+        demo = build_app(workspace, models, frames)
         demo.queue(max_size=QUEUE_SIZE, api_open=False, default_concurrency_limit=1)
         log.info("files of this server: %s", workspace.root)
         demo.launch(
             server_name=host,
             server_port=port,
             share=share,
-            max_file_size=limits.upload_bytes,
+            max_file_size=limits.largest_bytes,  # (each kind's own limit: the handlers')
             theme=theme(),
             ssr_mode=False,
             mcp_server=False,
             enable_monitoring=False,
             run_history=False,
             show_error=False,
+            app_kwargs={"routes": [frame_route(frames)]},
         )
