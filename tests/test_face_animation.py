@@ -624,3 +624,31 @@ def test_sclera_the_iris_hid_is_shaded_at_the_rim(crop):
         rim = hidden & inside & ~cv2.erode(inside.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
         assert rim.sum() >= 5
         assert luminance[rim].mean() < 0.5 * (1 + RIM_SCLERA_SHADE) * white
+
+
+def test_a_brow_lowered_onto_the_lid_keeps_the_lid(crop, animator):
+    """A driver that lowers its brow by the source's whole lid height: the lid skin
+    between the upper lid and the brow keeps lid_keep of its size (the brow stops above
+    it) instead of folding under the brow (a notch between the brow and the eye)."""
+    from reanimate.animators.landmarks.config import EYES
+    from reanimate.animators.landmarks.warp import lid_skin
+
+    image, landmarks = crop
+    source = animator.encode_source(image, landmarks)
+    driver = landmarks.copy()
+    for eye, brow in zip(EYES, (topology.RIGHT_EYEBROW, topology.LEFT_EYEBROW)):
+        drop = landmarks[eye["pairs"][:, 0], 1].mean() - landmarks[eye["brow"], 1].mean()
+        driver[list(brow), 1] += drop
+    side = float(SIZE - 1)
+    kp = animator.keypoints(np.stack([driver, landmarks]), (0, 0), side)
+    target, points = animator.transfer(source, DrivingFace(kp[0], driver), DrivingFace(kp[1], landmarks))
+    skin = source.triangles[: source.mesh_count]
+    lids = lid_skin(landmarks, skin)
+    assert lids.sum() > 20
+    ratio = {}
+    for keep in (0.0, animator.config.lid_keep):
+        config = LandmarkAnimatorConfig(size=SIZE, lid_keep=keep)
+        nodes = LandmarkAnimator(config).target_nodes(source, points, target.jacobian)
+        ratio[keep] = (signed_areas(nodes, skin) * source.front / np.abs(source.areas[: source.mesh_count]))[lids]
+    assert ratio[0.0].min() < 0.1  # without it the lid folds
+    assert ratio[animator.config.lid_keep].min() > 0.9 * animator.config.lid_keep

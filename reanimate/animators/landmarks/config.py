@@ -40,6 +40,10 @@ class LandmarkAnimatorConfig:
     min_area_ratio: float = 0.1
     min_facing: float = 0.3
     untangle_iterations: int = 60
+    # ... and the skin between each upper lid and the top of its brow keeps lid_keep of
+    # its size (warp.lid_skin): a driver's brow lowered further than the source's lid has
+    # room for stops there instead of folding the lid (a notch between brow and eye).
+    lid_keep: float = 0.5
     # Revealed skin (warp.mirror_weights): a skin triangle shown this many times larger
     # than in the source (fully at twice that) whose mirror image the source shows better
     # by more than mirror_margin of visibility reads its texture from that mirror image,
@@ -75,6 +79,9 @@ class LandmarkAnimatorConfig:
     sliver_area: float = 0.05  # skin triangles smaller than this times the median are not checked for flips
     mouth_fill: bool = True  # fill a newly opened mouth from the driver's mouth
     mouth_feather: float = 1.5  # blur of the mouth mask, pixels
+    # The filled interior (teeth included) darkens into shadow towards the mouth's inner
+    # corners, over this fraction of the corner-to-corner distance from each (mouth.corner_shade).
+    mouth_corner_reach: float = 0.3
     # Human or not (faces.kind): on other faces (an animal's) no borrowed mouth interior
     # and no lash lines are drawn; the mouth stretches the source's own and closing lids
     # take the skin or fur around the eye. "auto" asks MediaPipe's face detector once per
@@ -88,6 +95,7 @@ EYES = (
         pairs=np.array(mesh.RIGHT_EYE_LID_PAIRS),
         loop=mesh.RIGHT_EYE,
         brow=np.array(mesh.RIGHT_EYEBROW_LOWER),
+        brow_top=np.array(mesh.RIGHT_EYEBROW[5:]),  # the brow's upper edge, outer to inner
         lower=np.array(mesh.RIGHT_EYE_LOWER_LID),
         iris=np.array((mesh.RIGHT_IRIS_CENTER, *mesh.RIGHT_IRIS)),
     ),
@@ -96,6 +104,7 @@ EYES = (
         pairs=np.array(mesh.LEFT_EYE_LID_PAIRS),
         loop=mesh.LEFT_EYE,
         brow=np.array(mesh.LEFT_EYEBROW_LOWER),
+        brow_top=np.array(mesh.LEFT_EYEBROW[5:]),  # the brow's upper edge, outer to inner
         lower=np.array(mesh.LEFT_EYE_LOWER_LID),
         iris=np.array((mesh.LEFT_IRIS_CENTER, *mesh.LEFT_IRIS)),
     ),

@@ -2,8 +2,9 @@
 reveals.
 
 When the driver opens a mouth that the source keeps closed, the revealed interior is
-filled from the driver's mouth (warped into place and colour-matched to the source's
-lips) instead of stretching lip texture.
+filled from the driver's mouth (warped into place between the inner lips, colour-matched
+to the source's lips, its teeth toned to the source's and shaded towards the corners)
+instead of stretching lip texture.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import cv2
 import numpy as np
 
 from ...faces import topology as mesh
-from ...geometry.mesh import fit_affine
+from ...geometry.mesh import fit_affine, triangle_backward_maps
 from ...geometry.relative import polygon_area
 from ...io.image import LUMA_WEIGHTS
 from .config import LIPS_INNER, LIPS_OUTER, LandmarkAnimatorConfig
@@ -93,6 +94,67 @@ def tone_teeth(fill: np.ndarray, mask: np.ndarray, teeth: np.ndarray, knee: floa
     return out * (1 - weight) + tint * weight
 
 
+def interior_maps(target: np.ndarray, driver: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Backward maps ``(h, w)`` float32 (x, y) from a box to the driver's frame that carry
+    the driver's mouth interior onto the target's: piecewise affine over the strip of
+    triangles between the inner lips (:func:`~reanimate.faces.topology.mouth_triangles`),
+    so that each inner-lip landmark of the target (``(478, 2)``, the box's pixels) reads
+    the driver's (``(478, 2)``, its frame's pixels); outside the strip, their
+    least-squares affine map. (That one affine alone leaves the corners several pixels
+    off: the target's narrowing corners read the driver's lips and skin, and its teeth
+    end in points there.)"""
+    h, w = shape
+    triangles = mesh.mouth_triangles()
+    maps = triangle_backward_maps(driver.astype(np.float64), target.astype(np.float64), triangles)
+    maps = np.concatenate([fit_affine(target[LIPS_INNER], driver[LIPS_INNER])[None], maps])
+    index = np.zeros((h, w), np.int32)  # 0: outside the strip, else triangle + 1
+    for t, corners in enumerate(np.round(target[triangles] * 16).astype(np.int32)):
+        cv2.fillConvexPoly(index, corners, t + 1, cv2.LINE_8, shift=4)
+    m = maps[index]  # (h, w, 2, 3)
+    xs, ys = np.arange(w, dtype=np.float64)[None, :], np.arange(h, dtype=np.float64)[:, None]
+    map_x = m[..., 0, 0] * xs + m[..., 0, 1] * ys + m[..., 0, 2]
+    map_y = m[..., 1, 0] * xs + m[..., 1, 1] * ys + m[..., 1, 2]
+    return map_x.astype(np.float32), map_y.astype(np.float32)
+
+
+def match_lips(fill: np.ndarray, driver: tuple[np.ndarray, np.ndarray], source: tuple[np.ndarray, np.ndarray]):
+    """``fill (h, w, 3)`` float, the driver's pixels, in the source's lip colour: shifted
+    by the difference of the lips' mean colours (``(mean, std)`` of :func:`lip_colour`)
+    and its luma spread about the driver's lips scaled by the ratio of the lips' luma
+    spreads (0.5 to 2), one gain for all channels: a neutral white (teeth) stays neutral.
+    (A gain per channel tints it: a painted source's lips, more contrasted in green and
+    blue than a driver's, turned the driver's white teeth cyan.)"""
+    (mean_d, std_d), (mean_s, std_s) = driver, source
+    gain = float(np.clip((std_s @ LUMA_WEIGHTS) / max(float(std_d @ LUMA_WEIGHTS), 1e-3), 0.5, 2.0))
+    luma = fill @ LUMA_WEIGHTS - float(mean_d @ LUMA_WEIGHTS)
+    return fill + (mean_s - mean_d) + (gain - 1.0) * luma[..., None]
+
+
+def corner_shade(polygon: np.ndarray, corners: np.ndarray, shape: tuple[int, int], reach: float) -> np.ndarray:
+    """``(h, w)`` float32: how much of the mouth interior's own light each pixel keeps.
+
+    Along the axis between the ``(2, 2)`` inner mouth corners it is 0 at (and beyond)
+    either corner, rising smoothly to 1 at ``reach`` of the corner-to-corner distance in
+    from it; but a pixel as deep inside the closed ``(M, 2)`` inner-lip ``polygon`` as
+    ``reach / 2`` of that distance keeps its light too. Teeth end in the shadow of the
+    cheeks where the lips narrow towards the corners (a borrowed band of teeth cut off
+    there instead ends in bright points), while the sides of a wide-open mouth stay lit
+    but for a rim along the lips."""
+    h, w = shape
+    a, b = np.asarray(corners, np.float64)
+    width = max(float(np.linalg.norm(b - a)), 1e-6)
+    axis = (b - a) / width**2
+    along = (np.arange(w)[None, :] - a[0]) * axis[0] + (np.arange(h)[:, None] - a[1]) * axis[1]
+    t = np.minimum(along, 1.0 - along) / max(reach, 1e-6)
+    depth = inner_mask(polygon, shape, 0.5 * reach * width)
+    t = np.clip(np.maximum(t, depth), 0.0, 1.0)
+    return (t * t * (3.0 - 2.0 * t)).astype(np.float32)
+
+
+#: the darkest inside of a mouth (where no light reaches: the corners), its lips' colour times this
+MOUTH_SHADOW = 0.15
+
+
 def fill_mouth(
     config: LandmarkAnimatorConfig,
     source: LandmarkSource,
@@ -129,20 +191,19 @@ def fill_mouth(
     mask = inner_mask(polygon - (x0, y0), (h, w), config.mouth_feather) * alpha_open
     region = out[y0:y1, x0:x1].astype(np.float32)
     if frame is not None:
-        # Affine from the crop's box coordinates to the driver's frame (backward).
-        back = fit_affine(polygon - (x0, y0), landmarks[LIPS_INNER, :2])
-        fill = cv2.warpAffine(
-            frame, back, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE
-        ).astype(np.float32)
-        mean_d, std_d = lip_colour(frame, landmarks)
-        mean_s, std_s = source.lips
-        gain = np.clip(std_s / np.maximum(std_d, 1e-3), 0.5, 2.0)
-        fill = (fill - mean_d) * gain + mean_s
+        map_x, map_y = interior_maps(points[:, :2] - (x0, y0), landmarks[:, :2], (h, w))
+        fill = cv2.remap(frame, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+        fill = match_lips(fill, lip_colour(frame, landmarks), source.lips)
         # The driver's teeth, brightened with its lips' contrast, would shine pure white
         # in a dim or painted face: they are toned to the source's (teeth_colour).
         fill = tone_teeth(fill, mask, source.teeth)
     else:
         # No driver pixels (scripted motion): a shadowed interior, darker at the centre.
         shade = cv2.GaussianBlur(np.ones((h, w), np.float32) - mask / max(mask.max(), 1e-6), (0, 0), 2.0)
-        fill = source.lips[0] * (0.15 + 0.35 * shade[..., None])
+        fill = source.lips[0] * (MOUTH_SHADOW + 0.35 * shade[..., None])
+    # Both end in the shadow at the corners (and the teeth with them).
+    corners = points[list(mesh.MOUTH_INNER_CORNERS), :2] - (x0, y0)
+    light = corner_shade(polygon - (x0, y0), corners, (h, w), config.mouth_corner_reach)
+    shadow = MOUTH_SHADOW * np.asarray(source.lips[0], np.float32)
+    fill = shadow + light[..., None] * (fill - shadow)
     out[y0:y1, x0:x1] = np.clip(region + mask[..., None] * (fill - region), 0, 255).astype(np.uint8)

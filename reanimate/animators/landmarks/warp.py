@@ -23,7 +23,7 @@ from ...faces import topology as mesh
 from ...geometry import fit_similarity
 from ...geometry.mesh import signed_areas, triangle_backward_maps, untangle
 from .config import EYES, FACE_OVAL, HOLE, LIPS_INNER, RIGID, SKIN, SURROUNDING, LandmarkAnimatorConfig
-from .eyes import draw_eyeball, draw_lids
+from .eyes import draw_eyeball, draw_lids, lid_line
 
 if TYPE_CHECKING:
     from .source import LandmarkSource
@@ -117,7 +117,7 @@ def untangle_skin(
 ) -> np.ndarray:
     """The landmarks moved the least (:func:`reanimate.geometry.mesh.untangle`) so that no
     skin triangle that faces the camera at the target's head pose flips or keeps less
-    than ``min_area_ratio`` of its area there; anchors stay.
+    than ``min_area_ratio`` of its area there (``lid_keep`` on the lids); anchors stay.
 
     Where a driver's expression does not fit the source's proportions (a wide-open mouth
     on a thin lower lip) the skin between the lip and the chin would otherwise fold:
@@ -126,10 +126,19 @@ def untangle_skin(
     (the similarity of the rigid points), so the skin a head turn takes away from the
     camera (the far cheek) is left to the culling, not unfolded.
 
+    The lids (:func:`lid_skin`) keep ``lid_keep`` of their size: a driver that lowers its
+    brow towards its eye by more than the source's lid has room for (a painted portrait's
+    heavy lid) would otherwise fold the lid under the brow, which leaves a notch between
+    the brow and the eye; the brow stops higher instead.
+
     Args:
         nodes: ``(N, 2)`` target nodes; points: ``(478, 3)`` target landmarks (with depth).
     """
-    checked = source.untangled  # below the nose, no slivers (source.untangled_skin)
+    sizes = np.abs(source.areas[: source.mesh_count])
+    lids = lid_skin(source.landmarks, source.triangles[: source.mesh_count]) & (config.lid_keep > 0)
+    lids &= sizes > config.sliver_area * np.median(sizes)  # no slivers
+    checked = source.untangled | lids  # below the nose, no slivers (source.untangled_skin), and the lids
+    keep = np.where(lids, max(config.lid_keep, config.min_area_ratio), config.min_area_ratio)[checked]
     skin = source.triangles[: source.mesh_count][checked]
     src_areas, front = source.areas[: source.mesh_count][checked], source.front[checked]
     scale, rotation, _ = fit_similarity(
@@ -138,9 +147,9 @@ def untangle_skin(
     posed = float(scale[0]) * source.landmarks @ rotation[0].numpy().T
     reference = signed_areas(posed[:, :2], skin) * front  # > 0: faces the camera at the target's pose
     facing = reference > config.min_facing * float(scale[0]) ** 2 * np.abs(src_areas)
-    skin, need = skin[facing], reference[facing] * front[facing]
+    skin, need = skin[facing], reference[facing] * front[facing] * keep[facing]  # the least each may keep
     areas = signed_areas(nodes, skin)
-    if not (areas * np.sign(need) < config.min_area_ratio * np.abs(need)).any():
+    if not (areas * np.sign(need) < np.abs(need)).any():
         return nodes
     movable = np.zeros(len(nodes), bool)
     movable[: len(source.landmarks)] = True
@@ -149,8 +158,22 @@ def untangle_skin(
     movable[list(LIPS_INNER)] = False
     for eye in EYES:
         movable[list(eye["loop"])] = False
-    moved, _ = untangle(nodes, skin, need, movable, config.min_area_ratio, config.untangle_iterations)
+    moved, _ = untangle(nodes, skin, need, movable, 1.0, config.untangle_iterations)
     return moved
+
+
+def lid_skin(landmarks: np.ndarray, skin: np.ndarray) -> np.ndarray:
+    """``(len(skin),)`` bool: the skin triangles ``(T, 3)`` whose centre lies between an
+    upper lid's margin and the top of its brow in ``(478, 2+)`` landmarks (the source's:
+    the lid and the brow as the source shows them)."""
+    centres = landmarks[skin, :2].mean(1)
+    inside = np.zeros(len(skin), bool)
+    for eye in EYES:
+        band = np.concatenate(
+            [lid_line(landmarks, eye, landmarks[eye["pairs"][:, 0], :2]), landmarks[eye["brow_top"][::-1], :2]]
+        )
+        inside |= _inside(band, centres)
+    return inside
 
 
 def relax_flips(
