@@ -133,9 +133,11 @@ def test_identity_motion_reproduces_the_source_only_with_aligned_corners(tiny_co
         assert error > 1e-3  # the half-pixel convention resamples even the identity
 
 
-def test_discriminator_with_and_without_keypoints(tiny_model, tiny_config):
+def test_discriminator_with_and_without_keypoints(tiny_config):
     image = torch.rand(2, 3, 64, 64)
-    out = tiny_model.discriminator({1: image})
+    # (its own model: a spectral-norm forward with gradients leaves a computed weight that
+    # cannot be deep-copied, which would break later users of the shared tiny_model)
+    out = build_model(tiny_config, with_discriminator=True).discriminator({1: image})
     features, prediction = out[1]
     assert len(features) == 4 and prediction.shape[:2] == (2, 1)
     raw = copy.deepcopy(tiny_config.raw)

@@ -20,6 +20,7 @@ from reanimate.animators.fomm import FommAnimator
 from reanimate.cli import main
 from reanimate.errors import ReanimateError
 from reanimate.models import ModelConfig, build_model
+from reanimate.models.inference import fold_batch_norms, subpixel_upsampling
 from reanimate.pipelines import animate
 from reanimate.pipelines.animate import default_batch_size
 from reanimate.precision import resolve_precision
@@ -79,12 +80,16 @@ def test_bf16_weights_held_in_bfloat16_give_the_autocast_products(tiny_model, bf
     way on every call): the same products as plain bfloat16 autocast of the float32
     model. In the same memory layout, so that the same kernels run."""
     monkeypatch.setitem(fomm_module.CHANNELS_LAST, ("cpu", "bf16"), False)
-    autocast_only = FommAnimator(clone(tiny_model), device="cpu", autocast_dtype=torch.bfloat16)
+    rewritten = clone(tiny_model).eval()
+    fold_batch_norms(rewritten)  # what set_precision does first, in float32
+    subpixel_upsampling(rewritten.generator.up_blocks)
+    autocast_only = FommAnimator(rewritten, device="cpu", autocast_dtype=torch.bfloat16)
     prepared = FommAnimator(clone(tiny_model), device="cpu")
     prepared.set_precision("bf16")
     assert prepared.precision == "bf16"
     assert prepared.model.generator.final.weight.dtype == torch.bfloat16
-    assert prepared.model.generator.first.norm.weight.dtype == torch.float32  # normalisation stays float32
+    assert prepared.model.generator.up_blocks[0].conv.weight.dtype == torch.bfloat16  # a SubpixelUpConv
+    assert prepared.model.generator.bottleneck[0].norm1.weight.dtype == torch.float32  # normalisation stays float32
     images = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     for a, b in zip(animate_tensors(autocast_only, images), animate_tensors(prepared, images)):
         assert torch.allclose(a, b, atol=1e-6), float((a - b).abs().max())

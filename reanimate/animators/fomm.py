@@ -28,6 +28,7 @@ from ..device import autocast, release_free_memory, select_device
 from ..errors import ReanimateError
 from ..io import fit_to_shape, frames_to_tensor, tensor_to_frames
 from ..models import FirstOrderModel, ModelConfig, SourceEncoding, load_config
+from ..models.inference import SubpixelUpConv, fold_batch_norms, subpixel_upsampling
 from ..motion import Keypoints, relative_motion
 from ..precision import resolve_precision
 from .base import Animator, DrivingBatch, KeypointTensorSteps, Motion, Rendered, Requirements, Source, Transfer
@@ -42,7 +43,7 @@ FOMM_CROP_INCREASE = 0.1
 CHANNELS_LAST = {("cpu", "fp32"): True, ("cpu", "bf16"): True}
 #: the modules whose weights autocast casts to the lower precision on every call: with
 #: bf16 on the CPU they are held in bfloat16 once (the same products, half the memory)
-LOW_PRECISION_MODULES = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.Linear)
+LOW_PRECISION_MODULES = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.Linear, SubpixelUpConv)
 
 
 @dataclass
@@ -88,15 +89,22 @@ class FommAnimator(Animator, KeypointTensorSteps):
         :func:`~reanimate.precision.resolve_precision`: fp16 only on CUDA, bf16 as fp32
         with a note where the device has no bfloat16 units).
 
-        Prepares the model in place for it: channels-last convolutions where
+        Prepares the model in place for it: batch norms folded into their convolutions
+        and the generator's up blocks computed at their input's resolution
+        (:mod:`reanimate.models.inference`: the same outputs to float rounding, less
+        time and memory per frame), channels-last convolutions where
         :data:`CHANNELS_LAST` says they are faster and, for bf16 on the CPU, the weights
         of :data:`LOW_PRECISION_MODULES` held in bfloat16 (autocast would cast them on
-        every call). Call it once, on a model this animator owns.
+        every call). Call it once, on a model this animator owns (never one in training).
         """
         chosen = resolve_precision(precision, self.device)
         if chosen.note:
             self.notes.append(chosen.note)
         self.precision, self.autocast_dtype = chosen.name, chosen.dtype
+        fold_batch_norms(self.model)
+        # (the largest tensors of a frame are the generator's upsampled inputs; the
+        # hourglasses' up blocks are small at low resolution, and their weights large)
+        subpixel_upsampling(self.model.generator.up_blocks)
         if chosen.name == "bf16" and self.device.type == "cpu":
             for module in self.model.modules():
                 if isinstance(module, LOW_PRECISION_MODULES):

@@ -50,6 +50,13 @@ def _check_dims(dims: int) -> None:
 _VOLUME_FACTORS = (1, 2, 2)
 
 
+def _activation(x: torch.Tensor, kind: str = "relu") -> torch.Tensor:
+    """ReLU or leaky ReLU (slope 0.2) of a block's fresh intermediate ``x``: in place when
+    no gradient is recorded (inference: one tensor less per layer), else a new tensor."""
+    inplace = not torch.is_grad_enabled()
+    return F.relu(x, inplace=inplace) if kind == "relu" else F.leaky_relu(x, 0.2, inplace=inplace)
+
+
 class ConvBlock(nn.Module):
     """``[upsample x2] -> conv -> norm -> activation -> [avg-pool /2]``.
 
@@ -99,7 +106,7 @@ class ConvBlock(nn.Module):
         x = self.conv(x)
         if self.norm is not None:
             x = self.norm(x)
-        x = F.relu(x) if self.activation == "relu" else F.leaky_relu(x, 0.2)
+        x = _activation(x, self.activation)
         if self.resample == "down":
             x = F.avg_pool2d(x, (2, 2)) if self.dims == 2 else F.avg_pool3d(x, _VOLUME_FACTORS)
         return x
@@ -124,9 +131,9 @@ class ResBlock(nn.Module):
         self.norm2 = _BATCH_NORM[dims](features, affine=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv1(F.relu(self.norm1(x)))
-        out = self.conv2(F.relu(self.norm2(out)))
-        return out + x
+        out = self.conv1(_activation(self.norm1(x)))
+        out = self.conv2(_activation(self.norm2(out)))
+        return out + x if torch.is_grad_enabled() else out.add_(x)
 
 
 class ResBottleneck(nn.Module):
