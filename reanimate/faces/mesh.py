@@ -169,6 +169,13 @@ class FaceMesh:
 
     __call__ = detect
 
+    def reset(self) -> None:
+        """Forget the faces tracked so far (video mode): the next frame is detected afresh,
+        as by a new FaceMesh."""
+        if self._mesh is None:
+            raise ValueError("FaceMesh is closed")
+        self._mesh.reset()
+
     def close(self) -> None:
         """Release MediaPipe's graph. Idempotent."""
         if self._mesh is not None:

@@ -33,6 +33,7 @@ from ..animators.registry import build_animator
 from ..device import select_device
 from ..errors import InputError, OutputError, ReanimateError
 from ..faces import Face, FaceMesh, PasteCanvas, best_frame_index, crop_face, feather_mask, paste_back_into, square_box
+from ..faces.steady import SteadyFaceMesh
 from ..geometry import normalized_shape
 from ..io import fit_to_shape, is_image_path, is_video_path, open_frames, open_writer, read_image, write_image
 from ..io.prefetch import prefetched
@@ -759,15 +760,13 @@ def to_crop_pixels(landmarks: np.ndarray, box: np.ndarray, size: int) -> np.ndar
 
 
 class _DrivingFaces:
-    """Face landmarks of consecutive driving frames; a frame without a face keeps the
+    """Face landmarks of consecutive driving frames (:class:`~reanimate.faces.steady.SteadyFaceMesh`:
+    a fresh detection averaged with a tracked read); a frame without a face keeps the
     last landmarks seen (set :attr:`last` to the reference frame's first), and is
-    counted. A context manager: it owns a MediaPipe graph."""
+    counted. A context manager: it owns the MediaPipe graphs."""
 
     def __init__(self):
-        # Every frame is detected afresh (not MediaPipe's tracking mode), like the
-        # reference frame: tracking gives slightly different landmarks for the same
-        # image, which relative motion would turn into spurious movement.
-        self.mesh = FaceMesh(video=False)
+        self.mesh = SteadyFaceMesh()
         self.last: np.ndarray | None = None
         self.missing = 0
         self.first_missing: int | None = None

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ReanimateError
-from ..faces import Face, FaceMesh
+from ..faces import Face
+from ..faces.steady import SteadyFaceMesh
 from ..io.camera import CaptureThread, LatestFrame
 from ..io.display import LiveOutput
 from ..io.image import resize_area
@@ -93,7 +94,7 @@ class LiveSession:
         # The source is the canvas: outside the face boxes no output frame changes.
         self._canvas = paste_canvas(image, self.faces) if self.plan.paste else None
         self._last = image.copy() if self.plan.paste else scaled_to(self.faces[0].source.image, size)
-        self._mesh = FaceMesh(video=False) if self.plan.driving_box else None
+        self._mesh = SteadyFaceMesh() if self.plan.driving_box else None  # (as animate reads driving frames)
         self._smoother = make_smoother(options.smooth, fps)
         self._box = self._reference = self._shape = None
         self.face_found = False
@@ -146,8 +147,10 @@ class LiveSession:
 
     def reset(self) -> None:
         """Take the next frame with a face as the reference of relative motion (the
-        person moved, or another person drives)."""
+        person moved, or another person drives); the face is then found afresh."""
         self._shape = None
+        if self._mesh is not None:
+            self._mesh.reset()
 
     def close(self) -> None:
         """Release MediaPipe's graph. Idempotent."""
