@@ -571,41 +571,6 @@ def test_mouth_layers_keep_the_lips_and_tone_the_teeth():
     np.testing.assert_array_equal(out[4:], fill[4:])
 
 
-def test_the_neck_follows_a_raised_head_with_a_gradient(crop, animator):
-    from reanimate.animators.landmarks.source import neck_axis, neck_follow
-    from reanimate.animators.landmarks.warp import target_nodes
-
-    _, landmarks = crop
-    side, ring = float(SIZE - 1), animator.config.inner_ring
-    start, down, across, half, length = neck_axis(landmarks, side, ring)
-    assert np.linalg.norm(down) == pytest.approx(1.0) and abs(down @ across) < 1e-12
-    assert down[1] > 0.9  # an upright portrait: the face's downward axis points down the crop
-    assert start[1] + length * down[1] == pytest.approx(side)  # it leaves through the bottom
-    # The gradient: 1 at the start, linear along the axis, 0 at the crop's edge; the
-    # given follow above the start and well beside the neck.
-    along = start + np.outer([1e-9, 0.25, 0.5, 0.75, 1.0], down) * length
-    assert np.allclose(neck_follow(landmarks, along, np.full(5, 0.3), side, ring), [1, 0.75, 0.5, 0.25, 0], atol=1e-6)
-    away = np.stack([start - 10 * down, start + 0.2 * length * down + 2 * half * across])
-    assert np.array_equal(neck_follow(landmarks, away, np.array([0.3, 0.7]), side, ring), [0.3, 0.7])
-    # Through the animator: the driver's head raised 40 px. The head's rings go up by
-    # all of it, the anchors down the neck by less the lower they sit, the border not.
-    source = animator.encode_source(crop[0], landmarks)
-    driver = landmarks + np.array([0.0, -40.0, 0.0])
-    kp = animator.keypoints(np.stack([driver, landmarks]), (0, 0), side)
-    _, points = animator.transfer(source, DrivingFace(kp[0], driver), DrivingFace(kp[1], landmarks))
-    nodes = target_nodes(animator.config, source, points, None)
-    n, r = len(landmarks), len(source.ring)
-    lift = source.nodes[n : n + r, 1] - nodes[n : n + r, 1]
-    below = (source.ring - start) @ down
-    neck = (below > 0) & (np.abs((source.ring - start) @ across) < 0.5 * half)
-    assert neck.sum() >= 2 * animator.config.neck_rows
-    order = np.argsort(below[neck])
-    assert np.all(np.diff(lift[neck][order]) <= 1e-6)  # less the lower
-    assert lift[neck][order][0] > 25 and lift[neck][order][-1] > 0
-    assert np.allclose(lift[neck], 40 * source.ring_follow[neck], atol=2)
-    assert np.array_equal(nodes[n + r :], source.nodes[n + r :])  # the border stays
-
-
 def test_sclera_the_iris_hid_is_shaded_at_the_rim(crop):
     """Where the source's iris met the lids, the sclera painted in for a look aside is
     shaded like the eyeball's curve (darker than the white the eye shows), not a glaring

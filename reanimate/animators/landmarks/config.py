@@ -28,6 +28,12 @@ class LandmarkAnimatorConfig:
     # the jaw's width; neck_rows rows of anchors carry it (0: off, the neck stays).
     neck_rows: int = 4
     neck_width: float = 1.0
+    # The collar (source.neck_anchors): anchors on the lower face oval scaled by
+    # neck_collar about its centre (under the jaw, past the shadow there) follow the head
+    # fully and the gradient starts below them, so a lifted chin keeps the jaw's edge and
+    # stretches the whole neck evenly (from the inner ring, 1.25, it stretched only the
+    # neck's bottom strip, about 2.4 times on the first frame of d10 driven by d11).
+    neck_collar: float = 1.15
     # The moved head's inner ring stays this far (fraction of the crop side) inside the
     # crop: a driver that walks towards the camera or out of its frame would otherwise
     # push the head against the fixed border, where it is cut off. None: no limit. (0.04

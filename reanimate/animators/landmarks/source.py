@@ -44,12 +44,13 @@ def oval_ring(landmarks: np.ndarray, scale: float) -> np.ndarray:
     return centre + scale * (oval - centre)
 
 
-def neck_axis(landmarks: np.ndarray, side: float, ring: float, width: float = 1.0) -> tuple[np.ndarray, ...]:
+def neck_axis(landmarks: np.ndarray, side: float, collar: float, width: float = 1.0) -> tuple[np.ndarray, ...]:
     """The neck's frame in a crop (``side``: its last pixel): where it starts ``(2,)``
-    (the chin's point of the anchor ring ``ring`` times the face oval, the lowest point
-    that follows the head fully), the face's downward axis (oval centre -> chin) and the
-    one across it (unit ``(2,)``), half the neck's width (``width`` times the jaw's) and
-    how far the axis runs from the start to the crop's edge (pixels)."""
+    (the collar: ``collar`` times the way from the face oval's centre to the chin, a
+    little below the jaw, the lowest point that follows the head fully), the face's
+    downward axis (oval centre -> chin) and the one across it (unit ``(2,)``), half the
+    neck's width (``width`` times the jaw's) and how far the axis runs from the start to
+    the crop's edge (pixels)."""
     oval = landmarks[FACE_OVAL, :2]
     centre = oval.mean(0)
     chin = landmarks[CHIN, :2]
@@ -57,36 +58,62 @@ def neck_axis(landmarks: np.ndarray, side: float, ring: float, width: float = 1.
     across = np.array([-down[1], down[0]])
     lower = oval[(oval - centre) @ down > 0]
     half = 0.5 * width * float(np.ptp((lower - centre) @ across))
-    start = centre + ring * (chin - centre)
+    start = centre + collar * (chin - centre)
     exits = [(edge - start[k]) / down[k] for k in (0, 1) for edge in (0.0, side) if abs(down[k]) > 1e-9]
     length = max(min((e for e in exits if e > 0), default=0.0), 0.0)
     return start, down, across, half, length
 
 
 def neck_follow(
-    landmarks: np.ndarray, points: np.ndarray, follow: np.ndarray, side: float, ring: float, width: float = 1.0
+    landmarks: np.ndarray, points: np.ndarray, follow: np.ndarray, side: float, collar: float, width: float = 1.0
 ) -> np.ndarray:
     """How much anchors at ``points`` ``(M, 2)`` (crop pixels) that follow the head by
     ``follow`` ``(M,)`` follow it once the neck does (:func:`neck_axis`): below the
-    neck's start, along the neck, linearly from 1 there to 0 where its axis leaves the
-    crop (the paste-back seam stays still); beside the neck, blended back to ``follow``
-    from half the neck's width to 1.5 times that. Above the start: ``follow``."""
-    start, down, across, half, length = neck_axis(landmarks, side, ring, width)
+    collar, along the neck, linearly from 1 there to 0 where its axis leaves the crop
+    (the paste-back seam stays still); beside the neck, blended back to ``follow`` from
+    half the neck's width to 1.5 times that. Above the collar: ``follow``."""
+    start, down, across, half, length = neck_axis(landmarks, side, collar, width)
     along = (points - start) @ down / max(length, 1e-9)
     near = np.clip(1.5 - np.abs((points - start) @ across) / max(half, 1e-9), 0.0, 1.0)
     weight = near * near * (3 - 2 * near) * (along > 0)
     return (1 - weight) * follow + weight * np.clip(1.0 - along, 0.0, 1.0)
 
 
-def neck_anchors(landmarks: np.ndarray, side: float, rows: int, ring: float, width: float = 1.0) -> np.ndarray:
-    """Anchor points down the neck ``(M <= rows * 5, 2)``: ``rows`` rows evenly between
-    the neck's start and the crop's edge along the face's downward axis, five points
-    across the neck's width each (:func:`neck_axis`), those outside the crop dropped."""
-    start, down, across, half, length = neck_axis(landmarks, side, ring, width)
-    steps = (np.arange(rows) + 1) / (rows + 1) * length
+def under_collar(
+    landmarks: np.ndarray, points: np.ndarray, side: float, collar: float, width: float = 1.0
+) -> np.ndarray:
+    """``(M,)`` bool: which ``points`` ``(M, 2)`` lie below the collar and within half the
+    neck's width of its axis (:func:`neck_axis`), where :func:`neck_anchors` carry the
+    motion (ring anchors there are dropped: next to a neck anchor they make slivers that
+    tear when the two follow the head differently)."""
+    start, down, across, half, _ = neck_axis(landmarks, side, collar, width)
+    return ((points - start) @ down >= 0) & (np.abs((points - start) @ across) <= half)
+
+
+def neck_anchors(
+    landmarks: np.ndarray, side: float, rows: int, collar: float, width: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Anchor points under the jaw and down the neck ``(M, 2)`` and how much each
+    follows the head ``(M,)``.
+
+    The collar: the lower half of the face oval scaled by ``collar`` about its centre
+    (:func:`oval_ring`), a band along the jaw a little below it that follows fully, so
+    that the jaw's edge and the shadow under it move with the head instead of being
+    stretched. Below it ``rows`` rows of five points across the neck's width, evenly
+    between the collar's lowest point (:func:`neck_axis`'s start) and the crop's edge
+    along the face's downward axis, following linearly less down to 0 at the edge (the
+    gradient of :func:`neck_follow`, across the whole width: the neck moves as one, not
+    sheared at its sides). Points outside the crop are dropped."""
+    start, down, across, half, length = neck_axis(landmarks, side, collar, width)
+    oval = landmarks[FACE_OVAL, :2]
+    band = oval_ring(landmarks, collar)[(oval - oval.mean(0)) @ down > 0]
+    steps = (np.arange(rows) + 1) / (rows + 1)
     spread = np.linspace(-1.0, 1.0, 5) * half
-    points = (start + steps[:, None, None] * down + spread[None, :, None] * across).reshape(-1, 2)
-    return points[np.all((points > 2) & (points < side - 2), axis=1)]
+    grid = (start + length * steps[:, None, None] * down + spread[None, :, None] * across).reshape(-1, 2)
+    points = np.concatenate([band, grid])
+    follow = np.concatenate([np.ones(len(band)), np.repeat(1.0 - steps, len(spread))])
+    inside = np.all((points > 2) & (points < side - 2), axis=1)
+    return points[inside], follow[inside]
 
 
 def frontal_view(landmarks: np.ndarray) -> np.ndarray:
@@ -234,12 +261,14 @@ def encode_source(config: LandmarkAnimatorConfig, image: np.ndarray, landmarks: 
         follows.append(np.full(int(inside.sum()), follow))
         owners.append(FACE_OVAL[inside])
     if cfg.neck_rows:
-        # ... and down the neck, a gradient from the chin to the crop's bottom edge
-        neck = neck_anchors(landmarks, side, cfg.neck_rows, cfg.inner_ring, cfg.neck_width)
+        # ... and down the neck: a collar under the jaw, then a gradient to the crop's bottom edge
+        neck, follow = neck_anchors(landmarks, side, cfg.neck_rows, cfg.neck_collar, cfg.neck_width)
+        kept = [~under_collar(landmarks, r, side, cfg.neck_collar, cfg.neck_width) for r in rings]
+        rings, follows, owners = ([a[k] for a, k in zip(group, kept)] for group in (rings, follows, owners))
         rings.append(neck)
-        follows.append(np.zeros(len(neck)))
+        follows.append(follow)
         owners.append(FACE_OVAL[np.argmin(((neck[:, None] - landmarks[FACE_OVAL, :2]) ** 2).sum(-1), axis=1)])
-        follows = [neck_follow(landmarks, r, f, side, cfg.inner_ring, cfg.neck_width) for f, r in zip(follows, rings)]
+        follows = [neck_follow(landmarks, r, f, side, cfg.neck_collar, cfg.neck_width) for f, r in zip(follows, rings)]
     ring = np.concatenate(rings)
     t = np.linspace(0, side, cfg.border_points)
     border = np.unique(

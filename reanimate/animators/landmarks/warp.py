@@ -4,10 +4,12 @@ it (:func:`reanimate.geometry.triangle_backward_maps`).
 
 Triangles that would flip (the far cheek in a large head turn) are relaxed towards the
 first-order prediction of their neighbours' Jacobians, and triangles are drawn far to
-near by landmark depth, skin facing away from the camera culled, so that what remains
-folded is hidden like in a renderer instead of tearing. Anchors: rings that follow the
-face's outline (hair, ears, neck move with it) and fixed points on the crop border (the
-flow is the identity there, so paste-back has no seam).
+near by landmark depth, skin facing away from the camera culled (a hole that leaves
+inside the face takes its nearest drawn triangle), so that what remains folded is
+hidden like in a renderer instead of tearing. Anchors: rings that follow the face's
+outline (hair, ears, neck move with it) and fixed points on the crop border (the flow
+is the identity there, so paste-back has no seam); the surroundings use only those
+clear of the face.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 import torch
+from scipy.ndimage import distance_transform_edt
 from scipy.spatial import Delaunay
 
 from ...faces import topology as mesh
+from ...faces.lids import distance_to_polyline
 from ...geometry import fit_similarity
 from ...geometry.mesh import signed_areas, triangle_backward_maps, untangle
 from .config import EYES, FACE_OVAL, HOLE, LIPS_INNER, RIGID, SKIN, SURROUNDING, LandmarkAnimatorConfig
@@ -28,6 +32,10 @@ from .eyes import draw_eyeball, draw_lids, lid_line
 if TYPE_CHECKING:
     from .source import LandmarkSource
 
+#: Anchors closer than this share of the face oval's mean radius to the landmarks' hull
+#: take no part in the surroundings (:func:`anchors_off_face`); the inner ring lies a
+#: quarter of it (``inner_ring`` 1.25) outside a frontal face's oval.
+ANCHOR_CLEARANCE = 0.1
 
 # -- the source mesh ---------------------------------------------------------------------
 
@@ -35,7 +43,9 @@ if TYPE_CHECKING:
 def triangulate(nodes: np.ndarray, num_landmarks: int) -> tuple[np.ndarray, np.ndarray]:
     """Triangles over all nodes and their kinds: MediaPipe's face mesh (SKIN, first),
     a strip across the mouth and each eye's contour with its iris points (HOLE), then
-    the SURROUNDING triangles (touching an anchor, or the oval's concave pockets)."""
+    the SURROUNDING triangles: those of a Delaunay triangulation of the landmarks and
+    the anchors outside the face (:func:`anchors_off_face`) that touch an anchor or lie
+    outside the face mesh (the outline's concave pockets, not a gap inside it)."""
     face = mesh.mesh_triangles()
     # The mouth and eyes open and close, so their triangles may legitimately turn over
     # (a closed mouth's inner lips even cross slightly); only the skin must not flip.
@@ -46,13 +56,45 @@ def triangulate(nodes: np.ndarray, num_landmarks: int) -> tuple[np.ndarray, np.n
         centres = nodes[index][local].mean(1)
         holes.append(index[local[_inside(nodes[list(loop)], centres)]])
     holes = np.concatenate(holes)
-    everything = Delaunay(nodes).simplices
+    used = np.concatenate([np.arange(num_landmarks), anchors_off_face(nodes, num_landmarks)])
+    everything = used[Delaunay(nodes[used]).simplices]
     touches_anchor = (everything >= num_landmarks).any(1)
-    on_oval = np.isin(everything, FACE_OVAL).all(1)
-    pockets = on_oval & ~_inside(nodes[FACE_OVAL], nodes[everything].mean(1))
+    pockets = ~touches_anchor & _outside(nodes, np.concatenate([face, holes]), nodes[everything].mean(1))
     around = everything[touches_anchor | pockets]
     kinds = np.concatenate([np.full(len(face), SKIN), np.full(len(holes), HOLE), np.full(len(around), SURROUNDING)])
     return np.concatenate([face, holes, around]).astype(np.int64), kinds
+
+
+def anchors_off_face(nodes: np.ndarray, num_landmarks: int) -> np.ndarray:
+    """Indices of the anchors (nodes from ``num_landmarks`` on) that lie outside the
+    convex hull of the landmarks by :data:`ANCHOR_CLEARANCE` of the face oval's mean
+    radius or more: the ones the surroundings are made of.
+
+    The rings are the face oval scaled about its centre, but on a three-quarter face the
+    far side's oval runs behind the cheek, eye corner and nose that the source shows,
+    so some ring anchors land on the face or at its edge. Triangles to them carried that
+    skin and the far eye's lashes with the surroundings, and a turn towards the camera
+    stretched them sideways into strips and spikes past the silhouette."""
+    landmarks = nodes[:num_landmarks]
+    hull = cv2.convexHull(landmarks.astype(np.float32))[:, 0].astype(np.float64)
+    oval = landmarks[FACE_OVAL]
+    radius = float(np.linalg.norm(oval - oval.mean(0), axis=1).mean())
+    anchors = np.arange(num_landmarks, len(nodes))
+    near = distance_to_polyline(nodes[anchors], np.concatenate([hull, hull[:1]])) < ANCHOR_CLEARANCE * radius
+    return anchors[~(_inside(hull, nodes[anchors]) | near)]
+
+
+def _outside(nodes: np.ndarray, triangles: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """``(P,)`` bool: which ``(P, 2)`` points (pixels, >= 0) lie outside the region the
+    ``(T, 3)`` triangles cover with its gaps filled (a gap between the lips is inside),
+    read from a mask of them drawn at one-pixel resolution."""
+    size = int(np.ceil(max(nodes[triangles].max(), points.max()))) + 3
+    mask = np.zeros((size, size), np.uint8)
+    for triangle in np.round((nodes[triangles] + 1) * 16).astype(np.int32):  # a free pixel all round
+        cv2.fillConvexPoly(mask, triangle, 1, lineType=cv2.LINE_8, shift=4)
+    cv2.floodFill(mask, None, (0, 0), 2)
+    x, y = np.clip(np.round(points + 1), 0, size - 1).astype(int).T
+    return mask[y, x] == 2
 
 
 def mesh_neighbours(triangles: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -187,6 +229,11 @@ def relax_flips(
     skin = source.triangles[: source.mesh_count]
     src_areas = source.areas[: source.mesh_count]
     checked = np.abs(src_areas) > config.sliver_area * np.median(np.abs(src_areas))
+    # Skin the source shows turned away (behind the far cheek of a three-quarter face)
+    # turns towards the camera when the head turns back: no flip to undo. Pushed back to
+    # the source's orientation, it drove the silhouette out into a straight edge with a
+    # step at the eye.
+    checked &= src_areas * source.front > 0
     skin, src_areas = skin[checked], src_areas[checked]
     neighbours, weights = source.skin_neighbours
     src = source.nodes
@@ -381,7 +428,8 @@ def grid_flow(
 
 def rasterize(source: LandmarkSource, nodes: np.ndarray, depth: np.ndarray, size: int) -> np.ndarray:
     """``(size, size)`` int32 map of which triangle (index + 1; 0 = none) is seen at
-    each pixel of a ``size``-pixel grid over the crop (painter's algorithm)."""
+    each pixel of a ``size``-pixel grid over the crop (painter's algorithm; a hole the
+    surroundings do not reach takes its nearest drawn triangle)."""
     k = size / source.image.shape[0]
     # Drawing order: surroundings, then the mouth and eye holes, then the skin far
     # to near (lids and lips cover what is behind them, even when collapsed). Skin
@@ -396,4 +444,17 @@ def rasterize(source: LandmarkSource, nodes: np.ndarray, depth: np.ndarray, size
     fixed = np.round(((nodes + 0.5) * k - 0.5) * 16).astype(np.int32)
     for t in order:
         cv2.fillConvexPoly(index, fixed[source.triangles[t]], int(t) + 1, lineType=cv2.LINE_8, shift=4)
+    # A nose wing turned edge-on flips on its own, with no skin in front of it: culled,
+    # it left a hole through which the source's pixels at the same place (the cheek's)
+    # showed as a light blot. A hole that the surroundings do not reach (one inside the
+    # face) takes its nearest drawn triangle; a gap at the silhouette stays as it was.
+    holes = (index == 0).astype(np.uint8)
+    if holes.any():
+        _, parts = cv2.connectedComponents(holes, connectivity=4)
+        around = (index > 0) & (source.kinds[np.maximum(index - 1, 0)] == SURROUNDING)
+        around = cv2.dilate(around.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        enclosed = (parts > 0) & ~np.isin(parts, parts[around & (holes > 0)])
+        if enclosed.any() and not holes.all():
+            _, (y, x) = distance_transform_edt(holes, return_indices=True)
+            index[enclosed] = index[y[enclosed], x[enclosed]]
     return index
