@@ -20,7 +20,7 @@ from ...motion import Keypoints
 from .config import EYES, FACE_OVAL, LIPS_INNER, SKIN, SURROUNDING, LandmarkAnimatorConfig
 from .eyes import Eyeball, eye_white, eyeball, source_lids
 from .mouth import lip_colour, teeth_colour
-from .warp import mesh_neighbours, triangulate
+from .warp import lid_skin, mesh_neighbours, triangulate
 
 
 def to_normalized(points: np.ndarray, origin, side: float) -> torch.Tensor:
@@ -168,16 +168,22 @@ def mirror_tables(
 
 def untangled_skin(
     config: LandmarkAnimatorConfig, landmarks: np.ndarray, skin: np.ndarray, areas: np.ndarray
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """``(len(skin),)`` bool: the skin triangles :func:`.warp.untangle_skin` keeps from
-    folding - no slivers, and only around the mouth and the jaw (below the nose), where
-    an expression the source's proportions do not fit folds the skin; elsewhere the
+    folding, and ``(len(skin),)`` float: the least share of its size each keeps.
+
+    No slivers; around the mouth and the jaw (below the nose), where an expression the
+    source's proportions do not fit folds the skin, ``min_area_ratio``; elsewhere the
     relaxation's result stands (unfolding there moved landmarks a three-quarter face
-    folds for real, and the face tracker read the mouth less well from the output)."""
-    checked = np.abs(areas) > config.sliver_area * np.median(np.abs(areas))
+    folds for real, and the face tracker read the mouth less well from the output), but
+    for the lids (:func:`.warp.lid_skin`, while ``lid_keep`` > 0), which keep
+    ``lid_keep``."""
+    sized = np.abs(areas) > config.sliver_area * np.median(np.abs(areas))
     frontal = frontal_view(landmarks)
     below_nose = (frontal[skin, 1] > frontal[list(NOSE_BASE), 1].mean()).all(1)
-    return checked & below_nose
+    lids = sized & lid_skin(landmarks, skin) & (config.lid_keep > 0)
+    keep = np.where(lids, max(config.lid_keep, config.min_area_ratio), config.min_area_ratio)
+    return (sized & below_nose) | lids, keep
 
 
 @dataclass
@@ -232,6 +238,7 @@ class LandmarkSource:
     mirror_index: np.ndarray  # (mesh_count,) the skin triangle that is each one's mirror image (-1: none)
     outer_landmarks: np.ndarray  # (478, 2) the landmarks pushed out from the face's centre (node N + i is landmark i)
     untangled: np.ndarray  # (mesh_count,) bool: the skin triangles warp.untangle_skin keeps from folding
+    untangle_keep: np.ndarray  # (mesh_count,) float: the least share of its size each of them keeps
     human: bool = True  # faces.kind: False draws no borrowed mouth interior and no lash lines
 
     @property
@@ -321,6 +328,6 @@ def encode_source(config: LandmarkAnimatorConfig, image: np.ndarray, landmarks: 
         lids,
         teeth_colour([eye_white(e) for e in eyeballs], lips[0]),
         *mirror_tables(cfg, landmarks, nodes, triangles, areas, front, kinds),
-        untangled_skin(cfg, landmarks, triangles[:mesh_count], areas[:mesh_count]),
+        *untangled_skin(cfg, landmarks, triangles[:mesh_count], areas[:mesh_count]),
         face_kind(image, landmarks, cfg.face_kind) == HUMAN,
     )

@@ -168,7 +168,7 @@ def untangle_skin(
     (the similarity of the rigid points), so the skin a head turn takes away from the
     camera (the far cheek) is left to the culling, not unfolded.
 
-    The lids (:func:`lid_skin`) keep ``lid_keep`` of their size: a driver that lowers its
+    The lids (:func:`lid_skin`, chosen once per source) keep ``lid_keep`` of their size: a driver that lowers its
     brow towards its eye by more than the source's lid has room for (a painted portrait's
     heavy lid) would otherwise fold the lid under the brow, which leaves a notch between
     the brow and the eye; the brow stops higher instead.
@@ -176,11 +176,8 @@ def untangle_skin(
     Args:
         nodes: ``(N, 2)`` target nodes; points: ``(478, 3)`` target landmarks (with depth).
     """
-    sizes = np.abs(source.areas[: source.mesh_count])
-    lids = lid_skin(source.landmarks, source.triangles[: source.mesh_count]) & (config.lid_keep > 0)
-    lids &= sizes > config.sliver_area * np.median(sizes)  # no slivers
-    checked = source.untangled | lids  # below the nose, no slivers (source.untangled_skin), and the lids
-    keep = np.where(lids, max(config.lid_keep, config.min_area_ratio), config.min_area_ratio)[checked]
+    checked = source.untangled  # below the nose and the lids, no slivers (source.untangled_skin)
+    keep = source.untangle_keep[checked]
     skin = source.triangles[: source.mesh_count][checked]
     src_areas, front = source.areas[: source.mesh_count][checked], source.front[checked]
     scale, rotation, _ = fit_similarity(
