@@ -70,6 +70,21 @@ def fold_batch_norms(model: nn.Module) -> int:
     return folded
 
 
+def _phases_fit(conv: nn.Module) -> bool:
+    """Whether :class:`SubpixelUpConv` can take ``conv``'s place: a plain 2-D 3x3
+    convolution, padding 1 (zeros), stride 1, undilated, ungrouped."""
+    return (
+        _plain_conv(conv)
+        and isinstance(conv, nn.Conv2d)
+        and conv.kernel_size == (3, 3)
+        and conv.padding == (1, 1)
+        and conv.stride == (1, 1)
+        and conv.dilation == (1, 1)
+        and conv.groups == 1
+        and conv.padding_mode == "zeros"
+    )
+
+
 class SubpixelUpConv(nn.Module):
     """``conv(upsample_nearest_2x(x))`` for a 3x3, padding 1, stride 1 2-D ``conv``,
     computed at ``x``'s resolution: ``(B, C_in, H, W) -> (B, C_out, 2H, 2W)``.
@@ -88,10 +103,10 @@ class SubpixelUpConv(nn.Module):
 
     def __init__(self, conv: nn.Conv2d):
         super().__init__()
-        if conv.kernel_size != (3, 3) or conv.padding != (1, 1) or conv.stride != (1, 1) or conv.groups != 1:
-            raise ValueError(f"SubpixelUpConv needs a 3x3, padding 1, stride 1 convolution, got {conv}")
-        if conv.dilation != (1, 1) or conv.padding_mode != "zeros":
-            raise ValueError(f"SubpixelUpConv needs an undilated, zero-padded convolution, got {conv}")
+        if not _phases_fit(conv):
+            raise ValueError(
+                f"SubpixelUpConv needs a 3x3, padding 1, stride 1, undilated, zero-padded convolution, got {conv}"
+            )
         weight = conv.weight.detach()  # (C_out, C_in, 3, 3)
         phases = []
         for a in range(2):
@@ -128,9 +143,8 @@ def subpixel_upsampling(model: nn.Module) -> int:
     replaced = 0
     for module in model.modules():
         if isinstance(module, ConvBlock) and module.resample == "up" and module.dims == 2:
-            conv = module.conv
-            if _plain_conv(conv) and conv.kernel_size == (3, 3) and conv.padding == (1, 1) and conv.groups == 1:
-                module.conv = SubpixelUpConv(conv)
+            if _phases_fit(module.conv):
+                module.conv = SubpixelUpConv(module.conv)
                 module.resample = "none"
                 replaced += 1
     return replaced
