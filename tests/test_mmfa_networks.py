@@ -263,7 +263,7 @@ def test_the_shipped_configs_build():
         kp = model.canonical(image)
         motion = model.dense_motion(volume, kp, kp)
         skips = model.generator.encode_source(image)
-        assert [tuple(x.shape) for x in skips] == [(1, 8, 64, 64), (1, 16, 32, 32), (1, 32, 16, 16)]
+        assert [tuple(x.shape) for x in skips] == [(1, 16, 64, 64), (1, 32, 32, 32), (1, 64, 16, 16)]
         assert sorted(model.generator(volume, motion.deformation, motion.occlusion, skips).images) == [16, 32, 64]
     vox = load_mmfa_config("mmfa/vox-256")
     assert vox == MMFAConfig(face=True, name="vox-256", raw=vox.raw)

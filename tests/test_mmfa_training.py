@@ -104,6 +104,7 @@ def test_a_few_steps_lower_the_loss_on_one_batch():
     config = MMFAConfig.from_document(tiny_doc(), name="tiny")
     tc = MMFATrainConfig.from_dict(config.raw["train_params"])
     tc.loss_weights.generator_gan = 0
+    tc.loss_weights.reconstruction = 10
     torch.manual_seed(0)
     model = build_mmfa(config, seed=0)
     objective = MMFAGeneratorObjective(model, tc, vgg=None, ms_ssim_weight=0)
@@ -117,7 +118,9 @@ def test_a_few_steps_lower_the_loss_on_one_batch():
     for step in range(25):
         losses, out = objective(source, driving, poses, poses, _transform(step), _augment(step))
         reconstruction = (out.prediction - driving).abs().mean()
-        loss = sum(losses.values()) + 10 * reconstruction
+        # loss_weights.reconstruction: the pixel L1 of the full-size output, weighted
+        assert torch.allclose(losses["reconstruction"], 10 * reconstruction)
+        loss = sum(losses.values())
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -130,6 +133,7 @@ def test_a_few_steps_lower_the_loss_on_one_batch():
         "equivariance",
         "expression",
         "head_pose",
+        "reconstruction",
     }
     assert last < 0.6 * first
 

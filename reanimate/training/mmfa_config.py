@@ -29,6 +29,11 @@ Keys (all optional):
 ``loss_weights.ms_ssim`` (``auto``)
     As FOMM's: 1 - MS-SSIM with weight 10 on the full-size output when the VGG-19 has no
     ImageNet weights, else 0.
+``loss_weights.reconstruction`` (0)
+    Not in the paper: ``reconstruction * mean|G - D|``, the pixel L1 of the full-size
+    output against the driving frame (images in [0, 1]). The shipped ``heads-64`` CPU
+    config uses it: with a random-init VGG-19 (no ImageNet weights offline) the
+    perceptual pyramid alone left an hour's outputs soft.
 ``loss_weights.vgg_face`` (0)
     The VGG-Face term of supp. A.2, on the full-size output only:
     ``vgg_face * sum_i mean|phi_i(G) - phi_i(D)|`` over VGG-Face's relu1_1 ... relu5_1
@@ -63,6 +68,7 @@ class ExpressionAugmentation:
 class MMFALossWeights:
     perceptual: list[float] = field(default_factory=lambda: [10.0, 10.0, 10.0, 10.0, 10.0])
     vgg_face: float = 0.0
+    reconstruction: float = 0.0
     ms_ssim: float | str = "auto"
     generator_gan: float = 1.0
     discriminator_gan: float = 1.0

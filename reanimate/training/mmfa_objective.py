@@ -180,6 +180,8 @@ class MMFAGeneratorObjective(nn.Module):
             # the network resizes both images to its 224x224 input itself.
             layer_weights = [w.vgg_face] * len(VGG_FACE_LAYERS)
             losses["vgg_face"] = perceptual_loss(self.vgg_face, {1: out.prediction}, {1: driving}, layer_weights)
+        if w.reconstruction:  # not in the paper (training/mmfa_config.py)
+            losses["reconstruction"] = w.reconstruction * (out.prediction - driving).abs().mean()
         if self.ms_ssim_weight:
             losses["ms_ssim"] = self.ms_ssim_weight * ms_ssim_loss(out.prediction, driving)
 
