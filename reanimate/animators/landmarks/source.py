@@ -166,6 +166,22 @@ def mirror_tables(
     return visibility, texture, index, outer
 
 
+def no_slivers(config: LandmarkAnimatorConfig, areas: np.ndarray) -> np.ndarray:
+    """``(len(areas),)`` bool: the skin triangles larger than ``sliver_area`` times the
+    median size (landmark noise alone turns slivers over, so neither the relaxation nor
+    the untangling checks them)."""
+    return np.abs(areas) > config.sliver_area * np.median(np.abs(areas))
+
+
+def relaxed_skin(config: LandmarkAnimatorConfig, areas: np.ndarray, front: np.ndarray) -> np.ndarray:
+    """``(len(areas),)`` bool: the skin triangles :func:`.warp.relax_flips` keeps from
+    flipping: no slivers, and only those the source shows facing the camera. Skin the
+    source shows turned away (behind the far cheek of a three-quarter face) turns towards
+    the camera when the head turns back: no flip to undo. Pushed back to the source's
+    orientation, it drove the silhouette out into a straight edge with a step at the eye."""
+    return no_slivers(config, areas) & (areas * front > 0)
+
+
 def untangled_skin(
     config: LandmarkAnimatorConfig, landmarks: np.ndarray, skin: np.ndarray, areas: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -178,7 +194,7 @@ def untangled_skin(
     folds for real, and the face tracker read the mouth less well from the output), but
     for the lids (:func:`.warp.lid_skin`, while ``lid_keep`` > 0), which keep
     ``lid_keep``."""
-    sized = np.abs(areas) > config.sliver_area * np.median(np.abs(areas))
+    sized = no_slivers(config, areas)
     frontal = frontal_view(landmarks)
     below_nose = (frontal[skin, 1] > frontal[list(NOSE_BASE), 1].mean()).all(1)
     lids = sized & lid_skin(landmarks, skin) & (config.lid_keep > 0)
@@ -239,6 +255,7 @@ class LandmarkSource:
     outer_landmarks: np.ndarray  # (478, 2) the landmarks pushed out from the face's centre (node N + i is landmark i)
     untangled: np.ndarray  # (mesh_count,) bool: the skin triangles warp.untangle_skin keeps from folding
     untangle_keep: np.ndarray  # (mesh_count,) float: the least share of its size each of them keeps
+    relaxed: np.ndarray  # (mesh_count,) bool: the skin triangles warp.relax_flips keeps from flipping
     human: bool = True  # faces.kind: False draws no borrowed mouth interior and no lash lines
 
     @property
@@ -329,5 +346,6 @@ def encode_source(config: LandmarkAnimatorConfig, image: np.ndarray, landmarks: 
         teeth_colour([eye_white(e) for e in eyeballs], lips[0]),
         *mirror_tables(cfg, landmarks, nodes, triangles, areas, front, kinds),
         *untangled_skin(cfg, landmarks, triangles[:mesh_count], areas[:mesh_count]),
+        relaxed_skin(cfg, areas[:mesh_count], front),
         face_kind(image, landmarks, cfg.face_kind) == HUMAN,
     )

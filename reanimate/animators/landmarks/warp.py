@@ -168,10 +168,10 @@ def untangle_skin(
     (the similarity of the rigid points), so the skin a head turn takes away from the
     camera (the far cheek) is left to the culling, not unfolded.
 
-    The lids (:func:`lid_skin`, chosen once per source) keep ``lid_keep`` of their size: a driver that lowers its
-    brow towards its eye by more than the source's lid has room for (a painted portrait's
-    heavy lid) would otherwise fold the lid under the brow, which leaves a notch between
-    the brow and the eye; the brow stops higher instead.
+    The lids (:func:`lid_skin`, chosen once per source) keep ``lid_keep`` of their size:
+    a driver that lowers its brow towards its eye by more than the source's lid has room
+    for (a painted portrait's heavy lid) would otherwise fold the lid under the brow,
+    which leaves a notch between the brow and the eye; the brow stops higher instead.
 
     Args:
         nodes: ``(N, 2)`` target nodes; points: ``(478, 3)`` target landmarks (with depth).
@@ -221,17 +221,12 @@ def relax_flips(
     """In place: move landmarks of flipped skin triangles half-way towards the
     first-order predictions of their mesh neighbours, ``p_k + J_k (s_i - s_k)`` (held
     inside the bounding box of those neighbours' positions), until no skin triangle
-    flips (or ``relax_iterations`` passes). Slivers (tiny in the source) are not
-    checked: landmark noise alone turns them over."""
-    skin = source.triangles[: source.mesh_count]
-    src_areas = source.areas[: source.mesh_count]
-    checked = np.abs(src_areas) > config.sliver_area * np.median(np.abs(src_areas))
-    # Skin the source shows turned away (behind the far cheek of a three-quarter face)
-    # turns towards the camera when the head turns back: no flip to undo. Pushed back to
-    # the source's orientation, it drove the silhouette out into a straight edge with a
-    # step at the eye.
-    checked &= src_areas * source.front > 0
-    skin, src_areas = skin[checked], src_areas[checked]
+    flips (or ``relax_iterations`` passes). Only the triangles chosen once per source
+    (:func:`.source.relaxed_skin`: no slivers, facing the camera in the source) are
+    checked."""
+    checked = source.relaxed
+    skin = source.triangles[: source.mesh_count][checked]
+    src_areas = source.areas[: source.mesh_count][checked]
     neighbours, weights = source.skin_neighbours
     src = source.nodes
     for _ in range(config.relax_iterations):
